@@ -1,0 +1,148 @@
+"""ExampleGen for raw JSON Lines and CSV-with-list-cells files; TFRecord goes to ImportExampleGen.
+
+The executor reads every matched file in a Beam job (one file per element, so files spread over
+workers) and writes real ``int64_list`` / ``bytes_list`` features, which CsvExampleGen cannot.
+"""
+
+from __future__ import annotations
+
+import glob as globlib
+import os
+from typing import Any, Iterator, Mapping
+
+import apache_beam as beam
+import tensorflow as tf
+from google.protobuf import json_format, struct_pb2
+from tfx import v1 as tfx
+from tfx.components import FileBasedExampleGen
+from tfx.components.example_gen.base_example_gen_executor import BaseExampleGenExecutor
+from tfx.dsl.components.base import executor_spec
+from tfx.types import standard_component_specs
+
+from components.raw_records import RawDataError, column_specs, read_file_examples
+
+_READER_KEY = "embedpipe_reader"
+
+
+def reader_custom_config(config: Mapping[str, Any]) -> tfx.proto.CustomConfig:
+    """Pack what the reader needs (format, delimiter, column types) into ExampleGen's CustomConfig."""
+    settings = struct_pb2.Struct()
+    settings.update(
+        {
+            _READER_KEY: {
+                "format": config["data"]["format"],
+                "list_delimiter": config["data"]["list_delimiter"],
+                "features": [{k: f[k] for k in ("name", "kind", "dtype")} for f in config["features"]],
+                "label": {k: config["label"][k] for k in ("name", "dtype")},
+            }
+        }
+    )
+    custom = tfx.proto.CustomConfig()
+    custom.custom_config.Pack(settings)
+    return custom
+
+
+def _reader_settings(exec_properties: Mapping[str, Any]) -> dict[str, Any]:
+    raw = exec_properties.get(standard_component_specs.CUSTOM_CONFIG_KEY)
+    custom = tfx.proto.CustomConfig()
+    if isinstance(raw, str):
+        json_format.Parse(raw, custom)
+    elif raw is not None:
+        custom.CopyFrom(raw)
+    settings = struct_pb2.Struct()
+    if not custom.custom_config.Unpack(settings) or _READER_KEY not in settings:
+        raise ValueError("RawExampleGen needs custom_config from components.example_gen.reader_custom_config()")
+    return json_format.MessageToDict(settings)[_READER_KEY]
+
+
+def _read_one_file(path: str, settings: Mapping[str, Any]) -> Iterator[tf.train.Example]:
+    specs = column_specs(settings)
+    yield from read_file_examples(path, settings["format"], specs, settings["list_delimiter"])
+
+
+@beam.ptransform_fn
+@beam.typehints.with_input_types(beam.Pipeline)
+@beam.typehints.with_output_types(tf.train.Example)
+def _RawFilesToExample(  # noqa: N802 -- Beam PTransform naming
+    pipeline: beam.Pipeline, exec_properties: dict[str, Any], split_pattern: str
+) -> beam.pvalue.PCollection:
+    settings = _reader_settings(exec_properties)
+    pattern = os.path.join(exec_properties[standard_component_specs.INPUT_BASE_KEY], split_pattern)
+    files = sorted(tf.io.gfile.glob(pattern))
+    if not files:
+        raise RawDataError(f"no input files match {pattern}")
+    return (
+        pipeline
+        | "ListFiles" >> beam.Create(files)
+        | "SpreadFiles" >> beam.Reshuffle()
+        | "ParseRecords" >> beam.FlatMap(_read_one_file, settings)
+    )
+
+
+class RawExampleGenExecutor(BaseExampleGenExecutor):
+    """TFX ExampleGen executor for JSON Lines and CSV files with list-valued fields."""
+
+    def GetInputSourceToExamplePTransform(self) -> beam.PTransform:  # noqa: N802 -- TFX API
+        """The PTransform that turns one split's files into tf.Examples."""
+        return _RawFilesToExample
+
+
+# --------------------------------------------------------------------------- inputs and splits
+
+
+def split_input_location(path: str) -> tuple[str, str]:
+    """Split a data path (file, glob or directory) into ExampleGen's input_base and pattern."""
+    if any(ch in path for ch in "*?["):
+        head, parts = path, []
+        while any(ch in head for ch in "*?["):
+            head, tail = os.path.split(head)
+            parts.insert(0, tail)
+        return head, os.path.join(*parts)
+    if tf.io.gfile.isdir(path):
+        return path, "*"
+    return os.path.dirname(path) or ".", os.path.basename(path)
+
+
+def _check_inputs_exist(base: str, pattern: str, what: str) -> None:
+    full = os.path.join(base, pattern)
+    if "://" not in full and not globlib.glob(full):
+        raise FileNotFoundError(f"{what}: no files match {full}")
+
+
+def example_gen_io(data: Mapping[str, Any]) -> tuple[str, tfx.proto.Input, tfx.proto.Output | None]:
+    """input_base, input_config and output_config for the config's data section."""
+    base, pattern = split_input_location(data["path"])
+    if data["split_files"]:
+        if pattern != "*":
+            raise ValueError(f"data.split.files needs data.path to be a directory holding the split files, got {data['path']}")
+        splits = []
+        for name in ("train", "eval"):
+            _check_inputs_exist(base, data["split_files"][name], f"data.split.files.{name}")
+            splits.append(tfx.proto.Input.Split(name=name, pattern=data["split_files"][name]))
+        return base, tfx.proto.Input(splits=splits), None
+    _check_inputs_exist(base, pattern, "data.path")
+    buckets = data["hash_buckets"]
+    output = tfx.proto.Output(
+        split_config=tfx.proto.SplitConfig(
+            splits=[
+                tfx.proto.SplitConfig.Split(name="train", hash_buckets=buckets["train"]),
+                tfx.proto.SplitConfig.Split(name="eval", hash_buckets=buckets["eval"]),
+            ]
+        )
+    )
+    return base, tfx.proto.Input(splits=[tfx.proto.Input.Split(name="single_split", pattern=pattern)]), output
+
+
+def make_example_gen(config: Mapping[str, Any]) -> Any:
+    """The ExampleGen component for ``config`` (a ``PipelineConfig.to_dict()``)."""
+    base, input_config, output_config = example_gen_io(config["data"])
+    if config["data"]["format"] == "tfrecord":
+        return tfx.components.ImportExampleGen(input_base=base, input_config=input_config, output_config=output_config)
+    return FileBasedExampleGen(
+        input_base=base,
+        input_config=input_config,
+        output_config=output_config,
+        custom_config=reader_custom_config(config),
+        custom_executor_spec=executor_spec.BeamExecutorSpec(RawExampleGenExecutor),
+    )
+

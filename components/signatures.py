@@ -1,0 +1,87 @@
+"""The SavedModel's signatures: raw inputs in, probability out, with Transform inside the graph.
+
+- ``serving_default``: ``examples`` (1-D string, serialized tf.Example with the raw features, no
+  label) -> ``probability`` ``[batch, 1]``.
+- ``predict_raw``: one tensor per raw feature for JSON clients -> ``probability``. Sequences are
+  ``[batch, max_len_in_request]`` padded with ``""`` (string) or ``-1`` (int), which are dropped;
+  ids are ``[batch]``.
+- ``classify``: ``inputs`` (serialized tf.Example) -> ``classes`` ``[batch, 2]`` (``"0"``, ``"1"``)
+  and ``scores`` ``[batch, 2]``, the keys TF Serving's Classify API expects.
+- ``transform_features``: serialized tf.Example *with* the label -> the transformed tensors; TFMA
+  uses it to compute the 0/1 label from the raw label column.
+Unknown tokens map to OOV ids, over-long sequences are truncated, empty ones are all padding.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import tensorflow as tf
+import tensorflow_transform as tft
+import tf_keras as keras
+
+from pipeline.config import PipelineConfig
+
+SERVING_DEFAULT = "serving_default"
+PREDICT_RAW = "predict_raw"
+CLASSIFY = "classify"
+TRANSFORM_FEATURES = "transform_features"
+OUTPUT_KEY = "probability"
+RAW_PADDING = {tf.string: "", tf.int64: -1}
+
+
+def _raw_dtype(f: Any) -> tf.DType:
+    return tf.int64 if f.dtype == "int" else tf.string
+
+
+def make_signatures(model: keras.Model, tft_output: tft.TFTransformOutput, config: PipelineConfig) -> dict[str, Callable]:
+    """Concrete functions to pass to ``model.save(..., signatures=...)``."""
+    model.tft_layer = tft_output.transform_features_layer()  # tracked, so its assets are saved
+    raw_spec = tft_output.raw_feature_spec()
+    serving_spec = {f.name: raw_spec[f.name] for f in config.features}
+    eval_spec = {**serving_spec, config.label.name: raw_spec[config.label.name]}
+    feature_names = [f.name for f in config.features]
+
+    def score(raw: dict[str, Any]) -> tf.Tensor:
+        transformed = model.tft_layer(raw)
+        return model({name: transformed[name] for name in feature_names})
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    def serve_examples(examples: tf.Tensor) -> dict[str, tf.Tensor]:
+        return {OUTPUT_KEY: score(tf.io.parse_example(examples, serving_spec))}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")])
+    def classify(inputs: tf.Tensor) -> dict[str, tf.Tensor]:
+        p = score(tf.io.parse_example(inputs, serving_spec))
+        batch = tf.shape(p)[0]
+        return {
+            "classes": tf.tile(tf.constant([["0", "1"]]), [batch, 1]),
+            "scores": tf.concat([1.0 - p, p], axis=1),
+        }
+
+    raw_specs = {
+        f.name: tf.TensorSpec([None, None] if f.kind == "sequence" else [None], _raw_dtype(f), name=f.name)
+        for f in config.features
+    }
+    kinds = {f.name: f.kind for f in config.features}
+
+    @tf.function(input_signature=[raw_specs])
+    def predict_raw(features: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        raw = {}
+        for name, x in features.items():
+            if kinds[name] == "sequence":
+                raw[name] = tf.ragged.boolean_mask(x, tf.not_equal(x, RAW_PADDING[x.dtype])).to_sparse()
+            else:
+                raw[name] = x[:, tf.newaxis]
+        return {OUTPUT_KEY: score(raw)}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    def transform_features(examples: tf.Tensor) -> dict[str, tf.Tensor]:
+        return model.tft_layer(tf.io.parse_example(examples, eval_spec))
+
+    return {
+        SERVING_DEFAULT: serve_examples.get_concrete_function(),
+        PREDICT_RAW: predict_raw.get_concrete_function(),
+        CLASSIFY: classify.get_concrete_function(),
+        TRANSFORM_FEATURES: transform_features.get_concrete_function(),
+    }

@@ -1,0 +1,112 @@
+"""The Trainer's ``run_fn``: read transformed examples, fit the model, export it with signatures.
+
+Next to the SavedModel, under ``assets.extra/embedpipe/`` (which the Pusher copies along and TF
+Serving ignores), it writes the model summary and the resolved config it was trained with.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import tensorflow as tf
+import tensorflow_transform as tft
+import tf_keras as keras
+from absl import logging
+from tfx import v1 as tfx
+from tfx_bsl.public import tfxio
+
+from components.model import assert_keras_2, build_model
+from components.preprocessing import CUSTOM_CONFIG_KEY, vocabulary_name
+from components.signatures import make_signatures
+from pipeline.config import LABEL_KEY, PipelineConfig, config_from_dict
+
+MODEL_INFO_DIR = os.path.join("assets.extra", "embedpipe")
+
+
+def make_dataset(
+    files: list[str],
+    data_accessor: tfx.components.DataAccessor,
+    tft_output: tft.TFTransformOutput,
+    batch_size: int,
+    shuffle: bool,
+    seed: int,
+) -> tf.data.Dataset:
+    """One pass over transformed examples as ``(features, label)`` batches."""
+    options = tfxio.TensorFlowDatasetOptions(
+        batch_size=batch_size,
+        label_key=LABEL_KEY,
+        num_epochs=1,
+        shuffle=shuffle,
+        shuffle_seed=seed,
+    )
+    return data_accessor.tf_dataset_factory(files, options, tft_output.transformed_metadata.schema)
+
+
+def vocabulary_sizes(config: PipelineConfig, tft_output: tft.TFTransformOutput) -> dict[str, int]:
+    """Vocabulary size V per vocabulary owner, read from Transform's output."""
+    return {
+        f.name: tft_output.vocabulary_size_by_name(vocabulary_name(f.name))
+        for f in config.features
+        if f.share_embedding_with is None
+    }
+
+
+def compile_model(model: keras.Model, config: PipelineConfig) -> None:
+    """Adam + binary cross-entropy, tracking AUC (the early-stopping metric) and accuracy."""
+    model.compile(
+        optimizer=keras.optimizers.Adam(config.training.learning_rate),
+        loss=keras.losses.BinaryCrossentropy(),
+        metrics=[keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="accuracy")],
+    )
+
+
+def write_model_info(model: keras.Model, config: PipelineConfig, export_dir: str, sizes: dict[str, int]) -> None:
+    """Write the Keras summary and the resolved config beside the SavedModel."""
+    info_dir = os.path.join(export_dir, MODEL_INFO_DIR)
+    tf.io.gfile.makedirs(info_dir)
+    lines: list[str] = []
+    model.summary(print_fn=lines.append, expand_nested=True, line_length=120)
+    with tf.io.gfile.GFile(os.path.join(info_dir, "model_summary.txt"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    with tf.io.gfile.GFile(os.path.join(info_dir, "config.json"), "w") as f:
+        json.dump({"config": config.to_dict(), "vocabulary_sizes": sizes}, f, indent=2)
+
+
+def run_fn(fn_args: tfx.components.FnArgs) -> None:
+    """TFX Trainer entry point."""
+    assert_keras_2()
+    config = config_from_dict(fn_args.custom_config[CUSTOM_CONFIG_KEY])
+    training = config.training
+    keras.utils.set_random_seed(training.seed)
+    tft_output = tft.TFTransformOutput(fn_args.transform_output)
+    sizes = vocabulary_sizes(config, tft_output)
+    logging.info("Vocabulary sizes (before padding/OOV rows): %s", sizes)
+
+    train = make_dataset(fn_args.train_files, fn_args.data_accessor, tft_output, training.batch_size, True, training.seed)
+    evaluation = make_dataset(fn_args.eval_files, fn_args.data_accessor, tft_output, training.batch_size, False, training.seed)
+
+    model = build_model(config, sizes)
+    compile_model(model, config)
+    model.summary(print_fn=logging.info)
+
+    callbacks: list[keras.callbacks.Callback] = [keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir)]
+    if training.early_stopping_patience is not None:
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor=training.early_stopping_monitor,
+                mode="max" if training.early_stopping_monitor == "val_auc" else "min",
+                patience=training.early_stopping_patience,
+                restore_best_weights=True,
+            )
+        )
+    model.fit(
+        train,
+        epochs=training.epochs,
+        steps_per_epoch=training.steps_per_epoch,
+        validation_data=evaluation,
+        callbacks=callbacks,
+        verbose=2,
+    )
+    model.save(fn_args.serving_model_dir, save_format="tf", signatures=make_signatures(model, tft_output, config))
+    write_model_info(model, config, fn_args.serving_model_dir, sizes)

@@ -1,0 +1,148 @@
+"""``embedpipe``: run the pipeline, write a first schema, make example data.
+
+    embedpipe run [--config F] [--data PATH] [--verbose]
+    embedpipe schema infer --config F [--data PATH] [--output F]
+    embedpipe data synthetic --rows N --output DIR [--seed S] [--signal preference|late]
+    embedpipe data movielens --source DIR --output DIR [--eval-per-user 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+import pipeline  # noqa: F401 -- sets TF_USE_LEGACY_KERAS before TensorFlow loads
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_CONFIG = REPO_ROOT / "configs" / "synthetic.yaml"
+DEFAULT_SYNTHETIC_ROWS = 6000
+EXIT_NOT_PUSHED = 3  # the run completed but the model was not blessed, so nothing was pushed
+
+
+def _quiet_logs(verbose: bool) -> None:
+    """Without --verbose only warnings reach stderr; progress lines come from the runner."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1" if verbose else "2")
+    if not verbose:
+        import warnings
+
+        warnings.filterwarnings("ignore")
+        from absl import logging as absl_logging
+
+        absl_logging.get_absl_handler().setLevel(logging.WARNING)
+        logging.getLogger("apache_beam").setLevel(logging.WARNING)
+
+
+def _load(args: argparse.Namespace):
+    from pipeline.config import load_config
+
+    config = load_config(args.config)
+    if getattr(args, "data", None):
+        config = config.with_data_path(os.path.abspath(args.data))
+    return config
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run the whole pipeline locally and print the summary."""
+    if args.config is None:
+        args.config = DEFAULT_CONFIG
+        if not args.data:
+            from pipeline.config import load_config
+            from pipeline.datasets.synthetic import write_synthetic
+
+            data_dir = load_config(DEFAULT_CONFIG).data.path
+            if not os.path.isdir(data_dir) or not os.listdir(data_dir):
+                path = write_synthetic(data_dir, DEFAULT_SYNTHETIC_ROWS)
+                print(f"embedpipe: no config given; wrote {DEFAULT_SYNTHETIC_ROWS} synthetic examples to {path}")
+    config = _load(args)
+    _quiet_logs(args.verbose)
+    from pipeline.local_runner import run_locally
+
+    summary = run_locally(config)
+    return 0 if summary.pushed else EXIT_NOT_PUSHED
+
+
+def cmd_schema_infer(args: argparse.Namespace) -> int:
+    """Write a first schema from the data, for a person to curate."""
+    config = _load(args)
+    _quiet_logs(args.verbose)
+    from pipeline.schema_infer import infer_schema_file
+
+    output = args.output or config.schema_path
+    notes = infer_schema_file(config, output)
+    print(f"wrote {output}")
+    for note in notes:
+        print(f"  - {note}")
+    print("Review it (domains, presence, value counts) before pointing a run at it.")
+    return 0
+
+
+def cmd_data_synthetic(args: argparse.Namespace) -> int:
+    """Write synthetic JSONL examples."""
+    from pipeline.datasets.synthetic import write_synthetic
+
+    path = write_synthetic(args.output, args.rows, seed=args.seed, signal=args.signal)
+    print(f"wrote {args.rows} examples to {path}")
+    return 0
+
+
+def cmd_data_movielens(args: argparse.Namespace) -> int:
+    """Convert MovieLens CSVs into JSONL examples split by time."""
+    from pipeline.datasets.movielens import convert_movielens
+
+    s = convert_movielens(args.source, args.output, eval_per_user=args.eval_per_user, max_history=args.max_history)
+    print(f"{s.users} users: {s.train_examples} train examples -> {s.train_path}, {s.eval_examples} eval examples -> {s.eval_path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``embedpipe`` command."""
+    parser = argparse.ArgumentParser(prog="embedpipe", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    verbs = parser.add_subparsers(dest="verb", required=True)
+
+    run = verbs.add_parser("run", help="run the pipeline locally (built-in synthetic example without --config)")
+    run.add_argument("--config", type=Path, help="YAML config (default: the built-in synthetic example)")
+    run.add_argument("--data", help="override data.path: a file, a glob, or a directory holding the split files")
+    run.add_argument("--verbose", action="store_true", help="show TFX, Beam and TensorFlow logs")
+    run.set_defaults(func=cmd_run)
+
+    schema = verbs.add_parser("schema", help="schema tools").add_subparsers(dest="schema_verb", required=True)
+    infer = schema.add_parser("infer", help="write a first schema from the data for a person to curate")
+    infer.add_argument("--config", type=Path, required=True)
+    infer.add_argument("--data", help="override data.path")
+    infer.add_argument("--output", help="where to write the .pbtxt (default: the config's schema path)")
+    infer.add_argument("--verbose", action="store_true")
+    infer.set_defaults(func=cmd_schema_infer)
+
+    data = verbs.add_parser("data", help="example data").add_subparsers(dest="data_verb", required=True)
+    synthetic = data.add_parser("synthetic", help="synthetic click data with a learnable signal")
+    synthetic.add_argument("--rows", type=int, required=True)
+    synthetic.add_argument("--output", required=True)
+    synthetic.add_argument("--seed", type=int, default=0)
+    synthetic.add_argument("--signal", choices=("preference", "late"), default="preference")
+    synthetic.set_defaults(func=cmd_data_synthetic)
+    movielens = data.add_parser("movielens", help="MovieLens CSV layout -> JSONL examples split by time")
+    movielens.add_argument("--source", required=True, help="directory with ratings.csv and movies.csv")
+    movielens.add_argument("--output", required=True)
+    movielens.add_argument("--eval-per-user", type=int, default=10, help="each user's last N ratings go to eval")
+    movielens.add_argument("--max-history", type=int, default=50)
+    movielens.set_defaults(func=cmd_data_movielens)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``embedpipe`` console script."""
+    args = build_parser().parse_args(argv)
+    from pipeline.config import ConfigError
+
+    try:
+        return args.func(args)
+    except (ConfigError, FileNotFoundError) as e:
+        print(f"embedpipe: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

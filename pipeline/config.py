@@ -1,0 +1,590 @@
+"""The YAML config that drives a run: load it once, validate it once, fail with the field's name.
+
+Every other module receives a validated :class:`PipelineConfig` (or its JSON-safe ``to_dict()``
+form inside TFX components) and never re-checks it. Relative paths in a config file resolve
+against the directory that holds the file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import operator
+import os
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import yaml
+
+LABEL_KEY = "label"  # name of the transformed 0/1 label; raw features may not use it
+
+DATA_FORMATS = ("jsonl", "csv", "tfrecord")
+FEATURE_KINDS = ("sequence", "id")
+DTYPES = ("string", "int")
+TRUNCATIONS = ("keep_last", "keep_first")
+MODEL_TYPES = ("pooled", "concat_flatten", "concat_rnn")
+POOLINGS = ("mean", "sum", "max", "lstm", "gru", "attention")
+RNN_CELLS = ("lstm", "gru")
+TFMA_METRICS = (
+    "AUC",
+    "BinaryAccuracy",
+    "Precision",
+    "Recall",
+    "Calibration",
+    "ExampleCount",
+    "MeanLabel",
+    "MeanPrediction",
+    "AUCPrecisionRecall",
+    "BinaryCrossentropy",
+)
+HIGHER_IS_BETTER = ("AUC", "BinaryAccuracy", "Precision", "Recall", "AUCPrecisionRecall")
+LOWER_IS_BETTER = ("BinaryCrossentropy",)
+_LABEL_OPS: dict[str, Callable[[Any, Any], bool]] = {
+    ">=": operator.ge,
+    "<=": operator.le,
+    "==": operator.eq,
+    "!=": operator.ne,
+    ">": operator.gt,
+    "<": operator.lt,
+}
+
+
+class ConfigError(ValueError):
+    """A config value is missing or not allowed; the message starts with the field's path."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"config field '{field}': {message}")
+        self.field = field
+
+
+# --------------------------------------------------------------------------- sections
+
+
+@dataclasses.dataclass(frozen=True)
+class VocabularyConfig:
+    """How Transform builds one feature's vocabulary."""
+
+    top_k: int | None = None
+    frequency_threshold: int = 1
+    num_oov_buckets: int = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureConfig:
+    """One categorical input: its raw form, vocabulary, padding and embedding."""
+
+    name: str
+    kind: str  # sequence | id
+    dtype: str  # string | int
+    embedding_dim: int
+    vocabulary: VocabularyConfig = VocabularyConfig()
+    max_length: int = 1  # ids always have length 1
+    truncate: str = "keep_last"
+    mask_zero: bool = True
+    pooling: str | None = None  # per-feature override of model.pooling (pooled model)
+    share_embedding_with: str | None = None
+
+    @property
+    def length(self) -> int:
+        """Length of the transformed, padded id tensor."""
+        return self.max_length if self.kind == "sequence" else 1
+
+    @property
+    def vocabulary_owner(self) -> str:
+        """Name of the feature whose vocabulary (and embedding table) this feature uses."""
+        return self.share_embedding_with or self.name
+
+
+@dataclasses.dataclass(frozen=True)
+class LabelConfig:
+    """The raw label column and the rule that turns its value into 1 (else 0)."""
+
+    name: str
+    dtype: str = "float"  # int | float | string
+    positive_if: str = "== 1"
+
+    @property
+    def rule(self) -> tuple[str, Any]:
+        """The rule as (operator symbol, typed operand)."""
+        return parse_label_rule(self.positive_if, self.dtype, "label.positive_if")
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """Where raw examples come from and how they are split into train and eval."""
+
+    format: str
+    path: str
+    list_delimiter: str = "|"
+    hash_buckets: Mapping[str, int] | None = None  # {"train": 4, "eval": 1}
+    split_files: Mapping[str, str] | None = None  # {"train": "train*", "eval": "eval*"}
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Which multi-embedding architecture the Trainer builds."""
+
+    type: str = "pooled"
+    pooling: str = "mean"
+    rnn_cell: str = "lstm"
+    rnn_units: int = 32
+    hidden_units: tuple[int, ...] = (64, 32)
+    concat: tuple[str, ...] | None = None  # concat_* variants: features joined on the last axis
+    dropout: float = 0.0
+    l2: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingConfig:
+    """Optimisation settings for the Trainer."""
+
+    batch_size: int = 256
+    epochs: int = 3
+    steps_per_epoch: int | None = None
+    learning_rate: float = 1e-3
+    early_stopping_patience: int | None = 2
+    early_stopping_monitor: str = "val_auc"
+    seed: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluationConfig:
+    """TFMA metrics and the thresholds that decide whether a model is blessed."""
+
+    metrics: tuple[str, ...] = (
+        "ExampleCount",
+        "AUC",
+        "BinaryAccuracy",
+        "Precision",
+        "Recall",
+        "Calibration",
+    )
+    # metric -> {"lower_bound": x} and/or {"upper_bound": y}
+    value_thresholds: Mapping[str, Mapping[str, float]] = dataclasses.field(
+        default_factory=lambda: {"AUC": {"lower_bound": 0.6}}
+    )
+    # metric -> largest allowed drop against the last blessed model (0 = no regression at all)
+    no_regression: Mapping[str, float] = dataclasses.field(default_factory=lambda: {"AUC": 0.0})
+
+
+@dataclasses.dataclass(frozen=True)
+class PushConfig:
+    """Where blessed models go: ``<base_directory>/<model_name>/<version>/``."""
+
+    base_directory: str
+    model_name: str
+
+    @property
+    def model_directory(self) -> str:
+        """The directory TF Serving's ``--model_base_path`` points at."""
+        return os.path.join(self.base_directory, self.model_name)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """Pipeline identity and where its artifacts and metadata live."""
+
+    name: str
+    root: str
+    metadata_path: str
+    enable_cache: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineConfig:
+    """The whole validated config."""
+
+    pipeline: RunConfig
+    data: DataConfig
+    schema_path: str
+    features: tuple[FeatureConfig, ...]
+    label: LabelConfig
+    model: ModelConfig
+    training: TrainingConfig
+    evaluation: EvaluationConfig
+    push: PushConfig
+    beam_args: tuple[str, ...]
+    source: str = "<dict>"
+
+    def feature(self, name: str) -> FeatureConfig:
+        """The feature called ``name``."""
+        for f in self.features:
+            if f.name == name:
+                return f
+        raise KeyError(name)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-safe form, for TFX ``custom_config`` and for writing next to the model."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    def with_data_path(self, path: str) -> PipelineConfig:
+        """A copy reading data from ``path`` (a file, a glob or a directory of split files)."""
+        return dataclasses.replace(self, data=dataclasses.replace(self.data, path=path))
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_config(path: str | os.PathLike[str]) -> PipelineConfig:
+    """Read and validate a YAML config file; relative paths resolve against its directory."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError("<file>", f"no config file at {path}")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError("<file>", f"{path} is not valid YAML: {e}") from e
+    return parse_config(raw, base_dir=path.resolve().parent, source=str(path))
+
+
+def config_from_dict(raw: Mapping[str, Any]) -> PipelineConfig:
+    """Rebuild a config from ``PipelineConfig.to_dict()`` (inside TFX components)."""
+    return PipelineConfig(
+        pipeline=RunConfig(**raw["pipeline"]),
+        data=DataConfig(**raw["data"]),
+        schema_path=raw["schema_path"],
+        features=tuple(
+            FeatureConfig(**{**f, "vocabulary": VocabularyConfig(**f["vocabulary"])})
+            for f in raw["features"]
+        ),
+        label=LabelConfig(**raw["label"]),
+        model=ModelConfig(
+            **{
+                **raw["model"],
+                "hidden_units": tuple(raw["model"]["hidden_units"]),
+                "concat": _optional_tuple(raw["model"]["concat"]),
+            }
+        ),
+        training=TrainingConfig(**raw["training"]),
+        evaluation=EvaluationConfig(**{**raw["evaluation"], "metrics": tuple(raw["evaluation"]["metrics"])}),
+        push=PushConfig(**raw["push"]),
+        beam_args=tuple(raw["beam_args"]),
+        source=raw.get("source", "<dict>"),
+    )
+
+
+class _Section:
+    """Reads one mapping of the raw config, tracking the dotted path for error messages."""
+
+    def __init__(self, raw: Any, path: str, required: bool = True):
+        if raw is None and not required:
+            raw = {}
+        if not isinstance(raw, Mapping):
+            raise ConfigError(path or "<root>", f"must be a mapping, got {type(raw).__name__}")
+        self.raw = dict(raw)
+        self.path = path
+        self._read: set[str] = set()
+
+    def _field(self, key: str) -> str:
+        return f"{self.path}.{key}" if self.path else key
+
+    def get(self, key: str, kind: type | tuple[type, ...], default: Any = ..., *, choices: tuple = (), minimum: float | None = None) -> Any:
+        """The value of ``key``, checked for type, allowed values and minimum."""
+        self._read.add(key)
+        field = self._field(key)
+        if key not in self.raw or self.raw[key] is None:
+            if default is ...:
+                raise ConfigError(field, "is required" + (f"; one of {list(choices)}" if choices else ""))
+            return default
+        value = self.raw[key]
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        if float in kinds and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if isinstance(value, bool) and bool not in kinds:
+            raise ConfigError(field, f"must be {_kind_name(kinds)}, got {value!r}")
+        if not isinstance(value, kinds):
+            raise ConfigError(field, f"must be {_kind_name(kinds)}, got {value!r}")
+        if choices and value not in choices:
+            raise ConfigError(field, f"{value!r} is not allowed; one of {list(choices)}")
+        if minimum is not None and value < minimum:
+            raise ConfigError(field, f"must be >= {minimum}, got {value!r}")
+        return value
+
+    def section(self, key: str, required: bool = True) -> _Section:
+        """A nested mapping."""
+        self._read.add(key)
+        if key not in self.raw and required:
+            raise ConfigError(self._field(key), "is required")
+        return _Section(self.raw.get(key), self._field(key), required=required)
+
+    def finish(self) -> None:
+        """Refuse keys nobody read: a typo must not be ignored."""
+        unknown = sorted(set(self.raw) - self._read)
+        if unknown:
+            raise ConfigError(self._field(unknown[0]), f"unknown key; allowed keys here: {sorted(self._read)}")
+
+
+def _optional_tuple(value: list | None) -> tuple | None:
+    return None if value is None else tuple(value)
+
+
+def _kind_name(kinds: tuple[type, ...]) -> str:
+    names = {str: "a string", int: "an integer", float: "a number", bool: "true or false", list: "a list", dict: "a mapping"}
+    return " or ".join(names.get(k, k.__name__) for k in kinds)
+
+
+def _resolve(base_dir: Path | None, value: str) -> str:
+    if base_dir is None or "://" in value or os.path.isabs(value):
+        return value
+    return os.path.normpath(str(base_dir / value))
+
+
+def parse_label_rule(rule: str, dtype: str, field: str) -> tuple[str, Any]:
+    """Parse ``">= 4"`` into (">=", 4.0), typed by the label's dtype."""
+    text = rule.strip()
+    for symbol in sorted(_LABEL_OPS, key=len, reverse=True):
+        if text.startswith(symbol):
+            operand = text[len(symbol):].strip()
+            break
+    else:
+        raise ConfigError(field, f"{rule!r} must start with one of {list(_LABEL_OPS)}, e.g. '>= 4'")
+    if not operand:
+        raise ConfigError(field, f"{rule!r} has no value after {symbol!r}")
+    try:
+        value: Any = {"int": int, "float": float, "string": str}[dtype](operand.strip("'\""))
+    except ValueError as e:
+        raise ConfigError(field, f"{operand!r} is not a {dtype} (label.dtype)") from e
+    if dtype == "string" and symbol not in ("==", "!="):
+        raise ConfigError(field, f"a string label only allows == or !=, got {symbol!r}")
+    return symbol, value
+
+
+def label_is_positive(value: Any, label: LabelConfig) -> bool:
+    """Apply the label rule to one raw value (used by tests and the data tools)."""
+    symbol, operand = label.rule
+    return bool(_LABEL_OPS[symbol](value, operand))
+
+
+def parse_config(raw: Any, base_dir: Path | None = None, source: str = "<dict>") -> PipelineConfig:
+    """Validate a raw (YAML-loaded) mapping into a :class:`PipelineConfig`."""
+    root = _Section(raw, "")
+
+    run_s = root.section("pipeline")
+    name = run_s.get("name", str)
+    run = RunConfig(
+        name=name,
+        root=_resolve(base_dir, run_s.get("root", str, f"runs/{name}/root")),
+        metadata_path=_resolve(base_dir, run_s.get("metadata_path", str, f"runs/{name}/metadata.sqlite")),
+        enable_cache=run_s.get("enable_cache", bool, True),
+    )
+    run_s.finish()
+
+    data = _parse_data(root.section("data"), base_dir)
+    schema_path = _resolve(base_dir, root.get("schema", str))
+
+    raw_features = root.get("features", list)
+    if not raw_features:
+        raise ConfigError("features", "needs at least one feature")
+    features = tuple(_parse_feature(f, f"features[{i}]") for i, f in enumerate(raw_features))
+
+    label_s = root.section("label")
+    label = LabelConfig(
+        name=label_s.get("name", str),
+        dtype=label_s.get("dtype", str, "float", choices=("int", "float", "string")),
+        positive_if=label_s.get("positive_if", str, "== 1"),
+    )
+    label.rule  # noqa: B018 -- validates the rule now, naming label.positive_if
+    label_s.finish()
+
+    model = _parse_model(root.section("model", required=False))
+    training = _parse_training(root.section("training", required=False))
+    evaluation = _parse_evaluation(root.section("evaluation", required=False))
+
+    push_s = root.section("push", required=False)
+    push = PushConfig(
+        base_directory=_resolve(base_dir, push_s.get("base_directory", str, f"runs/{name}/serving")),
+        model_name=push_s.get("model_name", str, name),
+    )
+    push_s.finish()
+
+    beam_s = root.section("beam", required=False)
+    beam_args = tuple(str(a) for a in beam_s.get("args", list, ["--direct_running_mode=in_memory", "--direct_num_workers=1"]))
+    beam_s.finish()
+    root.finish()
+
+    config = PipelineConfig(
+        pipeline=run,
+        data=data,
+        schema_path=schema_path,
+        features=features,
+        label=label,
+        model=model,
+        training=training,
+        evaluation=evaluation,
+        push=push,
+        beam_args=beam_args,
+        source=source,
+    )
+    _check_cross_fields(config)
+    return config
+
+
+def _parse_data(s: _Section, base_dir: Path | None) -> DataConfig:
+    fmt = s.get("format", str, choices=DATA_FORMATS)
+    path = _resolve(base_dir, s.get("path", str))
+    delimiter = s.get("list_delimiter", str, "|")
+    if len(delimiter) != 1:
+        raise ConfigError("data.list_delimiter", f"must be one character, got {delimiter!r}")
+    split = s.section("split", required=False)
+    hash_buckets = split.get("hash_buckets", dict, None)
+    split_files = split.get("files", dict, None)
+    split.finish()
+    s.finish()
+    if hash_buckets and split_files:
+        raise ConfigError("data.split", "give either hash_buckets or files, not both")
+    if not hash_buckets and not split_files:
+        hash_buckets = {"train": 4, "eval": 1}
+    for field, mapping, kind in (("data.split.hash_buckets", hash_buckets, int), ("data.split.files", split_files, str)):
+        if mapping is None:
+            continue
+        if set(mapping) != {"train", "eval"}:
+            raise ConfigError(field, f"must name exactly the splits train and eval, got {sorted(mapping)}")
+        for split_name, value in mapping.items():
+            if not isinstance(value, kind) or isinstance(value, bool) or (kind is int and value < 1):
+                raise ConfigError(f"{field}.{split_name}", f"must be {'a positive integer' if kind is int else 'a file pattern'}, got {value!r}")
+    return DataConfig(format=fmt, path=path, list_delimiter=delimiter, hash_buckets=hash_buckets, split_files=split_files)
+
+
+def _parse_feature(raw: Any, path: str) -> FeatureConfig:
+    s = _Section(raw, path)
+    name = s.get("name", str)
+    if not name.isidentifier():
+        raise ConfigError(f"{path}.name", f"{name!r} must be a valid identifier (letters, digits, _)")
+    if name == LABEL_KEY:
+        raise ConfigError(f"{path}.name", f"{LABEL_KEY!r} is reserved for the transformed label")
+    kind = s.get("kind", str, choices=FEATURE_KINDS)
+    v = s.section("vocabulary", required=False)
+    vocabulary = VocabularyConfig(
+        top_k=v.get("top_k", int, None, minimum=1),
+        frequency_threshold=v.get("frequency_threshold", int, 1, minimum=1),
+        num_oov_buckets=v.get("num_oov_buckets", int, 1, minimum=0),
+    )
+    v.finish()
+    if kind == "sequence":
+        max_length = s.get("max_length", int, minimum=1)
+        truncate = s.get("truncate", str, "keep_last", choices=TRUNCATIONS)
+    else:
+        if s.raw.get("max_length") not in (None, 1):
+            raise ConfigError(f"{path}.max_length", "an id feature has exactly one value; use kind: sequence for lists")
+        s.get("max_length", int, 1)
+        if "truncate" in s.raw:
+            raise ConfigError(f"{path}.truncate", "only sequence features are truncated")
+        max_length, truncate = 1, "keep_last"
+    feature = FeatureConfig(
+        name=name,
+        kind=kind,
+        dtype=s.get("dtype", str, choices=DTYPES),
+        embedding_dim=s.get("embedding_dim", int, minimum=1),
+        vocabulary=vocabulary,
+        max_length=max_length,
+        truncate=truncate,
+        mask_zero=s.get("mask_zero", bool, True),
+        pooling=s.get("pooling", str, None, choices=POOLINGS),
+        share_embedding_with=s.get("share_embedding_with", str, None),
+    )
+    s.finish()
+    return feature
+
+
+def _parse_model(s: _Section) -> ModelConfig:
+    rnn = s.section("rnn", required=False)
+    model = ModelConfig(
+        type=s.get("type", str, "pooled", choices=MODEL_TYPES),
+        pooling=s.get("pooling", str, "mean", choices=POOLINGS),
+        rnn_cell=rnn.get("cell", str, "lstm", choices=RNN_CELLS),
+        rnn_units=rnn.get("units", int, 32, minimum=1),
+        hidden_units=tuple(s.get("hidden_units", list, [64, 32])),
+        concat=_optional_tuple(s.get("concat", list, None)),
+        dropout=s.get("dropout", float, 0.0, minimum=0.0),
+        l2=s.get("l2", float, 0.0, minimum=0.0),
+    )
+    rnn.finish()
+    s.finish()
+    if any(not isinstance(u, int) or isinstance(u, bool) or u < 1 for u in model.hidden_units):
+        raise ConfigError("model.hidden_units", f"must be a list of positive integers, got {list(model.hidden_units)}")
+    if model.dropout >= 1:
+        raise ConfigError("model.dropout", f"must be < 1, got {model.dropout}")
+    return model
+
+
+def _parse_training(s: _Section) -> TrainingConfig:
+    es = s.section("early_stopping", required=False)
+    training = TrainingConfig(
+        batch_size=s.get("batch_size", int, 256, minimum=1),
+        epochs=s.get("epochs", int, 3, minimum=1),
+        steps_per_epoch=s.get("steps_per_epoch", int, None, minimum=1),
+        learning_rate=s.get("learning_rate", float, 1e-3, minimum=0.0),
+        early_stopping_patience=es.get("patience", int, 2, minimum=0),
+        early_stopping_monitor=es.get("monitor", str, "val_auc", choices=("val_auc", "val_loss")),
+        seed=s.get("seed", int, 0),
+    )
+    es.finish()
+    s.finish()
+    if training.learning_rate <= 0:
+        raise ConfigError("training.learning_rate", f"must be > 0, got {training.learning_rate}")
+    return training
+
+
+def _parse_evaluation(s: _Section) -> EvaluationConfig:
+    default = EvaluationConfig()
+    metrics = tuple(s.get("metrics", list, list(default.metrics)))
+    for i, m in enumerate(metrics):
+        if m not in TFMA_METRICS:
+            raise ConfigError(f"evaluation.metrics[{i}]", f"{m!r} is not supported; one of {list(TFMA_METRICS)}")
+    thresholds = s.get("value_thresholds", dict, dict(default.value_thresholds))
+    for metric, bounds in thresholds.items():
+        field = f"evaluation.value_thresholds.{metric}"
+        if metric not in metrics:
+            raise ConfigError(field, f"{metric!r} is not in evaluation.metrics {list(metrics)}")
+        if not isinstance(bounds, Mapping) or not bounds or set(bounds) - {"lower_bound", "upper_bound"}:
+            raise ConfigError(field, "must be a mapping with lower_bound and/or upper_bound")
+        for k, b in bounds.items():
+            if isinstance(b, bool) or not isinstance(b, (int, float)):
+                raise ConfigError(f"{field}.{k}", f"must be a number, got {b!r}")
+    no_regression = s.get("no_regression", dict, dict(default.no_regression))
+    for metric, tolerance in no_regression.items():
+        field = f"evaluation.no_regression.{metric}"
+        if metric not in metrics:
+            raise ConfigError(field, f"{metric!r} is not in evaluation.metrics {list(metrics)}")
+        if metric not in HIGHER_IS_BETTER + LOWER_IS_BETTER:
+            raise ConfigError(field, f"{metric!r} has no better direction; one of {list(HIGHER_IS_BETTER + LOWER_IS_BETTER)}")
+        if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or tolerance < 0:
+            raise ConfigError(field, f"must be the allowed drop, a number >= 0, got {tolerance!r}")
+    s.finish()
+    if not thresholds:
+        raise ConfigError("evaluation.value_thresholds", "needs at least one threshold: without one TFMA never blesses a model")
+    return EvaluationConfig(
+        metrics=metrics,
+        value_thresholds={k: {b: float(x) for b, x in v.items()} for k, v in thresholds.items()},
+        no_regression={k: float(v) for k, v in no_regression.items()},
+    )
+
+
+def _check_cross_fields(config: PipelineConfig) -> None:
+    """Checks that need several sections at once."""
+    names = [f.name for f in config.features]
+    for i, f in enumerate(config.features):
+        if names.index(f.name) != i:
+            raise ConfigError(f"features[{i}].name", f"{f.name!r} is already used by features[{names.index(f.name)}]")
+        if f.name == config.label.name:
+            raise ConfigError(f"features[{i}].name", f"{f.name!r} is the label column (label.name)")
+    for i, f in enumerate(config.features):
+        if f.share_embedding_with is None:
+            continue
+        field = f"features[{i}].share_embedding_with"
+        if f.share_embedding_with not in names:
+            raise ConfigError(field, f"{f.share_embedding_with!r} is not a feature; features: {names}")
+        owner = config.feature(f.share_embedding_with)
+        if owner.share_embedding_with is not None:
+            raise ConfigError(field, f"{owner.name!r} itself shares {owner.share_embedding_with!r}; point at {owner.share_embedding_with!r} directly")
+        if owner.name == f.name:
+            raise ConfigError(field, "a feature cannot share with itself")
+        if owner.dtype != f.dtype:
+            raise ConfigError(field, f"{f.name!r} is dtype {f.dtype} but {owner.name!r} is dtype {owner.dtype}: one vocabulary cannot hold both")
+        if owner.embedding_dim != f.embedding_dim:
+            raise ConfigError(f"features[{i}].embedding_dim", f"{f.name!r} shares {owner.name!r}'s table, so embedding_dim must be {owner.embedding_dim}, got {f.embedding_dim}")
+        if f.vocabulary not in (VocabularyConfig(), owner.vocabulary):
+            raise ConfigError(f"features[{i}].vocabulary", f"{f.name!r} uses {owner.name!r}'s vocabulary; set vocabulary on {owner.name!r} only")
+    from pipeline.model_shapes import check_model_shapes  # late import: keeps config free of TF
+
+    check_model_shapes(config)

@@ -1,0 +1,1 @@
+"""Example data: the synthetic generator and the MovieLens converter."""

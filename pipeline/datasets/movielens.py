@@ -1,0 +1,102 @@
+"""Convert the standard MovieLens CSV layout into JSONL examples with list-valued fields.
+
+Input: ``ratings.csv`` (userId,movieId,rating,timestamp) and ``movies.csv`` (movieId,title,genres
+with ``|``). For each rating, in (timestamp, movieId) order per user, one example:
+
+- ``user``: the user id; ``target``: the rated movie; ``target_genres``: its genres;
+- ``history``: the user's earlier movie ids, most recent last, at most ``max_history``;
+- ``liked_genres``: genres of the user's earlier movies rated >= ``liked_rating``, most recent
+  last, at most ``max_history`` tokens;
+- ``rating``: the raw rating (the label rule in the config turns it into 0/1).
+
+Only *earlier* ratings feed an example, and each user's last ``eval_per_user`` ratings go to
+``eval.jsonl`` (the rest to ``train.jsonl``): a split by time, nothing from the future. Ratings
+with fewer than ``min_history`` earlier ratings are skipped (a first rating has no history).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections import defaultdict
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class MovieLensSummary:
+    """What a conversion wrote."""
+
+    train_path: str
+    eval_path: str
+    train_examples: int
+    eval_examples: int
+    users: int
+
+
+def _read_movies(path: str) -> dict[int, list[str]]:
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        missing = {"movieId", "genres"} - set(reader.fieldnames or ())
+        if missing:
+            raise ValueError(f"{path}: missing columns {sorted(missing)} (need movieId,title,genres)")
+        genres = {}
+        for row in reader:
+            g = row["genres"]
+            genres[int(row["movieId"])] = [] if g in ("", "(no genres listed)") else g.split("|")
+        return genres
+
+
+def _read_ratings(path: str) -> dict[int, list[tuple[int, int, float]]]:
+    by_user: dict[int, list[tuple[int, int, float]]] = defaultdict(list)
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        missing = {"userId", "movieId", "rating", "timestamp"} - set(reader.fieldnames or ())
+        if missing:
+            raise ValueError(f"{path}: missing columns {sorted(missing)} (need userId,movieId,rating,timestamp)")
+        for row in reader:
+            try:
+                by_user[int(row["userId"])].append((int(row["timestamp"]), int(row["movieId"]), float(row["rating"])))
+            except ValueError as e:
+                raise ValueError(f"{path}:{reader.line_num}: {e}") from e
+    return by_user
+
+
+def convert_movielens(
+    source_dir: str,
+    output_dir: str,
+    eval_per_user: int = 10,
+    max_history: int = 50,
+    liked_rating: float = 4.0,
+    min_history: int = 1,
+) -> MovieLensSummary:
+    """Write ``train.jsonl`` and ``eval.jsonl`` under ``output_dir``."""
+    genres = _read_movies(os.path.join(source_dir, "movies.csv"))
+    by_user = _read_ratings(os.path.join(source_dir, "ratings.csv"))
+    os.makedirs(output_dir, exist_ok=True)
+    train_path = os.path.join(output_dir, "train.jsonl")
+    eval_path = os.path.join(output_dir, "eval.jsonl")
+    counts = {"train": 0, "eval": 0}
+    with open(train_path, "w") as train_f, open(eval_path, "w") as eval_f:
+        for user in sorted(by_user):
+            ratings = sorted(by_user[user])
+            first_eval = len(ratings) - eval_per_user
+            history: list[int] = []
+            liked_genres: list[str] = []
+            for i, (_, movie, rating) in enumerate(ratings):
+                if len(history) >= min_history:
+                    example = {
+                        "user": user,
+                        "history": history[-max_history:],
+                        "liked_genres": liked_genres[-max_history:],
+                        "target": movie,
+                        "target_genres": genres.get(movie, []),
+                        "rating": rating,
+                    }
+                    split = "eval" if i >= first_eval else "train"
+                    (eval_f if split == "eval" else train_f).write(json.dumps(example) + "\n")
+                    counts[split] += 1
+                history.append(movie)
+                if rating >= liked_rating:
+                    liked_genres.extend(genres.get(movie, []))
+    return MovieLensSummary(train_path, eval_path, counts["train"], counts["eval"], len(by_user))

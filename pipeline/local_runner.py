@@ -1,0 +1,69 @@
+"""Run the pipeline locally: LocalDagRunner, SQLite ML Metadata, Beam DirectRunner (from config).
+
+Prints one line as each component starts and finishes (with its wall time), then the run summary.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from typing import Callable, TextIO
+
+from tfx import v1 as tfx
+
+from pipeline.config import PipelineConfig
+from pipeline.pipeline_factory import create_pipeline
+from pipeline.run_summary import RunSummary, summarize_run
+
+
+class ComponentProgress(logging.Handler):
+    """Turns LocalDagRunner's 'Component X is running/finished.' log records into progress lines."""
+
+    def __init__(self, total: int, out: TextIO):
+        super().__init__(level=logging.INFO)
+        self.total, self.out = total, out
+        self.started: dict[str, float] = {}
+        self.durations: dict[str, float] = {}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.msg not in ("Component %s is running.", "Component %s is finished."):
+            return
+        node = str(record.args[0])
+        if record.msg.endswith("running."):
+            self.started[node] = time.monotonic()
+            print(f"[{len(self.started)}/{self.total}] {node} ...", file=self.out, flush=True)
+        else:
+            self.durations[node] = time.monotonic() - self.started.get(node, time.monotonic())
+            print(f"[{len(self.started)}/{self.total}] {node} done in {self.durations[node]:.1f}s", file=self.out, flush=True)
+
+
+def run_locally(
+    config: PipelineConfig,
+    out: TextIO = sys.stdout,
+    on_durations: Callable[[dict[str, float]], None] | None = None,
+) -> RunSummary:
+    """Run the whole pipeline; return (and print) its summary. Raises if a component fails."""
+    for path in (config.pipeline.root, os.path.dirname(config.pipeline.metadata_path)):
+        if "://" not in path:
+            os.makedirs(path, exist_ok=True)
+    pipeline = create_pipeline(
+        config, tfx.orchestration.metadata.sqlite_metadata_connection_config(config.pipeline.metadata_path)
+    )
+    progress = ComponentProgress(total=len(pipeline.components), out=out)
+    absl_logger = logging.getLogger("absl")
+    absl_logger.addHandler(progress)
+    previous_level = absl_logger.level
+    absl_logger.setLevel(min(previous_level or logging.INFO, logging.INFO))
+    print(f"embedpipe: running '{config.pipeline.name}' from {config.source} on data {config.data.path}", file=out, flush=True)
+    try:
+        tfx.orchestration.LocalDagRunner().run(pipeline)
+    finally:
+        absl_logger.removeHandler(progress)
+        absl_logger.setLevel(previous_level)
+        if on_durations is not None:
+            on_durations(dict(progress.durations))
+    summary = summarize_run(config.pipeline.name, config.pipeline.root, config.pipeline.metadata_path)
+    print(summary.render(), file=out, flush=True)
+    return summary

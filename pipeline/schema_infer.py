@@ -1,0 +1,92 @@
+"""``embedpipe schema infer``: a first schema from the data, already shaped the way runs need it.
+
+TFDV infers the schema from statistics of the raw examples (read with the same reader as the
+pipeline's ExampleGen); then the parts a run relies on are set from the config, not guessed:
+- ``id`` features and the label have exactly one value (``shape [1]``: dense in Transform);
+- ``sequence`` features have any number of values, including none (sparse in Transform);
+- configured features get no string domain: vocabularies are Transform's job, and a domain would
+  turn every new user or item into an anomaly;
+- the label is left out of the ``SERVING`` environment.
+A person should still review presence and any extra columns before curating it into ``schema/``.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import tempfile
+from itertools import islice
+
+import tensorflow as tf
+import tensorflow_data_validation as tfdv
+from tensorflow_metadata.proto.v0 import schema_pb2
+
+from components.example_gen import split_input_location
+from components.raw_records import column_specs, read_file_examples
+from pipeline.config import PipelineConfig
+
+MAX_ROWS = 200_000
+
+
+def _input_files(config: PipelineConfig) -> list[str]:
+    base, pattern = split_input_location(config.data.path)
+    patterns = list(config.data.split_files.values()) if config.data.split_files else [pattern]
+    files = sorted({f for p in patterns for f in glob.glob(os.path.join(base, p))})
+    if not files:
+        raise FileNotFoundError(f"data.path: no files match {config.data.path}")
+    return files
+
+
+def curate(schema: schema_pb2.Schema, config: PipelineConfig) -> list[str]:
+    """Apply the config's facts to an inferred schema in place; return notes for the person."""
+    notes = []
+    declared = {f.name: f for f in config.features}
+    by_name = {f.name: f for f in schema.feature}
+    for name in [*declared, config.label.name]:
+        if name not in by_name:
+            notes.append(f"'{name}' is in the config but never appears in the data")
+    for feature in schema.feature:
+        f = declared.get(feature.name)
+        if f is None and feature.name != config.label.name:
+            notes.append(f"'{feature.name}' is in the data but not in the config: kept, check it")
+            continue
+        feature.ClearField("domain")
+        feature.ClearField("value_count")
+        feature.ClearField("shape")
+        feature.presence.min_fraction = 1.0
+        feature.presence.min_count = 1
+        if f is not None and f.kind == "sequence":
+            feature.value_count.min = 0
+        else:
+            feature.shape.dim.add().size = 1
+    for domain in [d.name for d in schema.string_domain]:
+        if domain in declared:
+            notes.append(f"dropped the string domain of '{domain}' (Transform builds its vocabulary)")
+    kept = [d for d in schema.string_domain if d.name not in declared]
+    del schema.string_domain[:]
+    schema.string_domain.extend(kept)
+    schema.ClearField("default_environment")
+    schema.default_environment.extend(["TRAINING", "SERVING"])
+    if config.label.name in by_name:
+        by_name[config.label.name].ClearField("not_in_environment")
+        by_name[config.label.name].not_in_environment.append("SERVING")
+    return notes
+
+
+def infer_schema_file(config: PipelineConfig, output: str, max_rows: int = MAX_ROWS) -> list[str]:
+    """Infer, curate and write the schema as text proto; return notes for the person."""
+    specs = column_specs(config.to_dict())
+    with tempfile.TemporaryDirectory() as tmp:
+        records = os.path.join(tmp, "examples.tfrecord")
+        rows = 0
+        with tf.io.TFRecordWriter(records) as writer:
+            for path in _input_files(config):
+                for example in islice(read_file_examples(path, config.data.format, specs, config.data.list_delimiter), max_rows - rows):
+                    writer.write(example.SerializeToString())
+                    rows += 1
+        stats = tfdv.generate_statistics_from_tfrecord(records)
+    schema = tfdv.infer_schema(stats, infer_feature_shape=False)
+    notes = [f"inferred from {rows} examples"] + curate(schema, config)
+    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+    tfdv.write_schema_text(schema, output)
+    return notes
