@@ -90,7 +90,7 @@ class ConcatenateAnyMask(keras.layers.Concatenate):
     def compute_mask(self, inputs: list[tf.Tensor], mask: list[tf.Tensor | None] | None = None) -> tf.Tensor | None:
         if mask is None or all(m is None for m in mask):
             return None
-        masks = [tf.ones(tf.shape(x)[:2], dtype=tf.bool) if m is None else m for x, m in zip(inputs, mask)]
+        masks = [tf.ones(tf.shape(x)[:2], dtype=tf.bool) if m is None else m for x, m in zip(inputs, mask, strict=True)]
         return tf.reduce_any(tf.stack(masks, axis=0), axis=0)
 
 

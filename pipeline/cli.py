@@ -29,10 +29,8 @@ def _quiet_logs(verbose: bool) -> None:
         import warnings
 
         warnings.filterwarnings("ignore")
-        from absl import logging as absl_logging
-
-        absl_logging.get_absl_handler().setLevel(logging.WARNING)
         logging.getLogger("apache_beam").setLevel(logging.WARNING)
+        logging.getLogger("tensorflow").setLevel(logging.ERROR)
 
 
 def _load(args: argparse.Namespace):
@@ -60,7 +58,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     _quiet_logs(args.verbose)
     from pipeline.local_runner import run_locally
 
-    summary = run_locally(config)
+    summary = run_locally(config, verbose=args.verbose)
     return 0 if summary.pushed else EXIT_NOT_PUSHED
 
 

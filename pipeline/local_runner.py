@@ -21,13 +21,16 @@ from pipeline.run_summary import RunSummary, summarize_run
 class ComponentProgress(logging.Handler):
     """Turns LocalDagRunner's 'Component X is running/finished.' log records into progress lines."""
 
-    def __init__(self, total: int, out: TextIO):
+    def __init__(self, total: int, out: TextIO, forward_errors: bool):
         super().__init__(level=logging.INFO)
-        self.total, self.out = total, out
+        self.total, self.out, self.forward_errors = total, out, forward_errors
         self.started: dict[str, float] = {}
         self.durations: dict[str, float] = {}
 
     def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno >= logging.ERROR and self.forward_errors:
+            print(self.format(record), file=sys.stderr, flush=True)
+            return
         if record.msg not in ("Component %s is running.", "Component %s is finished."):
             return
         node = str(record.args[0])
@@ -43,25 +46,32 @@ def run_locally(
     config: PipelineConfig,
     out: TextIO = sys.stdout,
     on_durations: Callable[[dict[str, float]], None] | None = None,
+    verbose: bool = False,
 ) -> RunSummary:
-    """Run the whole pipeline; return (and print) its summary. Raises if a component fails."""
+    """Run the whole pipeline; return (and print) its summary. Raises if a component fails.
+
+    Quiet by default: TFX's INFO/WARNING logs are kept from the console (errors still show);
+    ``verbose`` lets every log record through as usual.
+    """
     for path in (config.pipeline.root, os.path.dirname(config.pipeline.metadata_path)):
         if "://" not in path:
             os.makedirs(path, exist_ok=True)
     pipeline = create_pipeline(
         config, tfx.orchestration.metadata.sqlite_metadata_connection_config(config.pipeline.metadata_path)
     )
-    progress = ComponentProgress(total=len(pipeline.components), out=out)
+    progress = ComponentProgress(total=len(pipeline.components), out=out, forward_errors=not verbose)
     absl_logger = logging.getLogger("absl")
     absl_logger.addHandler(progress)
-    previous_level = absl_logger.level
-    absl_logger.setLevel(min(previous_level or logging.INFO, logging.INFO))
+    previous_level, previous_propagate = absl_logger.level, absl_logger.propagate
+    absl_logger.setLevel(logging.INFO)
+    absl_logger.propagate = verbose
     print(f"embedpipe: running '{config.pipeline.name}' from {config.source} on data {config.data.path}", file=out, flush=True)
     try:
         tfx.orchestration.LocalDagRunner().run(pipeline)
     finally:
         absl_logger.removeHandler(progress)
         absl_logger.setLevel(previous_level)
+        absl_logger.propagate = previous_propagate
         if on_durations is not None:
             on_durations(dict(progress.durations))
     summary = summarize_run(config.pipeline.name, config.pipeline.root, config.pipeline.metadata_path)

@@ -1,0 +1,119 @@
+"""Config validation: valid files load; every mistake is refused with the field's name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline.config import ConfigError, config_from_dict, label_is_positive, load_config, parse_config
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("name", ["synthetic.yaml", "movielens.yaml"])
+def test_shipped_configs_load(name: str) -> None:
+    config = load_config(REPO / "configs" / name)
+    assert config.features and config.schema_path.endswith(".pbtxt")
+    assert Path(config.schema_path).is_file(), "relative paths resolve against the config's directory"
+
+
+def test_round_trip_through_dict(raw_config: dict) -> None:
+    config = parse_config(raw_config)
+    assert config_from_dict(config.to_dict()) == config
+
+
+def test_relative_paths_resolve_against_the_config_file(tmp_path: Path, raw_config: dict) -> None:
+    raw_config["data"]["path"] = "data/*.jsonl"
+    (tmp_path / "cfg").mkdir()
+    path = tmp_path / "cfg" / "c.yaml"
+    path.write_text(yaml.safe_dump(raw_config))
+    assert load_config(path).data.path == str(tmp_path / "cfg" / "data" / "*.jsonl")
+
+
+def _error(raw: dict) -> ConfigError:
+    with pytest.raises(ConfigError) as info:
+        parse_config(raw)
+    return info.value
+
+
+def test_unknown_key_is_refused_by_its_path(raw_config: dict) -> None:
+    raw_config["training"]["epoch"] = 3
+    e = _error(raw_config)
+    assert e.field == "training.epoch" and "allowed keys" in str(e)
+
+
+def test_bad_choice_names_field_and_allowed_values(raw_config: dict) -> None:
+    raw_config["features"][1]["kind"] = "list"
+    e = _error(raw_config)
+    assert e.field == "features[1].kind" and "'sequence'" in str(e)
+
+
+def test_missing_required_field(raw_config: dict) -> None:
+    del raw_config["features"][2]["max_length"]
+    assert _error(raw_config).field == "features[2].max_length"
+
+
+def test_wrong_type(raw_config: dict) -> None:
+    raw_config["training"]["batch_size"] = "big"
+    assert _error(raw_config).field == "training.batch_size"
+
+
+def test_label_rule_is_parsed_and_applied(raw_config: dict) -> None:
+    raw_config["label"] = {"name": "rating", "dtype": "float", "positive_if": ">= 4"}
+    label = parse_config(raw_config).label
+    assert label.rule == (">=", 4.0)
+    assert label_is_positive(4.0, label) and not label_is_positive(3.5, label)
+
+
+def test_bad_label_rule(raw_config: dict) -> None:
+    raw_config["label"]["positive_if"] = "at least 4"
+    assert _error(raw_config).field == "label.positive_if"
+
+
+def test_duplicate_feature_name(raw_config: dict) -> None:
+    raw_config["features"][1]["name"] = "user"
+    assert _error(raw_config).field == "features[1].name"
+
+
+def test_shared_embedding_needs_same_dtype(raw_config: dict) -> None:
+    raw_config["features"][3]["share_embedding_with"] = "interests"  # target (int) with interests (string)
+    e = _error(raw_config)
+    assert e.field == "features[3].share_embedding_with" and "dtype" in str(e)
+
+
+def test_shared_embedding_needs_same_dim(raw_config: dict) -> None:
+    raw_config["features"][3]["embedding_dim"] = 99
+    assert _error(raw_config).field == "features[3].embedding_dim"
+
+
+def test_concat_of_different_lengths_names_features_and_shapes(raw_config: dict) -> None:
+    raw_config["model"] = {"type": "concat_flatten"}
+    e = _error(raw_config)
+    assert e.field == "model.concat"
+    assert "interests (sequence, [batch, 8, 8])" in str(e) and "history (sequence, [batch, 30, 8])" in str(e)
+
+
+def test_id_feature_inside_concat_rnn_is_refused(raw_config: dict) -> None:
+    raw_config["model"] = {"type": "concat_rnn", "concat": ["history", "target"]}
+    e = _error(raw_config)
+    assert "target" in str(e) and "timesteps" in str(e)
+
+
+def test_concat_rnn_accepts_equal_lengths(raw_config: dict) -> None:
+    raw_config["features"][1]["max_length"] = 30
+    raw_config["model"] = {"type": "concat_rnn", "concat": ["interests", "history"]}
+    assert parse_config(raw_config).model.concat == ("interests", "history")
+
+
+def test_threshold_on_unlisted_metric(raw_config: dict) -> None:
+    raw_config["evaluation"]["value_thresholds"] = {"Recall": {"lower_bound": 0.5}}
+    raw_config["evaluation"]["metrics"] = ["AUC"]
+    raw_config["evaluation"]["no_regression"] = {}
+    assert _error(raw_config).field == "evaluation.value_thresholds.Recall"
+
+
+def test_split_must_name_train_and_eval(raw_config: dict) -> None:
+    raw_config["data"]["split"] = {"hash_buckets": {"train": 4, "test": 1}}
+    assert _error(raw_config).field == "data.split.hash_buckets"

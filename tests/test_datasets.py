@@ -1,0 +1,50 @@
+"""Example data: the synthetic generator's signal and the MovieLens converter's time split."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pipeline.datasets.movielens import convert_movielens
+from pipeline.datasets.synthetic import POPULAR_CATEGORIES, generate_rows
+
+
+def test_synthetic_is_deterministic_and_has_a_signal() -> None:
+    rows = list(generate_rows(3000, seed=1))
+    assert rows == list(generate_rows(3000, seed=1))
+    popular = [r["clicked"] for r in rows if r["target"] % 12 in POPULAR_CATEGORIES]
+    other = [r["clicked"] for r in rows if r["target"] % 12 not in POPULAR_CATEGORIES]
+    assert sum(popular) / len(popular) > sum(other) / len(other) + 0.2
+    assert any(r["history"] == [] for r in rows), "empty sequences occur"
+
+
+def test_late_signal_lives_in_the_end_of_history() -> None:
+    rows = list(generate_rows(3000, seed=2, signal="late"))
+    hit = [r["clicked"] for r in rows if r["target"] % 12 in {i % 12 for i in r["history"][-3:]}]
+    miss = [r["clicked"] for r in rows if r["target"] % 12 not in {i % 12 for i in r["history"][-3:]}]
+    assert sum(hit) / len(hit) > 0.9 and sum(miss) / len(miss) < 0.1
+
+
+def _write_movielens(d: Path) -> None:
+    d.mkdir()
+    (d / "movies.csv").write_text('movieId,title,genres\n1,A (1995),Comedy|Drama\n2,"B, The (1996)",Action\n3,C (1997),(no genres listed)\n')
+    rows = ["userId,movieId,rating,timestamp"]
+    # user 7 rates 3 at t=10 and 1 and 2 both at t=20: order is (timestamp, movieId)
+    rows += ["7,2,5.0,20", "7,3,2.0,10", "7,1,4.0,20", "7,3,3.0,30"]
+    rows += ["8,1,1.0,5", "8,2,4.5,6"]
+    (d / "ratings.csv").write_text("\n".join(rows) + "\n")
+
+
+def test_movielens_examples_use_only_the_past(tmp_path: Path) -> None:
+    _write_movielens(tmp_path / "src")
+    s = convert_movielens(str(tmp_path / "src"), str(tmp_path / "out"), eval_per_user=1)
+    train = [json.loads(line) for line in open(s.train_path)]
+    evaluation = [json.loads(line) for line in open(s.eval_path)]
+    assert (s.train_examples, s.eval_examples, s.users) == (2, 2, 2)
+    u7 = [e for e in train + evaluation if e["user"] == 7]
+    # first rating (movie 3 at t=10) has no history and is skipped
+    assert [(e["target"], e["history"]) for e in u7] == [(1, [3]), (2, [3, 1]), (3, [3, 1, 2])]
+    assert u7[1]["liked_genres"] == ["Comedy", "Drama"], "movie 1 was rated 4.0 before movie 2"
+    assert u7[2]["liked_genres"] == ["Comedy", "Drama", "Action"]
+    assert u7[0]["target_genres"] == ["Comedy", "Drama"] and u7[2]["target_genres"] == []
+    assert [e["target"] for e in evaluation if e["user"] == 7] == [3], "the user's last rating is eval"
