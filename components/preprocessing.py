@@ -66,7 +66,7 @@ def preprocessing_fn(inputs: dict[str, Any], custom_config: dict[str, Any]) -> d
         vocabulary_file = tft.vocabulary(
             tf.concat([ragged[f["name"]].flat_values for f in members], axis=0),
             top_k=vocab["top_k"],
-            frequency_threshold=vocab["frequency_threshold"],
+            frequency_threshold=vocab["frequency_threshold"] if vocab["frequency_threshold"] > 1 else None,
             vocab_filename=vocabulary_name(owner["name"]),
             name=f"vocabulary_{owner['name']}",
         )

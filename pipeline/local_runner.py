@@ -64,12 +64,16 @@ def run_locally(
     absl_logger.addHandler(progress)
     previous_level, previous_propagate = absl_logger.level, absl_logger.propagate
     absl_logger.setLevel(logging.INFO)
+    # TFX's Beam executors re-parse absl flags (sys.argv + beam args) when they start, which resets
+    # this logger to WARNING mid-run and would silence the progress lines: pin it while we run.
+    absl_logger.setLevel = lambda level: None  # type: ignore[method-assign]
     absl_logger.propagate = verbose
     print(f"embedpipe: running '{config.pipeline.name}' from {config.source} on data {config.data.path}", file=out, flush=True)
     try:
         tfx.orchestration.LocalDagRunner().run(pipeline)
     finally:
         absl_logger.removeHandler(progress)
+        del absl_logger.setLevel  # back to logging.Logger.setLevel
         absl_logger.setLevel(previous_level)
         absl_logger.propagate = previous_propagate
         if on_durations is not None:

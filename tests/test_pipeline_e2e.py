@@ -1,0 +1,96 @@
+"""End to end through the real LocalDagRunner, Beam DirectRunner and TFX components.
+
+One module-scoped run on synthetic data (blessed and pushed), a second run that reuses cached
+upstream results and is compared with the blessed baseline, and a run over bad data that the
+schema gate stops before Transform.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pipeline.config import parse_config
+from pipeline.datasets.synthetic import write_synthetic
+from pipeline.local_runner import run_locally
+from tests.conftest import synthetic_raw_config
+
+HERE = Path(__file__).resolve().parent
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory):
+    """(config, first summary, second summary, progress output of the first run)."""
+    work = tmp_path_factory.mktemp("e2e")
+    write_synthetic(str(work / "data"), rows=6000, seed=0)
+    raw = synthetic_raw_config(work, work / "data")
+    first_out = io.StringIO()
+    first = run_locally(parse_config(raw), out=first_out)
+    second_raw = copy.deepcopy(raw)
+    second_raw["training"]["seed"] = 1  # a retrain: the Trainer runs again, upstream is cached
+    second = run_locally(parse_config(second_raw), out=io.StringIO())
+    return parse_config(raw), first, second, first_out.getvalue()
+
+
+def test_first_run_is_blessed_and_pushed(runs) -> None:
+    config, first, _, progress = runs
+    assert first.blessed is True, first.render()
+    assert first.metrics["auc"] >= 0.65 and first.metrics["example_count"] > 0
+    assert first.pushed and first.pushed_path.startswith(config.push.model_directory)
+    version = os.path.basename(first.pushed_path)
+    assert version.isdigit(), "TF Serving layout: <base>/<model>/<integer version>/"
+    assert os.path.isfile(os.path.join(first.pushed_path, "saved_model.pb"))
+    for name in ("model_summary.txt", "config.json"):
+        assert os.path.isfile(os.path.join(first.pushed_path, "assets.extra", "embedpipe", name))
+    assert "[1/10] ExampleGen ..." in progress and "Pusher done" in progress
+    assert "blessed: yes" in first.render() and "pushed: " in first.render()
+
+
+def test_pushed_model_scores_raw_examples_in_a_fresh_process(runs) -> None:
+    _, first, _, _ = runs
+    result = subprocess.run(
+        [sys.executable, str(HERE / "score_pushed_model.py"), first.pushed_path],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    scores = json.loads(result.stdout.strip().splitlines()[-1])
+    assert {"serving_default", "predict_raw", "classify", "transform_features"} <= set(scores["signatures"])
+    default = scores["serving_default"]
+    assert len(default) == 3 and all(0.0 < p < 1.0 for p in default)
+    assert scores["predict_raw"] == pytest.approx(default, abs=1e-6), "raw-tensor signature agrees"
+    assert [s[1] for s in scores["classify_scores"]] == pytest.approx(default, abs=1e-6)
+    assert scores["classify_classes"][0] == ["0", "1"]
+
+
+def test_second_run_reuses_cache_and_compares_with_the_baseline(runs) -> None:
+    _, first, second, _ = runs
+    assert {"ExampleGen", "StatisticsGen", "Transform"} <= set(second.cached_components)
+    assert "Trainer" not in second.cached_components
+    assert second.baseline_metrics.get("auc") == pytest.approx(first.metrics["auc"], abs=1e-6)
+    assert second.blessed is not None
+    if second.blessed:
+        assert second.pushed_path != first.pushed_path
+    else:
+        assert any("against the last blessed model" in f for f in second.failures), second.failures
+
+
+def test_bad_data_stops_at_the_schema_gate(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    write_synthetic(str(data), rows=300, seed=3)
+    rows = [json.loads(line) for line in (data / "examples.jsonl").read_text().splitlines()]
+    for row in rows[::3]:
+        del row["target"]  # a required feature missing from a third of the rows
+    (data / "examples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    config = parse_config(synthetic_raw_config(tmp_path, data, name="embedpipe-bad"))
+    out = io.StringIO()
+    with pytest.raises(Exception) as info:
+        run_locally(config, out=out)
+    assert "feature 'target'" in str(info.value), str(info.value)
+    assert "Transform ..." not in out.getvalue(), "nothing runs after the gate"
