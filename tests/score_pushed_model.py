@@ -10,12 +10,14 @@ import sys
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
 import tensorflow as tf  # noqa: E402
 
+INT_FEATURES = {"history", "target"}
+
 
 def example(**features) -> bytes:
     f = {}
     for k, v in features.items():
         values = v if isinstance(v, list) else [v]
-        if all(isinstance(x, int) for x in values) and not isinstance(v, str):
+        if k in INT_FEATURES:
             f[k] = tf.train.Feature(int64_list=tf.train.Int64List(value=values))
         else:
             f[k] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[x.encode() for x in values]))

@@ -1,0 +1,68 @@
+"""A dataset the project has never seen runs with nothing but a new config file.
+
+The user's flow, through the CLI: write a config, `embedpipe schema infer`, `embedpipe run`.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+CONFIG = {
+    "pipeline": {"name": "shop"},
+    "data": {"format": "jsonl", "path": "data/orders.jsonl", "split": {"hash_buckets": {"train": 3, "eval": 1}}},
+    "schema": "schema.pbtxt",
+    "features": [
+        {"name": "viewed_products", "kind": "sequence", "dtype": "string", "max_length": 6, "embedding_dim": 4},
+        {"name": "product", "kind": "id", "dtype": "string", "embedding_dim": 4, "share_embedding_with": "viewed_products"},
+        {"name": "brand", "kind": "id", "dtype": "int", "embedding_dim": 2},
+    ],
+    "label": {"name": "bought", "dtype": "string", "positive_if": "== yes"},
+    "model": {"type": "pooled", "pooling": "max", "hidden_units": [8]},
+    "training": {"batch_size": 64, "epochs": 2},
+    "evaluation": {"value_thresholds": {"AUC": {"lower_bound": 0.55}}},
+}
+
+
+def _write_orders(path: Path, rows: int) -> None:
+    rng = random.Random(7)
+    path.parent.mkdir(parents=True)
+    with path.open("w") as f:
+        for _ in range(rows):
+            viewed = [f"p{rng.randrange(40)}" for _ in range(rng.randint(0, 9))]
+            product = rng.choice(viewed) if viewed and rng.random() < 0.5 else f"p{rng.randrange(40)}"
+            bought = "yes" if (product in viewed) == (rng.random() < 0.85) else "no"
+            f.write(json.dumps({"viewed_products": viewed, "product": product, "brand": rng.randrange(5), "bought": bought}) + "\n")
+
+
+def _embedpipe(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], capture_output=True, text=True, timeout=600)
+
+
+def test_new_jsonl_dataset_runs_from_a_new_config(tmp_path: Path) -> None:
+    _write_orders(tmp_path / "data" / "orders.jsonl", 1500)
+    config = tmp_path / "shop.yaml"
+    config.write_text(yaml.safe_dump(CONFIG))
+
+    inferred = _embedpipe("schema", "infer", "--config", str(config))
+    assert inferred.returncode == 0, inferred.stderr[-2000:]
+    assert (tmp_path / "schema.pbtxt").is_file()
+
+    run = _embedpipe("run", "--config", str(config))
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
+    assert "blessed: yes" in run.stdout
+    assert list((tmp_path / "runs" / "shop" / "serving" / "shop").iterdir()), "a version was pushed"
+
+
+def test_config_error_exits_2_naming_the_field(tmp_path: Path) -> None:
+    bad = {**CONFIG, "model": {"type": "transformer"}}
+    config = tmp_path / "bad.yaml"
+    config.write_text(yaml.safe_dump(bad))
+    run = _embedpipe("run", "--config", str(config))
+    assert run.returncode == 2
+    assert "config field 'model.type': 'transformer' is not allowed" in run.stderr
