@@ -65,3 +65,17 @@ def test_input_locations() -> None:
     assert split_input_location("/d/part-*.jsonl") == ("/d", "part-*.jsonl")
     assert split_input_location("/d/x/*/a.csv") == ("/d/x", "*/a.csv")
     assert split_input_location("/d/file.jsonl") == ("/d", "file.jsonl")
+
+
+def test_tfrecord_input_goes_through_import_example_gen(tmp_path: Path, raw_config: dict) -> None:
+    from tfx import v1 as tfx
+
+    from components.example_gen import make_example_gen
+
+    (tmp_path / "train.tfrecord").write_bytes(b"")
+    (tmp_path / "eval.tfrecord").write_bytes(b"")
+    raw_config["data"] = {"format": "tfrecord", "path": str(tmp_path), "split": {"files": {"train": "train*", "eval": "eval*"}}}
+    component = make_example_gen(parse_config(raw_config).to_dict())
+    assert isinstance(component, tfx.components.ImportExampleGen)
+    splits = {s.name: s.pattern for s in component.exec_properties["input_config"].splits}
+    assert splits == {"train": "train*", "eval": "eval*"}
