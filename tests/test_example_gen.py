@@ -77,5 +77,6 @@ def test_tfrecord_input_goes_through_import_example_gen(tmp_path: Path, raw_conf
     raw_config["data"] = {"format": "tfrecord", "path": str(tmp_path), "split": {"files": {"train": "train*", "eval": "eval*"}}}
     component = make_example_gen(parse_config(raw_config).to_dict())
     assert isinstance(component, tfx.components.ImportExampleGen)
-    splits = {s.name: s.pattern for s in component.exec_properties["input_config"].splits}
+    input_config = json_format.Parse(component.exec_properties["input_config"], example_gen_pb2.Input())
+    splits = {s.name: s.pattern for s in input_config.splits}
     assert splits == {"train": "train*", "eval": "eval*"}
