@@ -20,6 +20,7 @@ from typing import Mapping
 import tensorflow as tf
 import tf_keras as keras
 
+from components.preprocessing import embedding_rows
 from pipeline.config import FeatureConfig, PipelineConfig
 from pipeline.model_shapes import concat_features
 
@@ -118,7 +119,7 @@ def build_model(config: PipelineConfig, vocabulary_sizes: Mapping[str, int]) -> 
     for f in config.features:
         owner = config.feature(f.vocabulary_owner)
         if owner.name not in tables:
-            rows = vocabulary_sizes[owner.name] + owner.vocabulary.num_oov_buckets + 1
+            rows = embedding_rows(vocabulary_sizes[owner.name], owner.vocabulary.num_oov_buckets)
             tables[owner.name] = keras.layers.Embedding(
                 rows, owner.embedding_dim, mask_zero=owner.mask_zero, name=f"embedding_{owner.name}"
             )
