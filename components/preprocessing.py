@@ -78,7 +78,7 @@ def preprocessing_fn(inputs: dict[str, Any], custom_config: dict[str, Any]) -> d
                 num_oov_buckets=vocab["num_oov_buckets"],
                 name=f"apply_vocabulary_{f['name']}",
             )
-            length = f["max_length"] if f["kind"] == "sequence" else 1
-            outputs[f["name"]] = pad_or_truncate(rt.with_flat_values(ids + 1), length, f["truncate"])
+            # the validated config holds max_length 1 for id features
+            outputs[f["name"]] = pad_or_truncate(rt.with_flat_values(ids + 1), f["max_length"], f["truncate"])
     outputs[LABEL_KEY] = _label(inputs[config["label"]["name"]], config["label"])
     return outputs
