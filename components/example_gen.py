@@ -6,7 +6,6 @@ workers) and writes real ``int64_list`` / ``bytes_list`` features, which CsvExam
 
 from __future__ import annotations
 
-import glob as globlib
 import os
 from typing import Any, Iterator, Mapping
 
@@ -67,10 +66,10 @@ def _RawFilesToExample(  # noqa: N802 -- Beam PTransform naming
     pipeline: beam.Pipeline, exec_properties: dict[str, Any], split_pattern: str
 ) -> beam.pvalue.PCollection:
     settings = _reader_settings(exec_properties)
-    pattern = os.path.join(exec_properties[standard_component_specs.INPUT_BASE_KEY], split_pattern)
-    files = sorted(tf.io.gfile.glob(pattern))
+    base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
+    files = matching_files(base, split_pattern)
     if not files:
-        raise RawDataError(f"no input files match {pattern}")
+        raise RawDataError(f"no input files match {os.path.join(base, split_pattern)}")
     return (
         pipeline
         | "ListFiles" >> beam.Create(files)
@@ -103,24 +102,35 @@ def split_input_location(path: str) -> tuple[str, str]:
     return os.path.dirname(path) or ".", os.path.basename(path)
 
 
-def _check_inputs_exist(base: str, pattern: str, what: str) -> None:
-    full = os.path.join(base, pattern)
-    if "://" not in full and not globlib.glob(full):
-        raise FileNotFoundError(f"{what}: no files match {full}")
+def input_patterns(data: Mapping[str, Any]) -> tuple[str, dict[str, str]]:
+    """input_base and split name -> file pattern for the config's data section.
+
+    With ``data.split.files`` the keys are train and eval; otherwise one ``single_split`` pattern
+    that ExampleGen splits by hash buckets.
+    """
+    base, pattern = split_input_location(data["path"])
+    if not data["split_files"]:
+        return base, {"single_split": pattern}
+    if pattern != "*":
+        raise ValueError(f"data.split.files needs data.path to be a directory holding the split files, got {data['path']}")
+    return base, {name: data["split_files"][name] for name in ("train", "eval")}
+
+
+def matching_files(base: str, pattern: str) -> list[str]:
+    """The files under ``base`` that match ``pattern``, sorted."""
+    return sorted(tf.io.gfile.glob(os.path.join(base, pattern)))
 
 
 def example_gen_io(data: Mapping[str, Any]) -> tuple[str, tfx.proto.Input, tfx.proto.Output | None]:
     """input_base, input_config and output_config for the config's data section."""
-    base, pattern = split_input_location(data["path"])
+    base, patterns = input_patterns(data)
+    for name, pattern in patterns.items():
+        field = f"data.split.files.{name}" if data["split_files"] else "data.path"
+        if "://" not in base and not matching_files(base, pattern):
+            raise FileNotFoundError(f"{field}: no files match {os.path.join(base, pattern)}")
+    input_config = tfx.proto.Input(splits=[tfx.proto.Input.Split(name=n, pattern=p) for n, p in patterns.items()])
     if data["split_files"]:
-        if pattern != "*":
-            raise ValueError(f"data.split.files needs data.path to be a directory holding the split files, got {data['path']}")
-        splits = []
-        for name in ("train", "eval"):
-            _check_inputs_exist(base, data["split_files"][name], f"data.split.files.{name}")
-            splits.append(tfx.proto.Input.Split(name=name, pattern=data["split_files"][name]))
-        return base, tfx.proto.Input(splits=splits), None
-    _check_inputs_exist(base, pattern, "data.path")
+        return base, input_config, None
     buckets = data["hash_buckets"]
     output = tfx.proto.Output(
         split_config=tfx.proto.SplitConfig(
@@ -130,7 +140,7 @@ def example_gen_io(data: Mapping[str, Any]) -> tuple[str, tfx.proto.Input, tfx.p
             ]
         )
     )
-    return base, tfx.proto.Input(splits=[tfx.proto.Input.Split(name="single_split", pattern=pattern)]), output
+    return base, input_config, output
 
 
 def make_example_gen(config: Mapping[str, Any]) -> Any:

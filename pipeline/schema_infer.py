@@ -12,7 +12,7 @@ A person should still review presence and any extra columns before curating it i
 
 from __future__ import annotations
 
-import glob
+import dataclasses
 import os
 import tempfile
 from itertools import islice
@@ -21,7 +21,7 @@ import tensorflow as tf
 import tensorflow_data_validation as tfdv
 from tensorflow_metadata.proto.v0 import schema_pb2
 
-from components.example_gen import split_input_location
+from components.example_gen import input_patterns, matching_files
 from components.raw_records import column_specs, read_file_examples
 from pipeline.config import PipelineConfig
 
@@ -29,9 +29,8 @@ MAX_ROWS = 200_000
 
 
 def _input_files(config: PipelineConfig) -> list[str]:
-    base, pattern = split_input_location(config.data.path)
-    patterns = list(config.data.split_files.values()) if config.data.split_files else [pattern]
-    files = sorted({f for p in patterns for f in glob.glob(os.path.join(base, p))})
+    base, patterns = input_patterns(dataclasses.asdict(config.data))
+    files = sorted({f for p in patterns.values() for f in matching_files(base, p)})
     if not files:
         raise FileNotFoundError(f"data.path: no files match {config.data.path}")
     return files
