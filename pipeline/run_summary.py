@@ -67,6 +67,13 @@ def _latest_execution(store: metadata_store.MetadataStore, pipeline_name: str, n
     return max(executions, key=lambda e: e.id) if executions else None
 
 
+def _finished(execution: metadata_store_pb2.Execution | None) -> bool:
+    return execution is not None and execution.last_known_state in (
+        metadata_store_pb2.Execution.COMPLETE,
+        metadata_store_pb2.Execution.CACHED,
+    )
+
+
 def _outputs(store: metadata_store.MetadataStore, execution: metadata_store_pb2.Execution) -> dict[str, list[metadata_store_pb2.Artifact]]:
     events = [e for e in store.get_events_by_execution_ids([execution.id]) if e.type in (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT)]
     artifacts = {a.id: a for a in store.get_artifacts_by_id([e.artifact_id for e in events])}
@@ -132,7 +139,7 @@ def summarize_run(pipeline_name: str, pipeline_root: str, metadata_path: str) ->
     baseline: dict[str, float] = {}
     blessed, failures = None, []
     evaluator = _latest_execution(store, pipeline_name, nodes.EVALUATOR)
-    if evaluator is not None and evaluator.last_known_state in (metadata_store_pb2.Execution.COMPLETE, metadata_store_pb2.Execution.CACHED):
+    if _finished(evaluator):
         outs = _outputs(store, evaluator)
         if outs.get("evaluation"):
             metrics, baseline = _metrics_of(outs["evaluation"][0].uri)
@@ -142,7 +149,7 @@ def summarize_run(pipeline_name: str, pipeline_root: str, metadata_path: str) ->
 
     pushed, pushed_path = False, None
     pusher = _latest_execution(store, pipeline_name, nodes.PUSHER)
-    if pusher is not None and pusher.last_known_state in (metadata_store_pb2.Execution.COMPLETE, metadata_store_pb2.Execution.CACHED):
+    if _finished(pusher):
         outs = _outputs(store, pusher)
         if outs.get("pushed_model"):
             pushed_artifact = outs["pushed_model"][0]
