@@ -44,17 +44,17 @@ def _load(args: argparse.Namespace):
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run the whole pipeline locally and print the summary."""
-    if args.config is None:
+    builtin_example = args.config is None
+    if builtin_example:
         args.config = DEFAULT_CONFIG
-        if not args.data:
-            from pipeline.config import load_config
+    config = _load(args)
+    if builtin_example and not args.data:
+        data_dir = config.data.path
+        if not os.path.isdir(data_dir) or not os.listdir(data_dir):
             from pipeline.datasets.synthetic import write_synthetic
 
-            data_dir = load_config(DEFAULT_CONFIG).data.path
-            if not os.path.isdir(data_dir) or not os.listdir(data_dir):
-                path = write_synthetic(data_dir, DEFAULT_SYNTHETIC_ROWS)
-                print(f"embedpipe: no config given; wrote {DEFAULT_SYNTHETIC_ROWS} synthetic examples to {path}")
-    config = _load(args)
+            path = write_synthetic(data_dir, DEFAULT_SYNTHETIC_ROWS)
+            print(f"embedpipe: no config given; wrote {DEFAULT_SYNTHETIC_ROWS} synthetic examples to {path}")
     _quiet_logs(args.verbose)
     from pipeline.local_runner import run_locally
 
