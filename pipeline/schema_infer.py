@@ -1,7 +1,7 @@
 """``embedpipe schema infer``: a first schema from the data, already shaped the way runs need it.
 
-TFDV infers the schema from statistics of the raw examples (read with the same reader as the
-pipeline's ExampleGen); then the parts a run relies on are set from the config, not guessed:
+TFDV infers the schema from statistics of the raw examples (JSONL and CSV read with the same
+reader as the pipeline's ExampleGen, TFRecord files as they are); then the parts a run relies on are set from the config, not guessed:
 - ``id`` features and the label have exactly one value (``shape [1]``: dense in Transform);
 - ``sequence`` features have any number of values, including none (sparse in Transform);
 - configured features get no string domain: vocabularies are Transform's job, and a domain would
@@ -16,6 +16,7 @@ import dataclasses
 import os
 import tempfile
 from itertools import islice
+from typing import Iterator
 
 import tensorflow as tf
 import tensorflow_data_validation as tfdv
@@ -34,6 +35,18 @@ def _input_files(config: PipelineConfig) -> list[str]:
     if not files:
         raise FileNotFoundError(f"data.path: no files match {config.data.path}")
     return files
+
+
+def _raw_examples(config: PipelineConfig, path: str) -> Iterator[bytes]:
+    """Serialized tf.Examples of one input file, in any of the config's formats."""
+    if config.data.format == "tfrecord":
+        compression = "GZIP" if path.endswith(".gz") else ""
+        for record in tf.data.TFRecordDataset(path, compression_type=compression):
+            yield record.numpy()
+        return
+    specs = column_specs(config.to_dict())
+    for example in read_file_examples(path, config.data.format, specs, config.data.list_delimiter):
+        yield example.SerializeToString()
 
 
 def curate(schema: schema_pb2.Schema, config: PipelineConfig) -> list[str]:
@@ -74,14 +87,13 @@ def curate(schema: schema_pb2.Schema, config: PipelineConfig) -> list[str]:
 
 def infer_schema_file(config: PipelineConfig, output: str, max_rows: int = MAX_ROWS) -> list[str]:
     """Infer, curate and write the schema as text proto; return notes for the person."""
-    specs = column_specs(config.to_dict())
     with tempfile.TemporaryDirectory() as tmp:
         records = os.path.join(tmp, "examples.tfrecord")
         rows = 0
         with tf.io.TFRecordWriter(records) as writer:
             for path in _input_files(config):
-                for example in islice(read_file_examples(path, config.data.format, specs, config.data.list_delimiter), max_rows - rows):
-                    writer.write(example.SerializeToString())
+                for serialized in islice(_raw_examples(config, path), max_rows - rows):
+                    writer.write(serialized)
                     rows += 1
         stats = tfdv.generate_statistics_from_tfrecord(records)
     schema = tfdv.infer_schema(stats, infer_feature_shape=False)
