@@ -5,8 +5,9 @@ For every feature the output is a dense int64 ``[batch, length]`` tensor of ids 
 - 1..V are the vocabulary's tokens (most frequent first, after ``top_k`` / ``frequency_threshold``),
 - V+1..V+num_oov_buckets are hashed unknown tokens (with 0 OOV buckets an unknown token is 0),
 so an embedding table needs ``V + num_oov_buckets + 1`` rows. Sequences are truncated to
-``max_length`` (keeping the last or first tokens) and 0-padded at the end; an empty sequence is
-all padding. Features that share an embedding share one vocabulary, built over all their values.
+``max_length`` (keeping the last or first tokens) and 0-padded at the end (or, with
+``padding: start``, at the start, so the last token always sits at the last position); an empty
+sequence is all padding. Features that share an embedding share one vocabulary, built over all their values.
 """
 
 from __future__ import annotations
@@ -39,10 +40,16 @@ def _as_ragged(x: Any) -> tf.RaggedTensor:
     return tf.RaggedTensor.from_tensor(x)
 
 
-def pad_or_truncate(ids: tf.RaggedTensor, length: int, truncate: str) -> tf.Tensor:
-    """Dense ``[batch, length]``: keep the last (or first) ``length`` ids, pad with 0 at the end."""
+def pad_or_truncate(ids: tf.RaggedTensor, length: int, truncate: str, padding: str = "end") -> tf.Tensor:
+    """Dense ``[batch, length]``: keep the last (or first) ``length`` ids, pad with 0 at the end or start."""
     kept = ids[:, -length:] if truncate == "keep_last" else ids[:, :length]
-    return kept.to_tensor(default_value=0, shape=[None, length])
+    dense = kept.to_tensor(default_value=0, shape=[None, length])
+    if padding == "end":
+        return dense
+    # shift each row right by its number of padding slots
+    source = tf.range(length, dtype=tf.int64)[tf.newaxis, :] - (length - kept.row_lengths())[:, tf.newaxis]
+    shifted = tf.gather(dense, tf.maximum(source, 0), batch_dims=1)
+    return tf.where(source >= 0, shifted, tf.zeros_like(shifted))
 
 
 def _label(raw: Any, label: Mapping[str, Any]) -> tf.Tensor:
@@ -79,6 +86,8 @@ def preprocessing_fn(inputs: dict[str, Any], custom_config: dict[str, Any]) -> d
                 name=f"apply_vocabulary_{f['name']}",
             )
             # the validated config holds max_length 1 for id features
-            outputs[f["name"]] = pad_or_truncate(rt.with_flat_values(ids + 1), f["max_length"], f["truncate"])
+            outputs[f["name"]] = pad_or_truncate(
+                rt.with_flat_values(ids + 1), f["max_length"], f["truncate"], f.get("padding", "end")
+            )
     outputs[LABEL_KEY] = _label(inputs[config["label"]["name"]], config["label"])
     return outputs

@@ -22,6 +22,7 @@ DATA_FORMATS = ("jsonl", "csv", "tfrecord")
 FEATURE_KINDS = ("sequence", "id")
 DTYPES = ("string", "int")
 TRUNCATIONS = ("keep_last", "keep_first")
+PADDINGS = ("end", "start")
 MODEL_TYPES = ("pooled", "concat_flatten", "concat_rnn")
 POOLINGS = ("mean", "sum", "max", "lstm", "gru", "attention")
 RNN_CELLS = ("lstm", "gru")
@@ -80,6 +81,7 @@ class FeatureConfig:
     vocabulary: VocabularyConfig = VocabularyConfig()
     max_length: int = 1  # ids always have length 1
     truncate: str = "keep_last"
+    padding: str = "end"  # where the 0s go; "start" right-aligns the tokens (Keras pad_sequences' "pre")
     mask_zero: bool = True
     pooling: str | None = None  # per-feature override of model.pooling (pooled model)
     share_embedding_with: str | None = None
@@ -463,13 +465,16 @@ def _parse_feature(raw: Any, path: str) -> FeatureConfig:
     if kind == "sequence":
         max_length = s.get("max_length", int, minimum=1)
         truncate = s.get("truncate", str, "keep_last", choices=TRUNCATIONS)
+        padding = s.get("padding", str, "end", choices=PADDINGS)
     else:
         if s.raw.get("max_length") not in (None, 1):
             raise ConfigError(f"{path}.max_length", "an id feature has exactly one value; use kind: sequence for lists")
         s.get("max_length", int, 1)
         if "truncate" in s.raw:
             raise ConfigError(f"{path}.truncate", "only sequence features are truncated")
-        max_length, truncate = 1, "keep_last"
+        if "padding" in s.raw:
+            raise ConfigError(f"{path}.padding", "only sequence features are padded")
+        max_length, truncate, padding = 1, "keep_last", "end"
     feature = FeatureConfig(
         name=name,
         kind=kind,
@@ -478,6 +483,7 @@ def _parse_feature(raw: Any, path: str) -> FeatureConfig:
         vocabulary=vocabulary,
         max_length=max_length,
         truncate=truncate,
+        padding=padding,
         mask_zero=s.get("mask_zero", bool, True),
         pooling=s.get("pooling", str, None, choices=POOLINGS),
         share_embedding_with=s.get("share_embedding_with", str, None),

@@ -20,9 +20,11 @@ def test_synthetic_is_deterministic_and_has_a_signal() -> None:
 
 def test_late_signal_lives_in_the_end_of_history() -> None:
     rows = list(generate_rows(3000, seed=2, signal="late"))
-    hit = [r["clicked"] for r in rows if r["target"] % 12 in {i % 12 for i in r["history"][-3:]}]
-    miss = [r["clicked"] for r in rows if r["target"] % 12 not in {i % 12 for i in r["history"][-3:]}]
+    hot = [any(i % 12 in POPULAR_CATEGORIES for i in r["history"][-2:]) for r in rows]
+    hit = [r["clicked"] for r, h in zip(rows, hot) if h]
+    miss = [r["clicked"] for r, h in zip(rows, hot) if not h]
     assert sum(hit) / len(hit) > 0.9 and sum(miss) / len(miss) < 0.1
+    assert 0.3 < len(hit) / len(rows) < 0.7, "both classes are common"
 
 
 def _write_movielens(d: Path) -> None:

@@ -10,7 +10,7 @@ import tensorflow as tf
 import tensorflow_transform.beam as tft_beam
 from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils
 
-from components.preprocessing import CUSTOM_CONFIG_KEY, preprocessing_fn
+from components.preprocessing import CUSTOM_CONFIG_KEY, pad_or_truncate, preprocessing_fn
 from pipeline.config import parse_config
 
 RAW_SPEC = {
@@ -96,3 +96,10 @@ def test_label_rule(transformed) -> None:
     train, test = transformed
     assert [int(r["label"][0]) for r in train] == [1, 0, 1]
     assert [int(r["label"][0]) for r in test] == [0, 1]
+
+
+def test_padding_at_the_start_right_aligns_the_kept_tokens() -> None:
+    ids = tf.ragged.constant([[1, 2, 3, 4, 5], [7], []], dtype=tf.int64)
+    np.testing.assert_array_equal(pad_or_truncate(ids, 3, "keep_last", "start"), [[3, 4, 5], [0, 0, 7], [0, 0, 0]])
+    np.testing.assert_array_equal(pad_or_truncate(ids, 3, "keep_first", "start"), [[1, 2, 3], [0, 0, 7], [0, 0, 0]])
+    np.testing.assert_array_equal(pad_or_truncate(ids, 3, "keep_last", "end"), [[3, 4, 5], [7, 0, 0], [0, 0, 0]])

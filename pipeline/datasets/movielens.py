@@ -5,6 +5,8 @@ with ``|``). For each rating, in (timestamp, movieId) order per user, one exampl
 
 - ``user``: the user id; ``target``: the rated movie; ``target_genres``: its genres;
 - ``history``: the user's earlier movie ids, most recent last, at most ``max_history``;
+- ``history_ratings``: the ratings the user gave those movies, as tokens (``"4.0"``), aligned with
+  ``history`` (the user's rating habits, which a user id alone does not carry to new users);
 - ``liked_genres``: genres of the user's earlier movies rated >= ``liked_rating``, most recent
   last, at most ``max_history`` tokens;
 - ``rating``: the raw rating (the label rule in the config turns it into 0/1).
@@ -82,12 +84,14 @@ def convert_movielens(
             ratings = sorted(by_user[user])
             first_eval = len(ratings) - eval_per_user
             history: list[int] = []
+            history_ratings: list[str] = []
             liked_genres: list[str] = []
             for i, (_, movie, rating) in enumerate(ratings):
                 if len(history) >= min_history:
                     example = {
                         "user": user,
                         "history": history[-max_history:],
+                        "history_ratings": history_ratings[-max_history:],
                         "liked_genres": liked_genres[-max_history:],
                         "target": movie,
                         "target_genres": genres.get(movie, []),
@@ -97,6 +101,7 @@ def convert_movielens(
                     (eval_f if split == "eval" else train_f).write(json.dumps(example) + "\n")
                     counts[split] += 1
                 history.append(movie)
+                history_ratings.append(f"{rating:.1f}")
                 if rating >= liked_rating:
                     liked_genres.extend(genres.get(movie, []))
     return MovieLensSummary(train_path, eval_path, counts["train"], counts["eval"], len(by_user))

@@ -8,9 +8,10 @@ category is one the user prefers (an interaction: the model must read interests/
 with the target) and when it is one of the generally popular categories (learnable from the
 target alone). The label is noisy, so the attainable AUC is below 1.
 
-With ``signal="late"`` the label depends only on whether the target's category appears among the
-*last* ``late_window`` items of ``history`` (the longer sequence), which ``interests`` (shorter)
-does not reveal: a model must read history to its end to learn it.
+With ``signal="late"`` the label depends only on whether one of the *last* ``late_window`` items of
+``history`` (the longer sequence) is from a popular category; ``interests`` (shorter) is random
+and earlier history items only hint at it through the user's tastes: a model must read history
+to its end, in order, to learn it.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ def generate_rows(
     num_categories: int = 12,
     max_history: int = 30,
     signal: str = "preference",
-    late_window: int = 3,
+    late_window: int = 2,
 ) -> Iterator[dict[str, Any]]:
     """Yield ``rows`` JSON-ready example dicts."""
     if signal not in SIGNALS:
@@ -68,7 +69,7 @@ def generate_rows(
             logit = 2.5 * (category in liked) + 2.0 * (category in POPULAR_CATEGORIES) - 2.5
         else:
             recent = {_item_category(i, num_categories) for i in history[-late_window:]}
-            logit = 4.0 if category in recent else -3.0
+            logit = 4.0 if recent & set(POPULAR_CATEGORIES) else -3.0
             interests = [f"topic_{rng.randrange(num_categories)}" for _ in interests]  # no signal here
         clicked = int(rng.random() < 1.0 / (1.0 + math.exp(-logit)))
         yield {

@@ -1,0 +1,96 @@
+"""Every model variant through the real pipeline on data whose label lives late in a sequence.
+
+The ``late`` synthetic signal (pipeline/datasets/synthetic.py): the label depends on the last two
+items of ``history`` (0-30 items), next to a shorter, uninformative ``interests`` (1-5 tokens) and
+a ``target`` id. One pipeline (one metadata store) runs once per variant: ExampleGen, statistics,
+validation and Transform run the first time and are cached after; Trainer, Evaluator (held-out
+AUC, TFMA) and Pusher run per variant. Each pushed model then scores raw tf.Examples through
+``serving_default``.
+
+Variants that read whole sequences in order must reach held-out AUC >= 0.9. An order-blind
+encoder (mean pooling) cannot tell the last items from earlier ones; it runs for the "trains,
+exports, serves" part with a lower gate, and its AUC is printed, not claimed. (GRU and attention
+pooling share these code paths; bench/model_variants.py runs every pooling on MovieLens.)
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from components.raw_records import column_specs, record_to_example
+from pipeline.config import parse_config
+from pipeline.datasets.synthetic import write_synthetic
+from pipeline.local_runner import run_locally
+from tests.conftest import synthetic_raw_config
+
+ORDER_AWARE_AUC = 0.9
+
+# (id, model section, padding of the sequences, AUC gate)
+VARIANTS = [
+    ("pooled_lstm", {"type": "pooled", "pooling": "lstm"}, "end", ORDER_AWARE_AUC),
+    ("concat_rnn_lstm", {"type": "concat_rnn", "rnn": {"cell": "lstm"}}, "end", ORDER_AWARE_AUC),
+    # Flatten reads positions: right-aligned (start-padded) sequences put the last items at fixed slots
+    ("concat_flatten", {"type": "concat_flatten"}, "start", ORDER_AWARE_AUC),
+    ("pooled_mean", {"type": "pooled", "pooling": "mean"}, "end", 0.6),
+]
+
+
+@pytest.fixture(scope="module")
+def late_data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    """(work dir, raw config without model section) shared by every variant."""
+    work = tmp_path_factory.mktemp("variants")
+    write_synthetic(str(work / "data"), rows=4000, seed=0, signal="late")
+    raw = synthetic_raw_config(work, work / "data", name="embedpipe-variants")
+    raw["features"] = [
+        {"name": "interests", "kind": "sequence", "dtype": "string", "max_length": 30, "embedding_dim": 8},
+        {"name": "history", "kind": "sequence", "dtype": "int", "max_length": 30, "embedding_dim": 16,
+         "vocabulary": {"num_oov_buckets": 2}},
+        {"name": "target", "kind": "id", "dtype": "int", "embedding_dim": 16, "share_embedding_with": "history"},
+    ]
+    raw["training"] = {"batch_size": 64, "epochs": 4, "learning_rate": 0.005, "early_stopping": {"patience": 2}}
+    # each variant is gated on its own AUC, not compared with the variant blessed before it
+    raw["evaluation"] = {"metrics": ["AUC", "ExampleCount"], "no_regression": {}}
+    return work, raw
+
+
+def _eval_rows(work: Path, count: int) -> list[dict[str, Any]]:
+    lines = (work / "data" / "examples.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines[-count:]]
+
+
+@pytest.mark.parametrize("variant, model, padding, gate", VARIANTS, ids=[v[0] for v in VARIANTS])
+def test_variant_learns_trains_exports_and_serves(late_data, variant: str, model: dict, padding: str, gate: float) -> None:
+    work, base = late_data
+    raw = copy.deepcopy(base)
+    raw["model"] = {**model, "hidden_units": [32]}
+    for f in raw["features"][:2]:
+        f["padding"] = padding
+    raw["evaluation"]["value_thresholds"] = {"AUC": {"lower_bound": gate}}
+    raw["push"]["model_name"] = variant
+    config = parse_config(raw)
+
+    summary = run_locally(config, out=io.StringIO())
+    print(f"{variant}: held-out AUC {summary.metrics.get('auc'):.4f} (gate {gate})")
+    assert summary.metrics["auc"] >= gate, summary.render()
+    assert summary.blessed and summary.pushed, summary.render()
+    assert "Trainer" not in summary.cached_components
+
+    model_dir = summary.pushed_path
+    assert (Path(model_dir) / "assets.extra" / "embedpipe" / "model_summary.txt").read_text().strip()
+    rows = _eval_rows(work, 50)
+    specs = column_specs(config.to_dict())
+    serialized = [record_to_example(r, specs, f"row {i}").SerializeToString() for i, r in enumerate(rows)]
+    loaded = tf.saved_model.load(model_dir)
+    scores = loaded.signatures["serving_default"](examples=tf.constant(serialized))["probability"].numpy()
+    assert scores.shape == (len(rows), 1) and np.all((scores > 0) & (scores < 1))
+    if gate >= ORDER_AWARE_AUC:  # a model that learned the rule separates the two classes on these rows
+        labels = np.array([r["clicked"] for r in rows])
+        assert scores[labels == 1].mean() > scores[labels == 0].mean() + 0.3
