@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
-
-import pipeline  # noqa: F401 -- TF_USE_LEGACY_KERAS before TensorFlow
 import tensorflow as tf
 import tf_keras as keras
+
+import pipeline  # noqa: F401 -- TF_USE_LEGACY_KERAS before TensorFlow
 from pipeline.config import FeatureConfig, PipelineConfig, label_is_positive
 
 

@@ -21,8 +21,8 @@ def test_synthetic_is_deterministic_and_has_a_signal() -> None:
 def test_late_signal_lives_in_the_end_of_history() -> None:
     rows = list(generate_rows(3000, seed=2, signal="late"))
     hot = [any(i % 12 in POPULAR_CATEGORIES for i in r["history"][-2:]) for r in rows]
-    hit = [r["clicked"] for r, h in zip(rows, hot) if h]
-    miss = [r["clicked"] for r, h in zip(rows, hot) if not h]
+    hit = [r["clicked"] for r, h in zip(rows, hot, strict=True) if h]
+    miss = [r["clicked"] for r, h in zip(rows, hot, strict=True) if not h]
     assert sum(hit) / len(hit) > 0.9 and sum(miss) / len(miss) < 0.1
     assert 0.3 < len(hit) / len(rows) < 0.7, "both classes are common"
 
