@@ -21,6 +21,7 @@ setup(
         "tensorflow-transform==1.16.0",
         "tensorflow-model-analysis==0.47.1",
         "tensorflow-serving-api==2.16.1",
+        "grpcio-health-checking==1.48.2",  # the standard grpc.health.v1 service of the model server
         "kfp==2.5.0",
         "pyyaml>=6",
     ],

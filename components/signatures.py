@@ -7,6 +7,8 @@
   ids are ``[batch]``.
 - ``classify``: ``inputs`` (serialized tf.Example) -> ``classes`` ``[batch, 2]`` (``"0"``, ``"1"``)
   and ``scores`` ``[batch, 2]``, the keys TF Serving's Classify API expects.
+- ``regress``: ``inputs`` (serialized tf.Example) -> ``outputs`` ``[batch]``, the probability under the
+  key TF Serving's Regress API expects.
 - ``transform_features``: serialized tf.Example *with* the label -> the transformed tensors; TFMA
   uses it to compute the 0/1 label from the raw label column.
 Unknown tokens map to OOV ids, over-long sequences are truncated, empty ones are all padding.
@@ -25,6 +27,7 @@ from pipeline.config import PipelineConfig
 SERVING_DEFAULT = "serving_default"
 PREDICT_RAW = "predict_raw"
 CLASSIFY = "classify"
+REGRESS = "regress"
 TRANSFORM_FEATURES = "transform_features"
 OUTPUT_KEY = "probability"
 RAW_PADDING = {tf.string: "", tf.int64: -1}
@@ -59,6 +62,10 @@ def make_signatures(model: keras.Model, tft_output: tft.TFTransformOutput, confi
             "scores": tf.concat([1.0 - p, p], axis=1),
         }
 
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")])
+    def regress(inputs: tf.Tensor) -> dict[str, tf.Tensor]:
+        return {"outputs": score(tf.io.parse_example(inputs, serving_spec))[:, 0]}
+
     raw_specs = {
         f.name: tf.TensorSpec([None, None] if f.kind == "sequence" else [None], _raw_dtype(f), name=f.name)
         for f in config.features
@@ -83,5 +90,6 @@ def make_signatures(model: keras.Model, tft_output: tft.TFTransformOutput, confi
         SERVING_DEFAULT: serve_examples.get_concrete_function(),
         PREDICT_RAW: predict_raw.get_concrete_function(),
         CLASSIFY: classify.get_concrete_function(),
+        REGRESS: regress.get_concrete_function(),
         TRANSFORM_FEATURES: transform_features.get_concrete_function(),
     }

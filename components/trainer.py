@@ -1,13 +1,16 @@
 """The Trainer's ``run_fn``: read transformed examples, fit the model, export it with signatures.
 
 Next to the SavedModel, under ``assets.extra/embedpipe/`` (which the Pusher copies along and TF
-Serving ignores), it writes the model summary and the resolved config it was trained with.
+Serving ignores), it writes the model summary, the resolved config it was trained with, and
+``training.json``: epochs run, training seconds (fit time without the per-epoch validation),
+steps and the per-epoch metrics.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import time
 
 import tensorflow as tf
 import tensorflow_transform as tft
@@ -61,8 +64,42 @@ def compile_model(model: keras.Model, config: PipelineConfig) -> None:
     )
 
 
-def write_model_info(model: keras.Model, config: PipelineConfig, export_dir: str, sizes: dict[str, int]) -> None:
-    """Write the Keras summary and the resolved config beside the SavedModel."""
+class TrainingClock(keras.callbacks.Callback):
+    """Time spent on training batches per epoch (validation excluded) and the steps taken."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.epoch_seconds: list[float] = []
+        self.steps = 0
+        self._started = 0.0
+        self._in_train = False
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._started, self._in_train = time.perf_counter(), True
+
+    def _stop(self) -> None:
+        if self._in_train:
+            self.epoch_seconds.append(time.perf_counter() - self._started)
+            self._in_train = False
+
+    def on_test_begin(self, logs: dict | None = None) -> None:
+        self._stop()
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self._stop()
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        self.steps += 1
+
+
+def write_model_info(
+    model: keras.Model,
+    config: PipelineConfig,
+    export_dir: str,
+    sizes: dict[str, int],
+    training: dict | None = None,
+) -> None:
+    """Write the Keras summary, the resolved config and the training record beside the SavedModel."""
     info_dir = os.path.join(export_dir, MODEL_INFO_DIR)
     tf.io.gfile.makedirs(info_dir)
     lines: list[str] = []
@@ -71,6 +108,9 @@ def write_model_info(model: keras.Model, config: PipelineConfig, export_dir: str
         f.write("\n".join(lines) + "\n")
     with tf.io.gfile.GFile(os.path.join(info_dir, "config.json"), "w") as f:
         json.dump({"config": config.to_dict(), "vocabulary_sizes": sizes}, f, indent=2)
+    if training is not None:
+        with tf.io.gfile.GFile(os.path.join(info_dir, "training.json"), "w") as f:
+            json.dump(training, f, indent=2)
 
 
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
@@ -90,7 +130,8 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     compile_model(model, config)
     model.summary(print_fn=logging.info)
 
-    callbacks: list[keras.callbacks.Callback] = [keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir)]
+    clock = TrainingClock()
+    callbacks: list[keras.callbacks.Callback] = [clock, keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir)]
     if training.early_stopping_patience is not None:
         callbacks.append(
             keras.callbacks.EarlyStopping(
@@ -100,7 +141,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
                 restore_best_weights=True,
             )
         )
-    model.fit(
+    history = model.fit(
         train,
         epochs=training.epochs,
         steps_per_epoch=training.steps_per_epoch,
@@ -109,4 +150,13 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         verbose=2,
     )
     model.save(fn_args.serving_model_dir, save_format="tf", signatures=make_signatures(model, tft_output, config))
-    write_model_info(model, config, fn_args.serving_model_dir, sizes)
+    record = {
+        "epochs_run": len(clock.epoch_seconds),
+        "train_seconds": sum(clock.epoch_seconds),
+        "epoch_seconds": clock.epoch_seconds,
+        "steps": clock.steps,
+        "batch_size": training.batch_size,
+        "history": {k: [float(v) for v in vs] for k, vs in history.history.items()},
+    }
+    logging.info("Training: %d epochs, %.1f s of training batches, %d steps", record["epochs_run"], record["train_seconds"], clock.steps)
+    write_model_info(model, config, fn_args.serving_model_dir, sizes, record)

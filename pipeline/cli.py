@@ -4,6 +4,8 @@
     embedpipe schema infer --config F [--data PATH] [--output F]
     embedpipe data synthetic --rows N --output DIR [--seed S] [--signal preference|late]
     embedpipe data movielens --source DIR --output DIR [--eval-per-user 10]
+    embedpipe serve --port=8500 --model_name=M --model_base_path=DIR [TF Serving flags, see serve --help]
+    embedpipe predict --server HOST:PORT --model M (--json '{...}' | --input FILE.jsonl) [--classify]
 """
 
 from __future__ import annotations
@@ -95,6 +97,35 @@ def cmd_data_movielens(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_predict(args: argparse.Namespace) -> int:
+    """Score raw rows on a TF Serving-compatible server; one score per line."""
+    import json
+
+    from serving.client import ModelClient
+
+    if (args.json is None) == (args.input is None):
+        raise SystemExit("embedpipe predict: give exactly one of --json or --input")
+    if args.json is not None:
+        rows = [json.loads(args.json)]
+    else:
+        with open(args.input) as f:
+            rows = [json.loads(line) for line in f if line.strip()]
+    specs = None
+    if args.config:
+        from components.raw_records import column_specs
+        from pipeline.config import load_config
+
+        specs = column_specs(load_config(args.config).to_dict())
+    client = ModelClient(args.server, args.model, specs=specs)
+    try:
+        scores = client.classify(rows) if args.classify else client.predict(rows, signature=args.signature)
+    finally:
+        client.close()
+    for score in scores:
+        print(f"{score:.6f}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``embedpipe`` command."""
     parser = argparse.ArgumentParser(prog="embedpipe", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -127,11 +158,28 @@ def build_parser() -> argparse.ArgumentParser:
     movielens.add_argument("--eval-per-user", type=int, default=10, help="each user's last N ratings go to eval")
     movielens.add_argument("--max-history", type=int, default=50)
     movielens.set_defaults(func=cmd_data_movielens)
+
+    verbs.add_parser("serve", help="serve pushed models over TF Serving's gRPC/REST API (flags: embedpipe serve --help)")
+    predict = verbs.add_parser("predict", help="score raw rows on a TF Serving-compatible server")
+    predict.add_argument("--server", required=True, help="HOST:PORT of the gRPC endpoint")
+    predict.add_argument("--model", required=True, help="model name on the server")
+    predict.add_argument("--json", help="one row as a JSON object of raw feature values")
+    predict.add_argument("--input", help="a JSONL file of rows")
+    predict.add_argument("--signature", default="serving_default")
+    predict.add_argument("--classify", action="store_true", help="use Classify (signature 'classify') instead of Predict")
+    predict.add_argument("--config", type=Path, help="pipeline config: types the values by the declared features")
+    predict.set_defaults(func=cmd_predict)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``embedpipe`` console script."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["serve"]:  # TF Serving's own flag syntax, parsed by the server
+        from serving.server import main as serve_main
+
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        return serve_main(argv[1:])
     args = build_parser().parse_args(argv)
     from pipeline.config import ConfigError
 

@@ -1,7 +1,9 @@
 """Build the TFX pipeline from a validated config: the one factory behind every runner.
 
 ExampleGen -> StatisticsGen -> ExampleValidator -> SchemaGate -> Transform -> Trainer -> Evaluator
-(against the latest blessed model) -> Pusher, with the curated schema imported by ImportSchemaGen.
+(against the latest blessed model) -> ServingCanary (live gRPC server on the candidate) -> Pusher,
+with the curated schema imported by ImportSchemaGen. The Pusher needs the Evaluator's blessing and
+the canary's InfraBlessing, and pushes the canary's copy of the model (with warmup requests).
 Module code is referenced by dotted path (``components.preprocessing.preprocessing_fn``,
 ``components.trainer.run_fn``), so the project must be installed wherever components run.
 """
@@ -16,6 +18,7 @@ from tfx import v1 as tfx
 from components.example_gen import make_example_gen
 from components.preprocessing import CUSTOM_CONFIG_KEY
 from components.schema_gate import SchemaGate
+from components.serving_canary import ServingCanary
 from pipeline.config import PipelineConfig
 from pipeline.eval_config import make_eval_config
 
@@ -32,6 +35,7 @@ TRANSFORM = "Transform"
 TRAINER = "Trainer"
 BASELINE_RESOLVER = "latest_blessed_model_resolver"
 EVALUATOR = "Evaluator"
+SERVING_CANARY = "ServingCanary"
 PUSHER = "Pusher"
 
 
@@ -82,9 +86,17 @@ def create_components(config: PipelineConfig) -> list[Any]:
         eval_config=make_eval_config(config.evaluation),
     ).with_id(EVALUATOR)
 
-    pusher = tfx.components.Pusher(
+    canary = ServingCanary(
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
+        examples=example_gen.outputs["examples"],
+        model_name=config.push.model_name,
+    ).with_id(SERVING_CANARY)
+
+    pusher = tfx.components.Pusher(
+        model=canary.outputs["warmed_model"],
+        model_blessing=evaluator.outputs["blessing"],
+        infra_blessing=canary.outputs["blessing"],
         push_destination=tfx.proto.PushDestination(
             filesystem=tfx.proto.PushDestination.Filesystem(base_directory=config.push.model_directory)
         ),
@@ -100,6 +112,7 @@ def create_components(config: PipelineConfig) -> list[Any]:
         trainer,
         baseline_resolver,
         evaluator,
+        canary,
         pusher,
     ]
 

@@ -22,6 +22,8 @@ class RunSummary:
     baseline_metrics: dict[str, float]
     blessed: bool | None
     failures: list[str]
+    infra_blessed: bool | None
+    infra_reason: str
     pushed: bool
     pushed_path: str | None
     model_path: str | None
@@ -43,7 +45,9 @@ class RunSummary:
         else:
             lines.append("blessed: NO")
             lines += [f"  - {f}" for f in self.failures]
-        lines.append(f"pushed: {self.pushed_path}" if self.pushed else "pushed: no (only blessed models are pushed)")
+        if self.infra_blessed is not None:
+            lines.append(f"serving canary: {'passed' if self.infra_blessed else 'FAILED'} ({self.infra_reason})")
+        lines.append(f"pushed: {self.pushed_path}" if self.pushed else "pushed: no (only models blessed by the Evaluator and the canary are pushed)")
         if self.model_path:
             lines.append(f"trained model: {self.model_path}")
         if self.cached_components:
@@ -147,6 +151,14 @@ def summarize_run(pipeline_name: str, pipeline_root: str, metadata_path: str) ->
         if outs.get("blessing"):
             blessed = bool(_custom(outs["blessing"][0], "blessed"))
 
+    infra_blessed, infra_reason = None, ""
+    canary = _latest_execution(store, pipeline_name, nodes.SERVING_CANARY)
+    if _finished(canary):
+        outs = _outputs(store, canary)
+        if outs.get("blessing"):
+            infra_blessed = bool(_custom(outs["blessing"][0], "blessed"))
+            infra_reason = str(_custom(outs["blessing"][0], "reason") or "")
+
     pushed, pushed_path = False, None
     pusher = _latest_execution(store, pipeline_name, nodes.PUSHER)
     if _finished(pusher):
@@ -162,4 +174,4 @@ def summarize_run(pipeline_name: str, pipeline_root: str, metadata_path: str) ->
         models = _outputs(store, trainer).get("model")
         if models:
             model_path = os.path.join(models[0].uri, "Format-Serving")
-    return RunSummary(pipeline_root, metrics, baseline, blessed, failures, pushed, pushed_path, model_path, cached)
+    return RunSummary(pipeline_root, metrics, baseline, blessed, failures, infra_blessed, infra_reason, pushed, pushed_path, model_path, cached)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import io
 import os
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,27 @@ def synthetic_raw_config(work: Path, data_path: Path, name: str = "embedpipe-tes
 def raw_config(tmp_path: Path) -> dict[str, Any]:
     """A valid raw config dict to mutate in tests."""
     return copy.deepcopy(synthetic_raw_config(tmp_path, tmp_path / "data"))
+
+
+@pytest.fixture(scope="session")
+def pipeline_runs(tmp_path_factory: pytest.TempPathFactory):
+    """Two runs of the built-in example (the e2e tests check them; serving tests use the pushed model).
+
+    (config, first summary, second summary, progress output of the first run)
+    """
+    from pipeline.config import parse_config
+    from pipeline.datasets.synthetic import write_synthetic
+    from pipeline.local_runner import run_locally
+
+    work = tmp_path_factory.mktemp("e2e")
+    write_synthetic(str(work / "data"), rows=6000, seed=0)
+    raw = synthetic_raw_config(work, work / "data")
+    first_out = io.StringIO()
+    first = run_locally(parse_config(raw), out=first_out)
+    second_raw = copy.deepcopy(raw)
+    second_raw["training"]["seed"] = 1  # a retrain: the Trainer runs again, upstream is cached
+    second = run_locally(parse_config(second_raw), out=io.StringIO())
+    return parse_config(raw), first, second, first_out.getvalue()
 
 
 def pytest_configure(config: pytest.Config) -> None:

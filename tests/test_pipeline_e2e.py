@@ -7,7 +7,6 @@ schema gate stops before Transform.
 
 from __future__ import annotations
 
-import copy
 import io
 import json
 import os
@@ -26,17 +25,9 @@ HERE = Path(__file__).resolve().parent
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory):
+def runs(pipeline_runs):
     """(config, first summary, second summary, progress output of the first run)."""
-    work = tmp_path_factory.mktemp("e2e")
-    write_synthetic(str(work / "data"), rows=6000, seed=0)
-    raw = synthetic_raw_config(work, work / "data")
-    first_out = io.StringIO()
-    first = run_locally(parse_config(raw), out=first_out)
-    second_raw = copy.deepcopy(raw)
-    second_raw["training"]["seed"] = 1  # a retrain: the Trainer runs again, upstream is cached
-    second = run_locally(parse_config(second_raw), out=io.StringIO())
-    return parse_config(raw), first, second, first_out.getvalue()
+    return pipeline_runs
 
 
 def test_first_run_is_blessed_and_pushed(runs) -> None:
@@ -47,10 +38,18 @@ def test_first_run_is_blessed_and_pushed(runs) -> None:
     version = os.path.basename(first.pushed_path)
     assert version.isdigit(), "TF Serving layout: <base>/<model>/<integer version>/"
     assert os.path.isfile(os.path.join(first.pushed_path, "saved_model.pb"))
-    for name in ("model_summary.txt", "config.json"):
-        assert os.path.isfile(os.path.join(first.pushed_path, "assets.extra", "embedpipe", name))
-    assert "[1/10] ExampleGen ..." in progress and "Pusher done" in progress
+    info = os.path.join(first.pushed_path, "assets.extra", "embedpipe")
+    for name in ("model_summary.txt", "config.json", "training.json"):
+        assert os.path.isfile(os.path.join(info, name))
+    with open(os.path.join(info, "training.json")) as f:
+        training = json.load(f)
+    assert 1 <= training["epochs_run"] <= config.training.epochs and training["train_seconds"] > 0
+    assert len(training["history"]["val_auc"]) == training["epochs_run"] and training["steps"] > 0
+    assert "[1/11] ExampleGen ..." in progress and "ServingCanary done" in progress and "Pusher done" in progress
     assert "blessed: yes" in first.render() and "pushed: " in first.render()
+    assert first.infra_blessed is True and "serving canary: passed" in first.render()
+    warmup = os.path.join(first.pushed_path, "assets.extra", "tf_serving_warmup_requests")
+    assert os.path.getsize(warmup) > 0, "the pushed model carries the canary's warmup requests"
 
 
 def test_pushed_model_scores_raw_examples_in_a_fresh_process(runs) -> None:

@@ -1,0 +1,205 @@
+"""Every model variant through the pipeline on MovieLens, beside plain-Keras references, in one run.
+
+    .venv/bin/python bench/model_variants.py --data DIR [--config configs/movielens.yaml] [--only NAME ...]
+
+DIR holds ``train.jsonl`` / ``eval.jsonl`` from ``embedpipe data movielens``. For each variant the
+whole pipeline runs (one metadata store, so ExampleGen/statistics/Transform are reused when the
+features do not change); its eval AUC comes from the Evaluator (TFMA) and its training time from
+the Trainer's ``training.json`` (training batches only, validation excluded). The same Keras model
+(``components.model.build_model``) is then fitted in memory on numpy arrays for the same number of
+epochs: the throughput ratio pipeline / in-memory is the Trainer's input overhead. The classic
+references (``bench/keras_reference.py``) run in the same invocation.
+
+Prints a table with the machine and date and writes bench/out/model_variants.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import datetime
+import io
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.keras_reference import (  # noqa: E402
+    classic_flatten,
+    classic_lstm,
+    encode,
+    fit_and_score,
+    item_mean_baseline,
+    read_jsonl,
+)
+from bench.pipeline_wall_time import machine  # noqa: E402
+from components.model import build_model  # noqa: E402
+from pipeline.config import PipelineConfig, parse_config  # noqa: E402
+from pipeline.local_runner import run_locally  # noqa: E402
+
+SEQUENCES_50 = ["history", "history_ratings", "liked_genres"]  # the three length-50 sequences
+
+
+def _set_pooling(raw: dict, pooling: str) -> None:
+    raw["model"]["pooling"] = pooling
+    for f in raw["features"]:
+        f.pop("pooling", None)
+
+
+def _concat(model_type: str, padding: str) -> Any:
+    def mutate(raw: dict) -> None:
+        _set_pooling(raw, "mean")
+        raw["model"].update(type=model_type, concat=SEQUENCES_50)
+        for f in raw["features"]:
+            if f["name"] in SEQUENCES_50:
+                f["padding"] = padding
+
+    return mutate
+
+
+# name -> change to configs/movielens.yaml (None: the config as shipped)
+VARIANTS: dict[str, Any] = {
+    "configs/movielens.yaml (pooled mean, GRU on history_ratings)": None,
+    "pooled mean": lambda raw: _set_pooling(raw, "mean"),
+    "pooled max": lambda raw: _set_pooling(raw, "max"),
+    "pooled attention": lambda raw: _set_pooling(raw, "attention"),
+    "pooled gru (every sequence)": lambda raw: _set_pooling(raw, "gru"),
+    "concat_flatten (3 sequences, start-padded)": _concat("concat_flatten", "start"),
+    "concat_rnn lstm (3 sequences)": _concat("concat_rnn", "end"),
+}
+
+
+def _config(base: dict, mutate: Any, work: str, data: str, config_dir: Path) -> PipelineConfig:
+    raw = copy.deepcopy(base)
+    if mutate:
+        mutate(raw)
+    raw["pipeline"].update(root=f"{work}/root", metadata_path=f"{work}/metadata.sqlite")
+    raw["data"]["path"] = data
+    raw["push"]["base_directory"] = f"{work}/serving"
+    raw.setdefault("evaluation", {})["no_regression"] = {}  # every variant gated on its own AUC
+    return parse_config(raw, base_dir=config_dir)
+
+
+def run_variant(name: str, config: PipelineConfig, train_rows: list, eval_rows: list) -> dict[str, Any]:
+    """Pipeline run, then the same model in memory for the same number of epochs."""
+    summary = run_locally(config, out=io.StringIO())
+    with open(os.path.join(summary.model_path, "assets.extra", "embedpipe", "training.json")) as f:
+        training = json.load(f)
+    epochs = training["epochs_run"]
+    pipeline_eps = len(train_rows) * epochs / training["train_seconds"]
+
+    data = encode(config, train_rows, eval_rows)
+    import tf_keras as keras
+
+    keras.utils.set_random_seed(config.training.seed)
+    model = build_model(config, data.vocabulary_sizes)
+    memory = fit_and_score(
+        name, model, data, [f.name for f in config.features], epochs, config.training.batch_size, config.training.learning_rate
+    )
+    return {
+        "variant": name,
+        "pipeline_auc": summary.metrics.get("auc"),
+        "blessed": summary.blessed,
+        "epochs": epochs,
+        "pipeline_train_s": training["train_seconds"],
+        "pipeline_examples_per_s": pipeline_eps,
+        "memory_auc": memory.auc,
+        "memory_train_s": memory.train_seconds,
+        "memory_examples_per_s": memory.examples_per_second,
+        "throughput_ratio": pipeline_eps / memory.examples_per_second,
+    }
+
+
+def run_references(config: PipelineConfig, train_rows: list, eval_rows: list) -> list[dict[str, Any]]:
+    """The issue's plain-Keras references, rerun here."""
+    import dataclasses
+
+    import tf_keras as keras
+
+    data = encode(config, train_rows, eval_rows)
+
+    def pooled_mean(names: list[str]) -> Any:
+        model_config = dataclasses.replace(config.model, pooling="mean", hidden_units=(64,), type="pooled", concat=None)
+        features = tuple(dataclasses.replace(f, pooling=None) for f in config.features if f.name in names)
+        subset = dataclasses.replace(config, features=features, model=model_config)
+        return lambda: (build_model(subset, data.vocabulary_sizes), names)
+
+    t = config.training
+    rows = [item_mean_baseline(train_rows, eval_rows, config, "target").__dict__]
+    makers = [
+        ("classic A: Flatten+Dense over concat(liked_genres, history)", lambda: classic_flatten(data, config, ["liked_genres", "history"], None)),
+        ("classic A + target movie embedding", lambda: classic_flatten(data, config, ["liked_genres", "history"], "target")),
+        ("classic B: mask_zero, Concatenate(axis=2), LSTM", lambda: classic_lstm(data, config, ["liked_genres", "history"], None)),
+        ("classic B + target movie embedding", lambda: classic_lstm(data, config, ["liked_genres", "history"], "target")),
+        ("masked-mean pooled per feature + target + target genres", pooled_mean(["history", "liked_genres", "target", "target_genres"])),
+        ("same + user id embedding", pooled_mean(["user", "history", "liked_genres", "target", "target_genres"])),
+    ]
+    for name, make in makers:
+        keras.utils.set_random_seed(t.seed)
+        model, inputs = make()
+        rows.append(fit_and_score(name, model, data, inputs, 3, 256, 1e-3).__dict__)
+    return rows
+
+
+def main() -> None:
+    """Run everything and report."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--data", required=True, help="directory with train.jsonl and eval.jsonl")
+    parser.add_argument("--config", default="configs/movielens.yaml")
+    parser.add_argument("--only", nargs="*", help="run only variants whose name contains one of these")
+    parser.add_argument("--output", default="bench/out/model_variants.json")
+    args = parser.parse_args()
+
+    config_path = Path(args.config).resolve()
+    base = yaml.safe_load(config_path.read_text())
+    data = os.path.abspath(args.data)
+    train_rows = read_jsonl(os.path.join(data, "train.jsonl"))
+    eval_rows = read_jsonl(os.path.join(data, "eval.jsonl"))
+    work = tempfile.mkdtemp(prefix="embedpipe-variants-")
+
+    # warm TensorFlow up once so the first timed fit does not pay for it
+    shipped = _config(base, None, work, data, config_path.parent)
+    warm = encode(shipped, train_rows[:2000], eval_rows[:500])
+    fit_and_score("warm-up", build_model(shipped, warm.vocabulary_sizes), warm, [f.name for f in shipped.features], 1, 256, 1e-3)
+
+    references = run_references(shipped, train_rows, eval_rows)
+    variants = []
+    for name, mutate in VARIANTS.items():
+        if args.only and not any(s in name for s in args.only):
+            continue
+        print(f"running {name} ...", flush=True)
+        variants.append(run_variant(name, _config(base, mutate, work, data, config_path.parent), train_rows, eval_rows))
+
+    when = datetime.datetime.now().isoformat(timespec="seconds")
+    print(f"\nmachine: {machine()}\ndate: {when}\ndata: {data} ({len(train_rows)} train / {len(eval_rows)} eval)")
+    print("\nreferences (plain Keras, in memory, 3 epochs, Adam 1e-3, batch 256):")
+    print(f"| {'reference':<62} | eval AUC | train s | examples/s |\n|{'-' * 64}|---------:|--------:|-----------:|")
+    for r in references:
+        secs = f"{r['train_seconds']:.1f}" if r["train_seconds"] else "-"
+        eps = f"{r['examples_per_second']:,.0f}" if r["examples_per_second"] else "-"
+        print(f"| {r['name']:<62} | {r['auc']:.4f} | {secs:>7} | {eps:>10} |")
+    print("\nvariants (pipeline: Evaluator AUC, Trainer time; in memory: same model, same epochs):")
+    print(
+        f"| {'variant':<56} | epochs | pipeline AUC | pipeline train s | pipeline ex/s | in-memory AUC | in-memory train s "
+        f"| in-memory ex/s | ratio |\n|{'-' * 58}|-------:|-------------:|-----------------:|--------------:|--------------:"
+        f"|------------------:|---------------:|------:|"
+    )
+    for v in variants:
+        print(
+            f"| {v['variant']:<56} | {v['epochs']:>6} | {v['pipeline_auc']:>12.4f} | {v['pipeline_train_s']:>16.1f} "
+            f"| {v['pipeline_examples_per_s']:>13,.0f} | {v['memory_auc']:>13.4f} | {v['memory_train_s']:>17.1f} "
+            f"| {v['memory_examples_per_s']:>14,.0f} | {v['throughput_ratio']:>5.2f} |"
+        )
+    os.makedirs(os.path.dirname(args.output), exist_ok=True)
+    with open(args.output, "w") as f:
+        json.dump({"machine": machine(), "date": when, "data": data, "references": references, "variants": variants}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()

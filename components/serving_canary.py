@@ -1,0 +1,183 @@
+"""ServingCanary: serve the candidate model on a live gRPC server before the Pusher may push it.
+
+TFX's InfraValidator launches TF Serving only through Docker or a KFP v1 pod, neither of which
+exists here, so this component does the same job with the project's TF Serving-compatible server
+(serving/): it copies the trained model, writes warmup requests into the copy
+(``assets.extra/tf_serving_warmup_requests``, replayed by any TF Serving at load), starts
+``python -m serving.server`` on it in a subprocess, waits for AVAILABLE through GetModelStatus,
+sends real eval examples through Predict and Classify, compares the answers with the model's own
+in-process scores, stops the server with SIGTERM (it must drain and exit 0), and writes an
+InfraBlessing. The Pusher takes the warmed copy and needs both blessings.
+"""
+
+import glob
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+import tensorflow as tf
+from absl import logging
+from tfx import v1 as tfx
+from tfx.types.standard_artifacts import Examples, InfraBlessing, Model, ModelBlessing
+
+from serving.servable import WARMUP_FILE
+
+SERVING_DIR = "Format-Serving"  # where Trainer/Pusher keep the SavedModel inside a Model artifact
+
+
+def _eval_examples(examples_uri: str, count: int) -> list[bytes]:
+    files = sorted(glob.glob(os.path.join(examples_uri, "Split-eval", "*")))
+    if not files:
+        raise RuntimeError(f"ServingCanary: no eval split under {examples_uri}")
+    dataset = tf.data.TFRecordDataset(files, compression_type="GZIP").take(count)
+    return [r.numpy() for r in dataset]
+
+
+def write_warmup_requests(model_dir: str, serialized: list[bytes], model_name: str) -> str:
+    """Write PredictionLogs (Predict on serving_default, Classify on classify) TF Serving replays at load."""
+    from tensorflow_serving.apis import classification_pb2, predict_pb2, prediction_log_pb2
+
+    path = os.path.join(model_dir, WARMUP_FILE)
+    tf.io.gfile.makedirs(os.path.dirname(path))
+    with tf.io.TFRecordWriter(path) as writer:
+        predict = predict_pb2.PredictRequest()
+        predict.model_spec.name, predict.model_spec.signature_name = model_name, "serving_default"
+        predict.inputs["examples"].CopyFrom(tf.make_tensor_proto(serialized, dtype=tf.string))
+        writer.write(prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=predict)).SerializeToString())
+        classify = classification_pb2.ClassificationRequest()
+        classify.model_spec.name, classify.model_spec.signature_name = model_name, "classify"
+        for s in serialized:
+            classify.input.example_list.examples.add().ParseFromString(s)
+        log = prediction_log_pb2.PredictionLog(classify_log=prediction_log_pb2.ClassifyLog(request=classify))
+        writer.write(log.SerializeToString())
+    return path
+
+
+def _free_port() -> int:
+    import portpicker
+
+    return portpicker.pick_unused_port()
+
+
+def _wait_available(client, process: subprocess.Popen, timeout: float) -> None:
+    import grpc
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the model server exited with code {process.returncode} before the model was AVAILABLE")
+        try:
+            if client.versions().get(1) == "AVAILABLE":
+                return
+        except grpc.RpcError:
+            pass  # not listening yet, or the model is still loading
+        time.sleep(0.5)
+    raise RuntimeError(f"the model was not AVAILABLE within {timeout:.0f} s")
+
+
+def run_canary(model_dir: str, serialized: list[bytes], model_name: str, tolerance: float, timeout: float) -> dict:
+    """Serve ``model_dir`` as version 1, compare served and in-process scores; a report dict."""
+    from serving.client import ModelClient
+
+    expected = tf.saved_model.load(model_dir).signatures["serving_default"](examples=tf.constant(serialized))["probability"].numpy()
+    expected = expected.reshape(-1).tolist()
+    base = tempfile.mkdtemp(prefix="embedpipe-canary-")
+    os.symlink(os.path.abspath(model_dir), os.path.join(base, "1"))
+    port = _free_port()
+    log_path = base + ".log"
+    command = [sys.executable, "-m", "serving.server", f"--port={port}", f"--model_name={model_name}",
+               f"--model_base_path={base}", "--file_system_poll_wait_seconds=0"]
+    with open(log_path, "w") as log_file:
+        process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    client = ModelClient(f"localhost:{port}", model_name)
+    try:
+        started = time.monotonic()
+        _wait_available(client, process, timeout)
+        ready_seconds = time.monotonic() - started
+        rows = [tf.train.Example.FromString(s) for s in serialized]
+        predicted = _predict_serialized(client, serialized)
+        classified = _classify_serialized(client, rows)
+        process.send_signal(signal.SIGTERM)
+        exit_code = process.wait(timeout=60)
+    finally:
+        client.close()
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    with open(log_path) as f:
+        server_log = f.read()[-4000:]
+    worst = max(max(abs(a - b) for a, b in zip(predicted, expected, strict=True)),
+                max(abs(a - b) for a, b in zip(classified, expected, strict=True)))
+    problems = []
+    if worst > tolerance:
+        problems.append(f"served scores differ from in-process scores by {worst:.3g} (> {tolerance:g})")
+    if exit_code != 0:
+        problems.append(f"the server exited with code {exit_code} after SIGTERM (expected 0)")
+    shutil.rmtree(base, ignore_errors=True)
+    os.remove(log_path)
+    return {"problems": problems, "max_abs_diff": worst, "ready_seconds": ready_seconds, "examples": len(serialized),
+            "server_log": server_log}
+
+
+def _predict_serialized(client, serialized: list[bytes]) -> list[float]:
+    from tensorflow_serving.apis import predict_pb2
+
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = client.model_name
+    request.inputs["examples"].CopyFrom(tf.make_tensor_proto(serialized, dtype=tf.string))
+    response = client.prediction.Predict(request, timeout=client.timeout)
+    return tf.make_ndarray(response.outputs["probability"]).reshape(-1).tolist()
+
+
+def _classify_serialized(client, rows: list) -> list[float]:
+    from tensorflow_serving.apis import classification_pb2
+
+    request = classification_pb2.ClassificationRequest()
+    request.model_spec.name, request.model_spec.signature_name = client.model_name, "classify"
+    for example in rows:
+        request.input.example_list.examples.add().CopyFrom(example)
+    response = client.prediction.Classify(request, timeout=client.timeout)
+    return [next(c.score for c in r.classes if c.label == "1") for r in response.result.classifications]
+
+
+def _bless(blessing, blessed: bool, reason: str) -> None:
+    blessing.set_int_custom_property("blessed", int(blessed))
+    blessing.set_string_custom_property("reason", reason[:1000])
+    with tf.io.gfile.GFile(os.path.join(blessing.uri, "INFRA_BLESSED" if blessed else "INFRA_NOT_BLESSED"), "w") as f:
+        f.write(reason + "\n")
+
+
+@tfx.dsl.components.component
+def ServingCanary(  # noqa: N802 -- TFX component naming
+    model: tfx.dsl.components.InputArtifact[Model],
+    model_blessing: tfx.dsl.components.InputArtifact[ModelBlessing],
+    examples: tfx.dsl.components.InputArtifact[Examples],
+    blessing: tfx.dsl.components.OutputArtifact[InfraBlessing],
+    warmed_model: tfx.dsl.components.OutputArtifact[Model],
+    model_name: tfx.dsl.components.Parameter[str],
+    num_examples: tfx.dsl.components.Parameter[int] = 16,
+    tolerance: tfx.dsl.components.Parameter[float] = 1e-5,
+    timeout_seconds: tfx.dsl.components.Parameter[int] = 180,
+) -> None:
+    """Bless the model for serving only if a live server answers like the model does."""
+    source = os.path.join(model.uri, SERVING_DIR)
+    target = os.path.join(warmed_model.uri, SERVING_DIR)
+    if model_blessing.get_int_custom_property("blessed") != 1:
+        _bless(blessing, False, "skipped: the Evaluator did not bless this model")
+        return
+    serialized = _eval_examples(examples.uri, num_examples)
+    shutil.copytree(source, target, dirs_exist_ok=True)
+    write_warmup_requests(target, serialized, model_name)
+    report = run_canary(target, serialized, model_name, tolerance, timeout_seconds)
+    blessing.set_float_custom_property("max_abs_diff", report["max_abs_diff"])
+    blessing.set_float_custom_property("ready_seconds", report["ready_seconds"])
+    if report["problems"]:
+        logging.error("ServingCanary: %s\nserver log:\n%s", "; ".join(report["problems"]), report["server_log"])
+        _bless(blessing, False, "; ".join(report["problems"]))
+    else:
+        _bless(blessing, True, f"served {report['examples']} eval examples through Predict and Classify; "
+                               f"max |served - in-process| = {report['max_abs_diff']:.2g}")

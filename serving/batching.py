@@ -1,0 +1,144 @@
+"""Server-side batching of concurrent Predict calls, TF Serving style.
+
+Requests for the same (version, signature, outputs) wait up to ``batch_timeout_micros`` for
+company; their inputs are concatenated along dimension 0 (up to ``max_batch_size`` rows), run
+once, and the outputs split back by each request's row count. Requests that cannot be joined
+(scalar inputs, different inner shapes, more rows than a batch) run on their own.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+
+import grpc
+import numpy as np
+
+from serving.errors import ServingError
+from serving.servable import ServableVersion
+
+
+@dataclass(frozen=True)
+class BatchingParameters:
+    """The knobs of TF Serving's BatchingParameters that this batcher honours."""
+
+    max_batch_size: int = 32
+    batch_timeout_micros: int = 1000
+    num_batch_threads: int = 2
+    max_enqueued_batches: int = 100
+
+
+def parse_batching_parameters(text: str) -> BatchingParameters:
+    """Read a ``--batching_parameters_file`` text proto (``max_batch_size { value: 128 }``)."""
+    values = {}
+    for key, number in re.findall(r"(\w+)\s*\{\s*value\s*:\s*(\d+)\s*\}", text):
+        if key in BatchingParameters.__dataclass_fields__:
+            values[key] = int(number)
+    return BatchingParameters(**values)
+
+
+@dataclass
+class _Task:
+    inputs: dict[str, np.ndarray]
+    rows: int
+    done: threading.Event = field(default_factory=threading.Event)
+    outputs: dict[str, np.ndarray] | None = None
+    error: BaseException | None = None
+
+
+class Batcher:
+    """Joins concurrent requests; ``run`` blocks until the caller's own rows are answered."""
+
+    def __init__(self, params: BatchingParameters) -> None:
+        self.params = params
+        self._queues: dict[tuple, list[_Task]] = {}
+        self._deadlines: dict[tuple, float] = {}
+        self._servables: dict[tuple, tuple[ServableVersion, str, list[str] | None]] = {}
+        self._cond = threading.Condition()
+        self._stopped = False
+        self._threads = [
+            threading.Thread(target=self._worker, name=f"embedpipe-batch-{i}", daemon=True) for i in range(params.num_batch_threads)
+        ]
+        for t in self._threads:
+            t.start()
+
+    @staticmethod
+    def _batchable(inputs: dict[str, np.ndarray]) -> int | None:
+        rows = {a.shape[0] if a.ndim else None for a in inputs.values()}
+        return rows.pop() if len(rows) == 1 and None not in rows else None
+
+    def run(self, servable: ServableVersion, signature: str, inputs: dict[str, np.ndarray], output_filter: list[str] | None) -> dict[str, np.ndarray]:
+        """Outputs for these inputs, computed in a batch with concurrent requests when possible."""
+        servable.check_inputs(signature, inputs)  # a bad request fails alone, before joining a batch
+        rows = self._batchable(inputs)
+        if rows is None or rows > self.params.max_batch_size:
+            return servable.run(signature, inputs, output_filter)
+        shapes = tuple(sorted((k, a.shape[1:], a.dtype.str) for k, a in inputs.items()))
+        key = (id(servable), signature, tuple(output_filter or ()), shapes)
+        task = _Task(inputs, rows)
+        with self._cond:
+            queue = self._queues.setdefault(key, [])
+            if sum(t.rows for t in queue) >= self.params.max_batch_size * self.params.max_enqueued_batches:
+                raise ServingError(grpc.StatusCode.UNAVAILABLE, "The batch scheduling queue to which this task was submitted is full")
+            if not queue:
+                self._deadlines[key] = time.monotonic() + self.params.batch_timeout_micros / 1e6
+            queue.append(task)
+            self._servables[key] = (servable, signature, output_filter)
+            self._cond.notify()
+        task.done.wait()
+        if task.error is not None:
+            raise task.error
+        assert task.outputs is not None
+        return task.outputs
+
+    def _ready_key(self, now: float) -> tuple | None:
+        for key, queue in self._queues.items():
+            if queue and (sum(t.rows for t in queue) >= self.params.max_batch_size or now >= self._deadlines[key]):
+                return key
+        return None
+
+    def _worker(self) -> None:
+        while True:
+            with self._cond:
+                while True:
+                    if self._stopped:
+                        return
+                    now = time.monotonic()
+                    key = self._ready_key(now)
+                    if key is not None:
+                        break
+                    pending = [self._deadlines[k] for k, q in self._queues.items() if q]
+                    self._cond.wait(timeout=max(0.0, min(pending) - now) if pending else None)
+                queue = self._queues[key]
+                batch, total = [], 0
+                while queue and total + queue[0].rows <= self.params.max_batch_size:
+                    total += queue[0].rows
+                    batch.append(queue.pop(0))
+                if queue:
+                    self._deadlines[key] = time.monotonic()  # leftovers go out in the next batch
+                servable, signature, output_filter = self._servables[key]
+            self._process(servable, signature, output_filter, batch)
+
+    @staticmethod
+    def _process(servable: ServableVersion, signature: str, output_filter: list[str] | None, batch: list[_Task]) -> None:
+        try:
+            joined = {k: np.concatenate([t.inputs[k] for t in batch], axis=0) for k in batch[0].inputs}
+            outputs = servable.run(signature, joined, output_filter)
+            start = 0
+            for t in batch:
+                t.outputs = {k: v[start : start + t.rows] for k, v in outputs.items()}
+                start += t.rows
+        except BaseException as e:  # every waiting request gets the error
+            for t in batch:
+                t.error = e
+        finally:
+            for t in batch:
+                t.done.set()
+
+    def stop(self) -> None:
+        """Let the worker threads end."""
+        with self._cond:
+            self._stopped = True
+            self._cond.notify_all()

@@ -1,0 +1,191 @@
+"""TF Serving's request semantics, independent of the transport (gRPC, REST and warmup use them).
+
+Every function takes a request proto and returns the response proto, or raises ServingError with
+the status code and message TF Serving would give.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+from google.protobuf import any_pb2
+from tensorflow_serving.apis import (
+    classification_pb2,
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    inference_pb2,
+    model_pb2,
+    predict_pb2,
+    regression_pb2,
+)
+
+from serving.batching import Batcher
+from serving.errors import invalid
+from serving.model_manager import ModelManager
+from serving.servable import ServableVersion, examples_from_input
+from serving.tensors import from_ndarray, to_ndarray
+
+CLASSIFY_METHOD = "tensorflow/serving/classify"
+REGRESS_METHOD = "tensorflow/serving/regress"
+
+
+class RequestHandlers:
+    """Predict / Classify / Regress / MultiInference / metadata / status over a ModelManager."""
+
+    def __init__(self, manager: ModelManager, batcher: Batcher | None = None) -> None:
+        self.manager = manager
+        self.batcher = batcher
+
+    # ------------------------------------------------------------------ helpers
+    def lookup(self, spec: model_pb2.ModelSpec) -> ServableVersion:
+        """The loaded version a ModelSpec names."""
+        version = spec.version.value if spec.HasField("version") else None
+        label = spec.version_label if spec.WhichOneof("version_choice") == "version_label" else None
+        return self.manager.get(spec.name, version, label)
+
+    @staticmethod
+    def _answer_spec(target: model_pb2.ModelSpec, servable: ServableVersion, signature: str) -> None:
+        target.name = servable.name
+        target.version.value = servable.version
+        target.signature_name = signature
+
+    # ------------------------------------------------------------------ RPCs
+    def predict(self, request: predict_pb2.PredictRequest, servable: ServableVersion | None = None) -> predict_pb2.PredictResponse:
+        """PredictionService.Predict."""
+        servable = servable or self.lookup(request.model_spec)
+        signature, _ = servable.signature(request.model_spec.signature_name)
+        inputs = {k: to_ndarray(v, k) for k, v in request.inputs.items()}
+        output_filter = list(request.output_filter) or None
+        if self.batcher is not None:
+            outputs = self.batcher.run(servable, signature, inputs, output_filter)
+        else:
+            outputs = servable.run(signature, inputs, output_filter)
+        response = predict_pb2.PredictResponse()
+        self._answer_spec(response.model_spec, servable, signature)
+        for key, value in outputs.items():
+            response.outputs[key].CopyFrom(from_ndarray(value))
+        return response
+
+    def _classification_result(self, servable: ServableVersion, signature: str, request_input) -> classification_pb2.ClassificationResult:
+        serialized = examples_from_input(request_input)
+        classes, scores = servable.classify(signature, serialized)
+        result = classification_pb2.ClassificationResult()
+        for i in range(len(serialized)):
+            row = result.classifications.add()
+            k = (classes if classes is not None else scores).shape[1]
+            for j in range(k):
+                c = row.classes.add()
+                if classes is not None:
+                    label = classes[i, j]
+                    c.label = label.decode() if isinstance(label, bytes) else str(label)
+                if scores is not None:
+                    c.score = float(scores[i, j])
+        return result
+
+    def _regression_result(self, servable: ServableVersion, signature: str, request_input) -> regression_pb2.RegressionResult:
+        values = servable.regress(signature, examples_from_input(request_input))
+        result = regression_pb2.RegressionResult()
+        for v in values:
+            result.regressions.add().value = float(v)
+        return result
+
+    def classify(self, request: classification_pb2.ClassificationRequest) -> classification_pb2.ClassificationResponse:
+        """PredictionService.Classify (works on predict-method signatures with classes/scores)."""
+        servable = self.lookup(request.model_spec)
+        signature, _ = servable.signature(request.model_spec.signature_name)
+        response = classification_pb2.ClassificationResponse()
+        response.result.CopyFrom(self._classification_result(servable, signature, request.input))
+        self._answer_spec(response.model_spec, servable, signature)
+        return response
+
+    def regress(self, request: regression_pb2.RegressionRequest) -> regression_pb2.RegressionResponse:
+        """PredictionService.Regress (a signature with one string input and an ``outputs`` output)."""
+        servable = self.lookup(request.model_spec)
+        signature, _ = servable.signature(request.model_spec.signature_name)
+        response = regression_pb2.RegressionResponse()
+        response.result.CopyFrom(self._regression_result(servable, signature, request.input))
+        self._answer_spec(response.model_spec, servable, signature)
+        return response
+
+    def multi_inference(self, request: inference_pb2.MultiInferenceRequest) -> inference_pb2.MultiInferenceResponse:
+        """PredictionService.MultiInference: classify/regress tasks on one model, one input."""
+        if not request.tasks:
+            raise invalid("Found no tasks in MultiInferenceRequest.")
+        names = {t.model_spec.name for t in request.tasks}
+        if len(names) > 1:
+            raise invalid("All ModelSpecs in a MultiInferenceRequest must access the same model name.")
+        signatures = [t.model_spec.signature_name or "serving_default" for t in request.tasks]
+        if len(set(signatures)) != len(signatures):
+            raise invalid("Duplicate evaluation of signature: " + next(s for s in signatures if signatures.count(s) > 1))
+        response = inference_pb2.MultiInferenceResponse()
+        servable = self.lookup(request.tasks[0].model_spec)
+        for task in request.tasks:
+            signature, _ = servable.signature(task.model_spec.signature_name)
+            result = response.results.add()
+            if task.method_name == CLASSIFY_METHOD:
+                result.classification_result.CopyFrom(self._classification_result(servable, signature, request.input))
+            elif task.method_name == REGRESS_METHOD:
+                result.regression_result.CopyFrom(self._regression_result(servable, signature, request.input))
+            else:
+                raise invalid(f"Unsupported signature method_name: {task.method_name}")
+            self._answer_spec(result.model_spec, servable, signature)
+        return response
+
+    def get_model_metadata(self, request: get_model_metadata_pb2.GetModelMetadataRequest) -> get_model_metadata_pb2.GetModelMetadataResponse:
+        """PredictionService.GetModelMetadata: only ``signature_def``."""
+        if not request.metadata_field:
+            raise invalid("GetModelMetadataRequest must specify at least one metadata_field")
+        for field in request.metadata_field:
+            if field != "signature_def":
+                raise invalid(f"Metadata field {field} is not supported")
+        servable = self.lookup(request.model_spec)
+        signature_map = get_model_metadata_pb2.SignatureDefMap()
+        for key, signature_def in servable.signature_defs.items():
+            signature_map.signature_def[key].CopyFrom(signature_def)
+        packed = any_pb2.Any()
+        packed.Pack(signature_map)
+        response = get_model_metadata_pb2.GetModelMetadataResponse()
+        response.model_spec.name = servable.name
+        response.model_spec.version.value = servable.version
+        response.metadata["signature_def"].CopyFrom(packed)
+        return response
+
+    def get_model_status(self, request: get_model_status_pb2.GetModelStatusRequest) -> get_model_status_pb2.GetModelStatusResponse:
+        """ModelService.GetModelStatus."""
+        spec = request.model_spec
+        version = spec.version.value if spec.HasField("version") else None
+        label = spec.version_label if spec.WhichOneof("version_choice") == "version_label" else None
+        response = get_model_status_pb2.GetModelStatusResponse()
+        for number, status in self.manager.status(spec.name, version, label):
+            entry = response.model_version_status.add()
+            entry.version, entry.state = number, status.state
+            if status.error:
+                entry.status.error_code = 13  # INTERNAL: the load failed
+                entry.status.error_message = status.error
+        return response
+
+    def replay_warmup(self, servable: ServableVersion) -> int:
+        """Replay ``assets.extra/tf_serving_warmup_requests`` on a version before it serves."""
+        from tensorflow_serving.apis import prediction_log_pb2
+
+        from serving.servable import WARMUP_FILE
+
+        path = f"{servable.path}/{WARMUP_FILE}"
+        if not tf.io.gfile.exists(path):
+            return 0
+        count = 0
+        for record in tf.data.TFRecordDataset(path).take(1000):
+            log = prediction_log_pb2.PredictionLog.FromString(record.numpy())
+            kind = log.WhichOneof("log_type")
+            if kind == "predict_log":
+                self.predict(log.predict_log.request, servable)
+            elif kind == "classify_log":
+                r = log.classify_log.request
+                servable.classify(servable.signature(r.model_spec.signature_name)[0], examples_from_input(r.input))
+            elif kind == "regress_log":
+                r = log.regress_log.request
+                servable.regress(servable.signature(r.model_spec.signature_name)[0], examples_from_input(r.input))
+            else:
+                raise invalid(f"Unsupported log_type for warmup: {kind}")
+            count += 1
+        return count
+

@@ -1,0 +1,237 @@
+"""Which versions of which models are loaded: polling, version policies, labels, hot swaps.
+
+Each model's ``base_path`` is polled every ``poll_seconds``; a version is a directory whose name is
+an integer and that holds ``saved_model.pb`` (so a half-copied push is not taken). The policy
+(latest N, all, specific) picks the wanted versions. A new version is loaded and warmed up *before*
+any version it replaces is unloaded; a request that already holds a version finishes on it. A
+version that fails to load is reported (state END with its error) and retried a few times while the
+versions already loaded keep serving.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from dataclasses import dataclass, field
+from typing import Callable
+
+import grpc
+import tensorflow as tf
+from tensorflow_serving.apis import get_model_status_pb2
+from tensorflow_serving.config import model_server_config_pb2
+
+from serving.errors import ServingError, invalid, not_found
+from serving.servable import ServableVersion
+
+State = get_model_status_pb2.ModelVersionStatus.State
+log = logging.getLogger("embedpipe.serving")
+MAX_LOAD_ATTEMPTS = 5
+
+
+@dataclass
+class VersionStatus:
+    """Life-cycle state of one version, as GetModelStatus reports it."""
+
+    state: int
+    error: str = ""
+    attempts: int = 0
+
+
+@dataclass
+class ManagedModel:
+    """One entry of the ModelServerConfig and what is loaded for it."""
+
+    config: model_server_config_pb2.ModelConfig
+    loaded: dict[int, ServableVersion] = field(default_factory=dict)
+    status: dict[int, VersionStatus] = field(default_factory=dict)
+
+
+def available_versions(base_path: str) -> list[int]:
+    """Integer-named version directories under ``base_path`` that hold a complete SavedModel."""
+    if not tf.io.gfile.isdir(base_path):
+        return []
+    versions = []
+    for entry in tf.io.gfile.listdir(base_path):
+        name = entry.rstrip("/")
+        if name.isdigit() and tf.io.gfile.exists(os.path.join(base_path, name, "saved_model.pb")):
+            versions.append(int(name))
+    return sorted(versions)
+
+
+def wanted_versions(config: model_server_config_pb2.ModelConfig, on_disk: list[int]) -> list[int]:
+    """The versions the model's version policy asks for, among those on disk."""
+    policy = config.model_version_policy
+    kind = policy.WhichOneof("policy_choice")
+    if kind == "all":
+        return on_disk
+    if kind == "specific":
+        return [v for v in on_disk if v in set(policy.specific.versions)]
+    keep = policy.latest.num_versions if kind == "latest" and policy.latest.num_versions > 0 else 1
+    return on_disk[-keep:]
+
+
+def single_model_config(name: str, base_path: str) -> model_server_config_pb2.ModelServerConfig:
+    """The config ``--model_name``/``--model_base_path`` stand for."""
+    config = model_server_config_pb2.ModelServerConfig()
+    entry = config.model_config_list.config.add()
+    entry.name, entry.base_path, entry.model_platform = name, base_path, "tensorflow"
+    return config
+
+
+class ModelManager:
+    """Thread-safe registry of loaded versions, refreshed by ``poll_once`` or a polling thread."""
+
+    def __init__(
+        self,
+        config: model_server_config_pb2.ModelServerConfig,
+        poll_seconds: float = 1.0,
+        warmup: Callable[[ServableVersion], int] | None = None,
+    ) -> None:
+        self._lock = threading.RLock()
+        self._models: dict[str, ManagedModel] = {}
+        self._poll_seconds = poll_seconds
+        self._warmup = warmup
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.reload(config)
+
+    # ------------------------------------------------------------------ config
+    def reload(self, config: model_server_config_pb2.ModelServerConfig) -> None:
+        """Replace the model list: new models are added, models left out are unloaded."""
+        if config.WhichOneof("config") != "model_config_list":
+            raise invalid("ModelServerConfig must hold a model_config_list.")
+        entries = list(config.model_config_list.config)
+        names = [e.name for e in entries]
+        if len(set(names)) != len(names):
+            raise invalid(f"Illegal to list model {next(n for n in names if names.count(n) > 1)} multiple times in config list")
+        for e in entries:
+            if not e.name or not e.base_path:
+                raise invalid("Every model config needs a name and a base_path.")
+        with self._lock:
+            for name in list(self._models):
+                if name not in names:
+                    self._unload_all(name)
+                    del self._models[name]
+            for e in entries:
+                if e.name in self._models:
+                    self._models[e.name].config = e
+                else:
+                    self._models[e.name] = ManagedModel(config=e)
+        self.poll_once()
+
+    def model_names(self) -> list[str]:
+        """Names of the configured models."""
+        with self._lock:
+            return list(self._models)
+
+    # ------------------------------------------------------------------ polling
+    def start(self) -> None:
+        """Poll the file system in a background thread."""
+        if self._poll_seconds > 0 and self._thread is None:
+            self._thread = threading.Thread(target=self._poll_loop, name="embedpipe-model-poller", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        """Stop polling (loaded versions stay until the process ends)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def _poll_loop(self) -> None:
+        while not self._stop.wait(self._poll_seconds):
+            try:
+                self.poll_once()
+            except Exception:  # keep serving what is loaded whatever the file system does
+                log.exception("polling the model directories failed")
+
+    def poll_once(self) -> None:
+        """Load wanted versions (warming them up), then unload versions no longer wanted."""
+        with self._lock:
+            models = list(self._models.items())
+        for name, model in models:
+            wanted = wanted_versions(model.config, available_versions(model.config.base_path))
+            for version in wanted:
+                if version not in model.loaded:
+                    self._load(name, model, version)
+            with self._lock:
+                # never leave a model without a version while its wanted ones failed to load
+                if any(v in model.loaded for v in wanted):
+                    for version in [v for v in model.loaded if v not in wanted]:
+                        self._unload(name, model, version)
+
+    def _load(self, name: str, model: ManagedModel, version: int) -> None:
+        status = model.status.setdefault(version, VersionStatus(State.START))
+        if status.error and status.attempts >= MAX_LOAD_ATTEMPTS:
+            return
+        status.state, status.attempts = State.LOADING, status.attempts + 1
+        path = os.path.join(model.config.base_path, str(version))
+        try:
+            servable = ServableVersion(name, version, path)
+            replayed = self._warmup(servable) if self._warmup else 0
+        except Exception as e:  # a broken version must not take the server down
+            status.state, status.error = State.END, f"{type(e).__name__}: {e}"
+            log.error("model %s version %d failed to load (attempt %d): %s", name, version, status.attempts, e)
+            return
+        with self._lock:
+            model.loaded[version] = servable
+            status.state, status.error = State.AVAILABLE, ""
+        log.info("model %s version %d AVAILABLE (%d warmup requests replayed)", name, version, replayed)
+
+    def _unload(self, name: str, model: ManagedModel, version: int) -> None:
+        model.status[version].state = State.UNLOADING
+        model.loaded.pop(version, None)  # requests holding it finish; Python frees it after
+        model.status[version].state = State.END
+        log.info("model %s version %d unloaded", name, version)
+
+    def _unload_all(self, name: str) -> None:
+        model = self._models[name]
+        for version in list(model.loaded):
+            self._unload(name, model, version)
+
+    # ------------------------------------------------------------------ lookups
+    def get(self, name: str, version: int | None = None, label: str | None = None) -> ServableVersion:
+        """The version a request asks for (latest available when neither version nor label)."""
+        with self._lock:
+            model = self._models.get(name)
+            if label:
+                labels = dict(model.config.version_labels) if model else {}
+                if label not in labels:
+                    raise invalid(f"Unrecognized servable version label: {label}")
+                version = labels[label]
+            if model is not None and model.loaded:
+                if version is None:
+                    return model.loaded[max(model.loaded)]
+                if version in model.loaded:
+                    return model.loaded[version]
+        which = f"Latest({name})" if version is None else f"Specific({name}, {version})"
+        raise not_found(f"Servable not found for request: {which}")
+
+    def status(self, name: str, version: int | None = None, label: str | None = None) -> list[tuple[int, VersionStatus]]:
+        """(version, status) pairs for GetModelStatus."""
+        with self._lock:
+            model = self._models.get(name)
+            if model is None or not model.status:
+                raise not_found(f"Could not find any versions of model {name}")
+            if label:
+                labels = dict(model.config.version_labels)
+                if label not in labels:
+                    raise invalid(f"Unrecognized servable version label: {label}")
+                version = labels[label]
+            if version is not None:
+                if version not in model.status:
+                    raise not_found(f"Could not find version {version} of model {name}")
+                return [(version, model.status[version])]
+            return sorted(model.status.items())
+
+
+def load_config_file(path: str) -> model_server_config_pb2.ModelServerConfig:
+    """Parse a ModelServerConfig text proto (``--model_config_file``)."""
+    from google.protobuf import text_format
+
+    with tf.io.gfile.GFile(path) as f:
+        text = f.read()
+    try:
+        return text_format.Parse(text, model_server_config_pb2.ModelServerConfig())
+    except text_format.ParseError as e:
+        raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, f"{path}: {e}") from e

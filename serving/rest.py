@@ -1,0 +1,238 @@
+"""TF Serving's REST API (``--rest_api_port``) over the same handlers as gRPC.
+
+GET  /v1/models/M[/versions/V | /labels/L]            model status
+GET  /v1/models/M[...]/metadata                        signature_def metadata
+POST /v1/models/M[...]:predict   {"instances": [...]} (row) or {"inputs": ...} (columnar)
+POST /v1/models/M[...]:classify  {"examples": [...], "context": {...}}
+POST /v1/models/M[...]:regress   same body
+Binary values travel as {"b64": "..."}; errors as {"error": "..."}.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import grpc
+import numpy as np
+import tensorflow as tf
+from google.protobuf import json_format
+from tensorflow_serving.apis import (
+    classification_pb2,
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    input_pb2,
+    model_pb2,
+    predict_pb2,
+    regression_pb2,
+)
+
+from serving.errors import ServingError, invalid
+from serving.handlers import RequestHandlers
+from serving.tensors import from_ndarray
+
+_PATH = re.compile(r"^/v1/models/([^/:]+)(?:/versions/(\d+)|/labels/([^/:]+))?(?:/(metadata)|:(predict|classify|regress))?$")
+_HTTP = {
+    grpc.StatusCode.INVALID_ARGUMENT: 400,
+    grpc.StatusCode.FAILED_PRECONDITION: 400,
+    grpc.StatusCode.NOT_FOUND: 404,
+    grpc.StatusCode.UNAVAILABLE: 503,
+}
+_STATE_NAMES = {v: k for k, v in get_model_status_pb2.ModelVersionStatus.State.items()}
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, dict) and set(value) == {"b64"}:
+        return base64.b64decode(value["b64"])
+    if isinstance(value, list):
+        return [_decode(v) for v in value]
+    return value
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            return {"b64": base64.b64encode(value).decode()}
+    if isinstance(value, np.ndarray):
+        return [_encode(v) for v in value.tolist()] if value.dtype == object else value.tolist()
+    if isinstance(value, list):
+        return [_encode(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _feature(value: Any) -> tf.train.Feature:
+    values = value if isinstance(value, list) else [value]
+    values = [_decode(v) for v in values]
+    if all(isinstance(v, bool) is False and isinstance(v, int) for v in values):
+        return tf.train.Feature(int64_list=tf.train.Int64List(value=values))
+    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        return tf.train.Feature(float_list=tf.train.FloatList(value=values))
+    return tf.train.Feature(bytes_list=tf.train.BytesList(value=[v if isinstance(v, bytes) else str(v).encode() for v in values]))
+
+
+def _example(features: dict[str, Any]) -> tf.train.Example:
+    if not isinstance(features, dict):
+        raise invalid("Each example must be a JSON object of feature name -> value(s).")
+    return tf.train.Example(features=tf.train.Features(feature={k: _feature(v) for k, v in features.items()}))
+
+
+def _input(body: dict[str, Any]) -> input_pb2.Input:
+    examples = body.get("examples")
+    if not isinstance(examples, list) or not examples:
+        raise invalid("Missing 'examples' key (a non-empty list).")
+    request_input = input_pb2.Input()
+    if "context" in body:
+        target = request_input.example_list_with_context
+        target.context.CopyFrom(_example(body["context"]))
+    else:
+        target = request_input.example_list
+    for e in examples:
+        target.examples.add().CopyFrom(_example(e))
+    return request_input
+
+
+class RestApi:
+    """Turns REST calls into handler calls."""
+
+    def __init__(self, handlers: RequestHandlers) -> None:
+        self.h = handlers
+
+    def _spec(self, name: str, version: str | None, label: str | None, signature: str = "") -> model_pb2.ModelSpec:
+        spec = model_pb2.ModelSpec(name=name, signature_name=signature)
+        if version:
+            spec.version.value = int(version)
+        elif label:
+            spec.version_label = label
+        return spec
+
+    def get(self, path: str) -> dict[str, Any]:
+        """Status or metadata."""
+        m = _PATH.match(path)
+        if not m or m.group(5):
+            raise ServingError(grpc.StatusCode.NOT_FOUND, f"Malformed request: GET {path}")
+        name, version, label, metadata, _ = m.groups()
+        spec = self._spec(name, version, label)
+        if metadata:
+            response = self.h.get_model_metadata(get_model_metadata_pb2.GetModelMetadataRequest(model_spec=spec, metadata_field=["signature_def"]))
+            signature_map = get_model_metadata_pb2.SignatureDefMap()
+            response.metadata["signature_def"].Unpack(signature_map)
+            return {
+                "model_spec": {"name": name, "signature_name": "", "version": str(response.model_spec.version.value)},
+                "metadata": {"signature_def": json_format.MessageToDict(signature_map)},
+            }
+        status = self.h.get_model_status(get_model_status_pb2.GetModelStatusRequest(model_spec=spec))
+        return {
+            "model_version_status": [
+                {
+                    "version": str(s.version),
+                    "state": _STATE_NAMES.get(s.state, str(s.state)),
+                    "status": {"error_code": "OK" if not s.status.error_code else "INTERNAL", "error_message": s.status.error_message},
+                }
+                for s in status.model_version_status
+            ]
+        }
+
+    def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        """:predict, :classify or :regress."""
+        m = _PATH.match(path)
+        if not m or not m.group(5):
+            raise ServingError(grpc.StatusCode.NOT_FOUND, f"Malformed request: POST {path}")
+        name, version, label, _, verb = m.groups()
+        if not isinstance(body, dict):
+            raise invalid("The request body must be a JSON object.")
+        spec = self._spec(name, version, label, body.get("signature_name", ""))
+        if verb == "classify":
+            response = self.h.classify(classification_pb2.ClassificationRequest(model_spec=spec, input=_input(body)))
+            return {"results": [[[c.label, c.score] for c in row.classes] for row in response.result.classifications]}
+        if verb == "regress":
+            response = self.h.regress(regression_pb2.RegressionRequest(model_spec=spec, input=_input(body)))
+            return {"results": [r.value for r in response.result.regressions]}
+        return self._predict(spec, body)
+
+    def _predict(self, spec: model_pb2.ModelSpec, body: dict[str, Any]) -> dict[str, Any]:
+        servable = self.h.lookup(spec)
+        specs = servable.input_specs(spec.signature_name)
+        if ("instances" in body) == ("inputs" in body):
+            raise invalid("JSON object: must have exactly one of 'instances' (row format) or 'inputs' (columnar format).")
+        row_format = "instances" in body
+        columns: dict[str, Any]
+        if row_format:
+            instances = body["instances"]
+            if not isinstance(instances, list) or not instances:
+                raise invalid("'instances' must be a non-empty list.")
+            if all(isinstance(i, dict) and not set(i) == {"b64"} for i in instances):
+                columns = {k: [i.get(k) for i in instances] for k in instances[0]}
+            elif len(specs) == 1:
+                columns = {next(iter(specs)): instances}
+            else:
+                raise invalid(f"The signature has several inputs {sorted(specs)}; give each instance as an object.")
+        else:
+            inputs = body["inputs"]
+            columns = inputs if isinstance(inputs, dict) else {next(iter(specs)): inputs}
+        request = predict_pb2.PredictRequest(model_spec=spec)
+        for key, values in columns.items():
+            dtype = specs[key].dtype if key in specs else None
+            array = np.array(_decode(values), dtype=object if dtype == tf.string else (dtype.as_numpy_dtype if dtype else None))
+            request.inputs[key].CopyFrom(from_ndarray(array))
+        response = self.h.predict(request, servable)
+        outputs = {k: tf.make_ndarray(v) for k, v in response.outputs.items()}
+        if not row_format:
+            only = len(outputs) == 1
+            return {"outputs": _encode(next(iter(outputs.values()))) if only else {k: _encode(v) for k, v in outputs.items()}}
+        rows = len(next(iter(outputs.values())))
+        if len(outputs) == 1:
+            return {"predictions": _encode(next(iter(outputs.values())))}
+        return {"predictions": [{k: _encode(v[i]) for k, v in outputs.items()} for i in range(rows)]}
+
+
+def make_rest_server(handlers: RequestHandlers, port: int, host: str = "0.0.0.0") -> ThreadingHTTPServer:
+    """A started-on-demand HTTP server for the REST API (call ``serve_forever`` in a thread)."""
+    api = RestApi(handlers)
+
+    class Handler(BaseHTTPRequestHandler):
+        def _reply(self, code: int, payload: dict[str, Any]) -> None:
+            data = json.dumps(payload).encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def _run(self, call) -> None:
+            try:
+                self._reply(200, call())
+            except ServingError as e:
+                self._reply(_HTTP.get(e.code, 500), {"error": e.message})
+            except (ValueError, TypeError, KeyError) as e:
+                self._reply(400, {"error": f"{type(e).__name__}: {e}"})
+
+        def do_GET(self) -> None:  # noqa: N802
+            self._run(lambda: api.get(self.path))
+
+        def do_POST(self) -> None:  # noqa: N802
+            length = int(self.headers.get("Content-Length", 0))
+
+            def call() -> dict[str, Any]:
+                try:
+                    body = json.loads(self.rfile.read(length) or b"null")
+                except json.JSONDecodeError as e:
+                    raise invalid(f"JSON Parse error: {e}") from e
+                return api.post(self.path, body)
+
+            self._run(call)
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 -- quiet access log
+            pass
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="embedpipe-rest", daemon=True).start()
+    return server

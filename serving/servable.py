@@ -1,0 +1,162 @@
+"""One loaded version of a model: its SavedModel signatures, called the way TF Serving calls them."""
+
+from __future__ import annotations
+
+import os
+from typing import Mapping
+
+import grpc
+import numpy as np
+import tensorflow as tf
+from tensorflow.core.protobuf import meta_graph_pb2
+from tensorflow.python.saved_model import loader_impl
+from tensorflow_serving.apis import input_pb2
+
+from serving.errors import ServingError, invalid
+
+DEFAULT_SIGNATURE = "serving_default"
+WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
+
+
+def _set(names: set[str]) -> str:
+    return "{" + ",".join(sorted(names)) + "}"
+
+
+def examples_from_input(request_input: input_pb2.Input) -> list[bytes]:
+    """Serialized tf.Examples of an ``Input`` (context features merged into every example)."""
+    kind = request_input.WhichOneof("kind")
+    if kind == "example_list":
+        examples = list(request_input.example_list.examples)
+        serialized = [e.SerializeToString() for e in examples]
+    elif kind == "example_list_with_context":
+        context = request_input.example_list_with_context.context
+        serialized = []
+        for example in request_input.example_list_with_context.examples:
+            merged = tf.train.Example()
+            merged.CopyFrom(context)
+            for key, feature in example.features.feature.items():
+                merged.features.feature[key].CopyFrom(feature)
+            serialized.append(merged.SerializeToString())
+    else:
+        raise invalid("Input is empty.")
+    if not serialized:
+        raise invalid("Input is empty.")
+    return serialized
+
+
+def _status_from_tf(e: tf.errors.OpError) -> ServingError:
+    try:
+        code = next(c for c in grpc.StatusCode if c.value[0] == e.error_code)
+    except StopIteration:
+        code = grpc.StatusCode.INTERNAL
+    return ServingError(code, e.message)
+
+
+class ServableVersion:
+    """A SavedModel version loaded in this process."""
+
+    def __init__(self, name: str, version: int, path: str) -> None:
+        self.name = name
+        self.version = version
+        self.path = path
+        self.model = tf.saved_model.load(path, tags=["serve"])
+        self.signatures = dict(self.model.signatures)
+        saved_model = loader_impl.parse_saved_model(path)
+        self.signature_defs: Mapping[str, meta_graph_pb2.SignatureDef] = saved_model.meta_graphs[0].signature_def
+
+    def signature(self, name: str) -> tuple[str, tf.types.experimental.ConcreteFunction]:
+        """(resolved name, function); empty name = serving_default."""
+        key = name or DEFAULT_SIGNATURE
+        if key not in self.signatures:
+            raise ServingError(grpc.StatusCode.FAILED_PRECONDITION, f'Serving signature key "{key}" not found.')
+        return key, self.signatures[key]
+
+    def input_specs(self, signature_name: str) -> dict[str, tf.TensorSpec]:
+        """The named inputs a signature takes."""
+        _, fn = self.signature(signature_name)
+        return dict(fn.structured_input_signature[1])
+
+    def output_keys(self, signature_name: str) -> set[str]:
+        """The output aliases of a signature."""
+        key, _ = self.signature(signature_name)
+        return set(self.signature_defs[key].outputs) if key in self.signature_defs else set()
+
+    def check_inputs(self, signature_name: str, inputs: Mapping[str, np.ndarray]) -> dict[str, tf.Tensor]:
+        """Keys, dtypes and shapes against the signature; tensors ready to call it with."""
+        specs = self.input_specs(signature_name)
+        sent, expected = set(inputs), set(specs)
+        if sent != expected:
+            if len(sent) != len(expected):
+                raise invalid(
+                    f"input size does not match signature: {len(sent)}!={len(expected)} len({_set(sent)}) != len({_set(expected)}). "
+                    f"Sent extra: {_set(sent - expected)}. Missing but required: {_set(expected - sent)}."
+                )
+            alias = sorted(sent - expected)[0]
+            raise invalid(f"input tensor alias not found in signature: {alias}. Inputs expected to be in the set {_set(expected)}.")
+        tensors = {}
+        for key, spec in specs.items():
+            array = inputs[key]
+            actual = tf.string if array.dtype == object or array.dtype.kind in "SU" else tf.as_dtype(array.dtype)
+            if actual != spec.dtype:
+                raise invalid(f"Expects arg[{sorted(specs).index(key)}] to be {spec.dtype.name} but {actual.name} is provided")
+            if not spec.shape.is_compatible_with(array.shape):
+                raise invalid(f"input '{key}' has shape {list(array.shape)}, but the signature expects {spec.shape.as_list()}")
+            tensors[key] = tf.constant(array, dtype=spec.dtype)
+        return tensors
+
+    def run(self, signature_name: str, inputs: Mapping[str, np.ndarray], output_filter: list[str] | None = None) -> dict[str, np.ndarray]:
+        """Call a signature on checked inputs; numpy outputs, optionally filtered."""
+        tensors = self.check_inputs(signature_name, inputs)
+        return self.call(signature_name, tensors, output_filter)
+
+    def call(self, signature_name: str, tensors: Mapping[str, tf.Tensor], output_filter: list[str] | None = None) -> dict[str, np.ndarray]:
+        """Call a signature on tensors already checked by ``check_inputs``."""
+        _, fn = self.signature(signature_name)
+        if output_filter:
+            known = set(fn.structured_outputs)
+            for alias in output_filter:
+                if alias not in known:
+                    raise invalid(f"output tensor alias not found in signature: {alias} Outputs expected to be in the set {_set(known)}.")
+        try:
+            outputs = fn(**tensors)
+        except tf.errors.OpError as e:
+            raise _status_from_tf(e) from e
+        except (TypeError, ValueError) as e:
+            raise invalid(str(e)) from e
+        keys = output_filter or list(outputs)
+        return {k: outputs[k].numpy() for k in keys}
+
+    def _single_input(self, signature_name: str) -> str:
+        specs = self.input_specs(signature_name)
+        if len(specs) != 1:
+            raise invalid("Expected one input Tensor.")
+        key, spec = next(iter(specs.items()))
+        if spec.dtype != tf.string:
+            raise invalid(f"Input tensor '{key}' must be of type string (serialized tf.Example), got {spec.dtype.name}.")
+        return key
+
+    def classify(self, signature_name: str, serialized: list[bytes]) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """(classes [batch, k] or None, scores [batch, k] or None) from a classify-shaped signature."""
+        key = self._single_input(signature_name)
+        outputs = self.output_keys(signature_name)
+        wanted = [k for k in ("classes", "scores") if k in outputs]
+        if not wanted:
+            raise invalid("Expected classification signature outputs to contain at least one of 'classes' and 'scores'.")
+        result = self.call(signature_name, {key: tf.constant(serialized, dtype=tf.string)}, wanted)
+        classes, scores = result.get("classes"), result.get("scores")
+        for name, value in (("classes", classes), ("scores", scores)):
+            if value is not None and (value.ndim != 2 or value.shape[0] != len(serialized)):
+                raise invalid(f"Expected Tensor shape: [{len(serialized)} k] but got {list(value.shape)} for output '{name}'.")
+        return classes, scores
+
+    def regress(self, signature_name: str, serialized: list[bytes]) -> np.ndarray:
+        """One value per example from a regress-shaped signature (output ``outputs``)."""
+        key = self._single_input(signature_name)
+        if "outputs" not in self.output_keys(signature_name):
+            raise invalid("No output Tensor with name 'outputs' found in the signature; Regress needs one.")
+        values = self.call(signature_name, {key: tf.constant(serialized, dtype=tf.string)}, ["outputs"])["outputs"]
+        if values.ndim == 2 and values.shape[1] == 1:
+            values = values[:, 0]
+        if values.ndim != 1 or values.shape[0] != len(serialized):
+            raise invalid(f"Expected output Tensor shape to be either [batch_size] or [batch_size, 1] but got {list(values.shape)}")
+        return values
