@@ -97,8 +97,8 @@ def split_input_location(path: str) -> tuple[str, str]:
             head, tail = os.path.split(head)
             parts.insert(0, tail)
         return head, os.path.join(*parts)
-    if tf.io.gfile.isdir(path):
-        return path, "*"
+    if path.endswith("/") or tf.io.gfile.isdir(path):
+        return path.rstrip("/") or "/", "*"
     return os.path.dirname(path) or ".", os.path.basename(path)
 
 
@@ -121,12 +121,15 @@ def matching_files(base: str, pattern: str) -> list[str]:
     return sorted(tf.io.gfile.glob(os.path.join(base, pattern)))
 
 
-def example_gen_io(data: Mapping[str, Any]) -> tuple[str, tfx.proto.Input, tfx.proto.Output | None]:
-    """input_base, input_config and output_config for the config's data section."""
+def example_gen_io(data: Mapping[str, Any], check_files: bool = True) -> tuple[str, tfx.proto.Input, tfx.proto.Output | None]:
+    """input_base, input_config and output_config for the config's data section.
+
+    ``check_files``: refuse local patterns that match nothing (off when compiling for pods).
+    """
     base, patterns = input_patterns(data)
     for name, pattern in patterns.items():
         field = f"data.split.files.{name}" if data["split_files"] else "data.path"
-        if "://" not in base and not matching_files(base, pattern):
+        if check_files and "://" not in base and not matching_files(base, pattern):
             raise FileNotFoundError(f"{field}: no files match {os.path.join(base, pattern)}")
     input_config = tfx.proto.Input(splits=[tfx.proto.Input.Split(name=n, pattern=p) for n, p in patterns.items()])
     if data["split_files"]:
@@ -143,9 +146,9 @@ def example_gen_io(data: Mapping[str, Any]) -> tuple[str, tfx.proto.Input, tfx.p
     return base, input_config, output
 
 
-def make_example_gen(config: Mapping[str, Any]) -> Any:
+def make_example_gen(config: Mapping[str, Any], check_files: bool = True) -> Any:
     """The ExampleGen component for ``config`` (a ``PipelineConfig.to_dict()``)."""
-    base, input_config, output_config = example_gen_io(config["data"])
+    base, input_config, output_config = example_gen_io(config["data"], check_files)
     if config["data"]["format"] == "tfrecord":
         return tfx.components.ImportExampleGen(input_base=base, input_config=input_config, output_config=output_config)
     return FileBasedExampleGen(

@@ -8,6 +8,7 @@ steps and the per-epoch metrics.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -117,6 +118,11 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     """TFX Trainer entry point."""
     assert_keras_2()
     config = config_from_dict(fn_args.custom_config[CUSTOM_CONFIG_KEY])
+    if fn_args.hyperparameters:  # per-run settings from the RunParameters component
+        values = fn_args.hyperparameters.get("values", fn_args.hyperparameters)
+        overrides = {k: values[k] for k in ("epochs", "learning_rate") if k in values}
+        config = dataclasses.replace(config, training=dataclasses.replace(config.training, **overrides))
+        logging.info("Run parameters: %s", overrides)
     training = config.training
     keras.utils.set_random_seed(training.seed)
     tft_output = tft.TFTransformOutput(fn_args.transform_output)

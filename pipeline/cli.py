@@ -6,6 +6,8 @@
     embedpipe data movielens --source DIR --output DIR [--eval-per-user 10]
     embedpipe serve --port=8500 --model_name=M --model_base_path=DIR [TF Serving flags, see serve --help]
     embedpipe predict --server HOST:PORT --model M (--json '{...}' | --input FILE.jsonl) [--classify]
+    embedpipe compile kubeflow --config F --image IMAGE --pipeline-root URI --output pipeline.yaml [--data URI] [--push-base PATH]
+    embedpipe kubeflow submit --host URL --pipeline pipeline.yaml [--experiment E] [--param k=v] [--config F --threshold AUC=0.8]
 """
 
 from __future__ import annotations
@@ -126,6 +128,33 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compile_kubeflow(args: argparse.Namespace) -> int:
+    """Compile the pipeline into a KFP v2 PipelineSpec."""
+    _quiet_logs(verbose=False)
+    from pipeline.config import load_config
+    from pipeline.kubeflow_runner import compile_kubeflow, describe
+
+    config = load_config(args.config)
+    job = compile_kubeflow(config, args.image, args.pipeline_root, args.output, data=args.data, push_base=args.push_base)
+    print(f"embedpipe: wrote {args.output}\n{describe(job)}")
+    return 0
+
+
+def cmd_kubeflow_submit(args: argparse.Namespace) -> int:
+    """Upload a compiled pipeline and start a run on a KFP endpoint."""
+    from pipeline.kubeflow_runner import parse_params, submit
+
+    config = None
+    if args.config:
+        from pipeline.config import load_config
+
+        config = load_config(args.config)
+    params = parse_params(args.param or [], config, args.threshold or [])
+    run_id = submit(args.host, args.pipeline, args.experiment, params, args.run_name)
+    print(f"embedpipe: started run {run_id} on {args.host} with parameters {sorted(params)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``embedpipe`` command."""
     parser = argparse.ArgumentParser(prog="embedpipe", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -169,6 +198,27 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--classify", action="store_true", help="use Classify (signature 'classify') instead of Predict")
     predict.add_argument("--config", type=Path, help="pipeline config: types the values by the declared features")
     predict.set_defaults(func=cmd_predict)
+
+    compile_ = verbs.add_parser("compile", help="compile the pipeline for an orchestrator").add_subparsers(dest="compile_verb", required=True)
+    kfp_compile = compile_.add_parser("kubeflow", help="KFP v2 PipelineSpec (TFX KubeflowV2DagRunner)")
+    kfp_compile.add_argument("--config", type=Path, required=True)
+    kfp_compile.add_argument("--image", required=True, help="the pipeline image (kubeflow/Dockerfile), e.g. REGISTRY/embedpipe:TAG")
+    kfp_compile.add_argument("--pipeline-root", required=True, help="artifact root the pods write to: gs://, s3://, minio://")
+    kfp_compile.add_argument("--output", required=True, help="pipeline.yaml (or .json for the PipelineJob)")
+    kfp_compile.add_argument("--data", help="data.path as the pods see it (a URI or a mounted path); a directory ends with /")
+    kfp_compile.add_argument("--push-base", help="push.base_directory as the pods see it (the serving PVC mount or a bucket)")
+    kfp_compile.set_defaults(func=cmd_compile_kubeflow)
+
+    kubeflow = verbs.add_parser("kubeflow", help="Kubeflow Pipelines").add_subparsers(dest="kubeflow_verb", required=True)
+    kfp_submit = kubeflow.add_parser("submit", help="upload a compiled pipeline and start a run")
+    kfp_submit.add_argument("--host", required=True, help="KFP API endpoint, e.g. http://localhost:8080")
+    kfp_submit.add_argument("--pipeline", required=True, help="the compiled pipeline.yaml")
+    kfp_submit.add_argument("--experiment", help="experiment name (default: embedpipe)")
+    kfp_submit.add_argument("--run-name")
+    kfp_submit.add_argument("--param", action="append", help="run-time parameter NAME=VALUE: epochs, learning_rate, eval_config")
+    kfp_submit.add_argument("--config", type=Path, help="the config compiled from (types parameters, rebuilds eval_config)")
+    kfp_submit.add_argument("--threshold", action="append", help="METRIC=LOWER_BOUND, e.g. AUC=0.8 (needs --config)")
+    kfp_submit.set_defaults(func=cmd_kubeflow_submit)
     return parser
 
 

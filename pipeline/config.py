@@ -400,7 +400,19 @@ def parse_config(raw: Any, base_dir: Path | None = None, source: str = "<dict>")
     push_s.finish()
 
     beam_s = root.section("beam", required=False)
-    beam_args = tuple(str(a) for a in beam_s.get("args", list, ["--direct_running_mode=in_memory", "--direct_num_workers=1"]))
+    from pipeline.beam_profiles import RUNNERS, beam_args_for
+
+    runner = beam_s.get("runner", str, "direct", choices=RUNNERS)
+    options = beam_s.get("options", dict, {})
+    try:
+        profile = beam_args_for(runner, options)
+    except ValueError as e:
+        field, _, message = str(e).partition(": ")
+        raise ConfigError(field, message) from e
+    extra = [str(a) for a in beam_s.get("args", list, [])]
+    if runner == "direct" and any(a.startswith("--direct_") for a in extra):
+        profile = profile[:1]  # explicit direct_* args replace the direct profile's defaults
+    beam_args = tuple(profile + extra)
     beam_s.finish()
     root.finish()
 

@@ -55,3 +55,10 @@ def make_eval_config(evaluation: EvaluationConfig) -> tfma.EvalConfig:
         slicing_specs=[tfma.SlicingSpec()],
         metrics_specs=[tfma.MetricsSpec(metrics=metrics)],
     )
+
+
+def eval_config_json(evaluation: EvaluationConfig) -> str:
+    """The EvalConfig as the JSON string TFX stores (a Kubeflow run-time parameter's value)."""
+    from google.protobuf import json_format
+
+    return json_format.MessageToJson(make_eval_config(evaluation), indent=None, sort_keys=True)

@@ -17,10 +17,11 @@ from tfx import v1 as tfx
 
 from components.example_gen import make_example_gen
 from components.preprocessing import CUSTOM_CONFIG_KEY
+from components.run_parameters import RunParameters
 from components.schema_gate import SchemaGate
 from components.serving_canary import ServingCanary
 from pipeline.config import PipelineConfig
-from pipeline.eval_config import make_eval_config
+from pipeline.eval_config import eval_config_json, make_eval_config
 
 PREPROCESSING_FN = "components.preprocessing.preprocessing_fn"
 RUN_FN = "components.trainer.run_fn"
@@ -32,6 +33,7 @@ STATISTICS_GEN = "StatisticsGen"
 EXAMPLE_VALIDATOR = "ExampleValidator"
 SCHEMA_GATE = "SchemaGate"
 TRANSFORM = "Transform"
+RUN_PARAMETERS = "RunParameters"
 TRAINER = "Trainer"
 BASELINE_RESOLVER = "latest_blessed_model_resolver"
 EVALUATOR = "Evaluator"
@@ -39,10 +41,34 @@ SERVING_CANARY = "ServingCanary"
 PUSHER = "Pusher"
 
 
-def create_components(config: PipelineConfig) -> list[Any]:
-    """The pipeline's components, wired, in topological order."""
+# Run-time parameters of a compiled (Kubeflow) pipeline: name -> (type, default from the config)
+def runtime_parameter_defaults(config: PipelineConfig) -> dict[str, tuple[type, Any]]:
+    """What a Kubeflow run may set without recompiling, with the config's values as defaults."""
+    return {
+        "epochs": (int, config.training.epochs),
+        "learning_rate": (float, config.training.learning_rate),
+        "eval_config": (str, eval_config_json(config.evaluation)),
+    }
+
+
+def create_components(config: PipelineConfig, compiled: bool = False) -> list[Any]:
+    """The pipeline's components, wired, in topological order.
+
+    ``compiled`` (Kubeflow): training epochs / learning rate and the Evaluator's EvalConfig
+    (thresholds) become run-time parameters defaulting to the config's values, and data paths
+    are not checked here (they are read in the pods).
+    """
     raw = config.to_dict()
-    example_gen = make_example_gen(raw).with_id(EXAMPLE_GEN)
+    params: dict[str, Any] = {name: default for name, (_, default) in runtime_parameter_defaults(config).items()}
+    params["eval_config"] = make_eval_config(config.evaluation)
+    if compiled:
+        from tfx.orchestration import data_types
+
+        params = {
+            name: data_types.RuntimeParameter(name=name, ptype=ptype, default=default)
+            for name, (ptype, default) in runtime_parameter_defaults(config).items()
+        }
+    example_gen = make_example_gen(raw, check_files=not compiled).with_id(EXAMPLE_GEN)
     schema_importer = tfx.components.ImportSchemaGen(schema_file=config.schema_path).with_id(SCHEMA_IMPORTER)
     statistics_gen = tfx.components.StatisticsGen(
         examples=example_gen.outputs["examples"], schema=schema_importer.outputs["schema"]
@@ -64,8 +90,10 @@ def create_components(config: PipelineConfig) -> list[Any]:
     ).with_id(TRANSFORM)
     transform.add_upstream_node(schema_gate)  # no Transform on data that failed validation
 
+    run_parameters = RunParameters(epochs=params["epochs"], learning_rate=params["learning_rate"]).with_id(RUN_PARAMETERS)
     trainer = tfx.components.Trainer(
         run_fn=RUN_FN,
+        hyperparameters=run_parameters.outputs["hyperparameters"],
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
         schema=schema_importer.outputs["schema"],
@@ -83,7 +111,7 @@ def create_components(config: PipelineConfig) -> list[Any]:
         examples=example_gen.outputs["examples"],
         model=trainer.outputs["model"],
         baseline_model=baseline_resolver.outputs["model"],
-        eval_config=make_eval_config(config.evaluation),
+        eval_config=params["eval_config"],
     ).with_id(EVALUATOR)
 
     canary = ServingCanary(
@@ -109,6 +137,7 @@ def create_components(config: PipelineConfig) -> list[Any]:
         example_validator,
         schema_gate,
         transform,
+        run_parameters,
         trainer,
         baseline_resolver,
         evaluator,
@@ -120,12 +149,13 @@ def create_components(config: PipelineConfig) -> list[Any]:
 def create_pipeline(
     config: PipelineConfig,
     metadata_connection_config: metadata_store_pb2.ConnectionConfig | None = None,
+    compiled: bool = False,
 ) -> tfx.dsl.Pipeline:
     """The TFX pipeline for ``config``; ``metadata_connection_config`` None = orchestrator's own."""
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline.name,
         pipeline_root=config.pipeline.root,
-        components=create_components(config),
+        components=create_components(config, compiled),
         enable_cache=config.pipeline.enable_cache,
         metadata_connection_config=metadata_connection_config,
         beam_pipeline_args=list(config.beam_args),

@@ -117,3 +117,20 @@ def test_threshold_on_unlisted_metric(raw_config: dict) -> None:
 def test_split_must_name_train_and_eval(raw_config: dict) -> None:
     raw_config["data"]["split"] = {"hash_buckets": {"train": 4, "test": 1}}
     assert _error(raw_config).field == "data.split.hash_buckets"
+
+
+def test_beam_runner_profiles_build_args_and_name_missing_options(raw_config) -> None:
+    raw_config["beam"] = {"runner": "dataflow", "options": {"project": "p", "region": "europe-west1",
+                                                            "temp_location": "gs://b/tmp", "sdk_container_image": "img"}}
+    args = parse_config(raw_config).beam_args
+    assert "--runner=DataflowRunner" in args and "--project=p" in args and "--sdk_container_image=img" in args
+    raw_config["beam"] = {"runner": "dataflow", "options": {"project": "p", "region": "r"}}
+    with pytest.raises(ConfigError, match="beam.options.temp_location"):
+        parse_config(raw_config)
+    raw_config["beam"] = {"runner": "flink", "options": {"job_endpoint": "flink:8099", "environment_config": "sdk-img"}}
+    assert "--runner=PortableRunner" in parse_config(raw_config).beam_args
+    raw_config["beam"] = {"runner": "spark", "options": {"job_endpoint": "x", "environment_config": "i", "typo": 1}}
+    with pytest.raises(ConfigError, match="beam.options.typo"):
+        parse_config(raw_config)
+    raw_config["beam"] = {"runner": "direct"}
+    assert parse_config(raw_config).beam_args == ("--runner=DirectRunner", "--direct_running_mode=in_memory", "--direct_num_workers=1")

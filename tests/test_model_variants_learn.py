@@ -7,10 +7,11 @@ validation and Transform run the first time and are cached after; Trainer, Evalu
 AUC, TFMA) and Pusher run per variant. Each pushed model then scores raw tf.Examples through
 ``serving_default``.
 
-Variants that read whole sequences in order must reach held-out AUC >= 0.9. An order-blind
-encoder (mean pooling) cannot tell the last items from earlier ones; it runs for the "trains,
-exports, serves" part with a lower gate, and its AUC is printed, not claimed. (GRU and attention
-pooling share these code paths; bench/model_variants.py runs every pooling on MovieLens.)
+Variants that read whole sequences in order must reach held-out AUC >= 0.9. Order-blind
+encoders (mean/sum/max/attention pooling) cannot tell the last items from earlier ones (about 0.8
+in memory on this data, see bench/RESULTS.md); the default pooled-mean model is trained,
+exported and served by tests/test_pipeline_e2e.py, and bench/model_variants.py runs every
+pooling on MovieLens.
 """
 
 from __future__ import annotations
@@ -33,13 +34,12 @@ from tests.conftest import synthetic_raw_config
 
 ORDER_AWARE_AUC = 0.9
 
-# (id, model section, padding of the sequences, AUC gate)
+# (id, model section, padding of the sequences, held-out AUC gate)
 VARIANTS = [
     ("pooled_lstm", {"type": "pooled", "pooling": "lstm"}, "end", ORDER_AWARE_AUC),
     ("concat_rnn_lstm", {"type": "concat_rnn", "rnn": {"cell": "lstm"}}, "end", ORDER_AWARE_AUC),
     # Flatten reads positions: right-aligned (start-padded) sequences put the last items at fixed slots
     ("concat_flatten", {"type": "concat_flatten"}, "start", ORDER_AWARE_AUC),
-    ("pooled_mean", {"type": "pooled", "pooling": "mean"}, "end", 0.6),
 ]
 
 
@@ -91,6 +91,5 @@ def test_variant_learns_trains_exports_and_serves(late_data, variant: str, model
     loaded = tf.saved_model.load(model_dir)
     scores = loaded.signatures["serving_default"](examples=tf.constant(serialized))["probability"].numpy()
     assert scores.shape == (len(rows), 1) and np.all((scores > 0) & (scores < 1))
-    if gate >= ORDER_AWARE_AUC:  # a model that learned the rule separates the two classes on these rows
-        labels = np.array([r["clicked"] for r in rows])
-        assert scores[labels == 1].mean() > scores[labels == 0].mean() + 0.3
+    labels = np.array([r["clicked"] for r in rows])  # a model that learned the rule separates the classes
+    assert scores[labels == 1].mean() > scores[labels == 0].mean() + 0.3

@@ -45,7 +45,7 @@ def test_first_run_is_blessed_and_pushed(runs) -> None:
         training = json.load(f)
     assert 1 <= training["epochs_run"] <= config.training.epochs and training["train_seconds"] > 0
     assert len(training["history"]["val_auc"]) == training["epochs_run"] and training["steps"] > 0
-    assert "[1/11] ExampleGen ..." in progress and "ServingCanary done" in progress and "Pusher done" in progress
+    assert "[1/12] ExampleGen ..." in progress and "ServingCanary done" in progress and "Pusher done" in progress
     assert "blessed: yes" in first.render() and "pushed: " in first.render()
     assert first.infra_blessed is True and "serving canary: passed" in first.render()
     warmup = os.path.join(first.pushed_path, "assets.extra", "tf_serving_warmup_requests")

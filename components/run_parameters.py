@@ -1,0 +1,27 @@
+"""RunParameters: the per-run training settings, as a HyperParameters artifact for the Trainer.
+
+On Kubeflow its parameters are pipeline run-time parameters (set per run, no recompiling); in a
+local run they are the config's values. The Trainer reads them through ``fn_args.hyperparameters``
+(the channel TFX's Tuner uses) and they override ``training.*`` of the config.
+"""
+
+import json
+import os
+
+from tfx import v1 as tfx
+from tfx.types.standard_artifacts import HyperParameters
+
+FILE_NAME = "run_parameters.json"
+
+
+@tfx.dsl.components.component
+def RunParameters(  # noqa: N802 -- TFX component naming
+    hyperparameters: tfx.dsl.components.OutputArtifact[HyperParameters],
+    epochs: tfx.dsl.components.Parameter[int],
+    learning_rate: tfx.dsl.components.Parameter[float],
+) -> None:
+    """Write ``{"values": {"epochs": ..., "learning_rate": ...}}`` for the Trainer."""
+    if epochs < 1 or learning_rate <= 0:
+        raise ValueError(f"RunParameters: epochs must be >= 1 and learning_rate > 0, got {epochs} and {learning_rate}")
+    with open(os.path.join(hyperparameters.uri, FILE_NAME), "w") as f:
+        json.dump({"values": {"epochs": epochs, "learning_rate": learning_rate}}, f)

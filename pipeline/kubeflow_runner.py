@@ -1,0 +1,135 @@
+"""Compile the pipeline for Kubeflow Pipelines (KFP v2 PipelineSpec) and submit runs.
+
+The pipeline is the local one: the same ``create_pipeline`` builds it from the same config, with
+run-time parameters (``epochs``, ``learning_rate``, ``eval_config``) instead of fixed values, no
+metadata connection (KFP brings its own MLMD) and paths rewritten for the pods:
+- the pipeline root is the object-store URI given (gs://, s3://, minio://...);
+- files of this repository (the schema) are read from the image, where the Dockerfile puts the
+  repository at ``IMAGE_REPO_ROOT``;
+- data and the Pusher's base directory are given as URIs or paths mounted in the pods.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from pipeline.config import PipelineConfig
+from pipeline.pipeline_factory import create_pipeline, runtime_parameter_defaults
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+IMAGE_REPO_ROOT = "/embedpipe"  # where kubeflow/Dockerfile copies this repository
+
+
+def in_image(path: str, image_repo_root: str = IMAGE_REPO_ROOT) -> str:
+    """A path of this repository as the image sees it; other paths and URIs unchanged."""
+    if "://" in path:
+        return path
+    try:
+        relative = Path(path).resolve().relative_to(REPO_ROOT)
+    except ValueError:
+        return path
+    return f"{image_repo_root.rstrip('/')}/{relative.as_posix()}"
+
+
+def kubeflow_config(config: PipelineConfig, pipeline_root: str, data: str | None = None, push_base: str | None = None,
+                    image_repo_root: str = IMAGE_REPO_ROOT) -> PipelineConfig:
+    """The config with the paths pods use."""
+    return dataclasses.replace(
+        config,
+        pipeline=dataclasses.replace(config.pipeline, root=pipeline_root),
+        schema_path=in_image(config.schema_path, image_repo_root),
+        data=dataclasses.replace(config.data, path=in_image(data or config.data.path, image_repo_root)),
+        push=dataclasses.replace(config.push, base_directory=in_image(push_base or config.push.base_directory, image_repo_root)),
+    )
+
+
+def compile_kubeflow(config: PipelineConfig, image: str, pipeline_root: str, output: str, data: str | None = None,
+                     push_base: str | None = None, image_repo_root: str = IMAGE_REPO_ROOT) -> dict[str, Any]:
+    """Write the PipelineSpec (YAML for .yaml/.yml, else PipelineJob JSON); returns the job dict.
+
+    ``image_repo_root``: where the image holds this repository (kubeflow/Dockerfile: /embedpipe).
+    """
+    from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner as v2
+
+    pods_config = kubeflow_config(config, pipeline_root, data, push_base, image_repo_root)
+    pipeline = create_pipeline(pods_config, metadata_connection_config=None, compiled=True)
+    runner = v2.KubeflowV2DagRunner(
+        # schema 2.1: what KFP 2 backends run, and the only one TFX 1.16 can write as YAML
+        config=v2.KubeflowV2DagRunnerConfig(default_image=image, use_pipeline_spec_2_1=True),
+    )
+    job = runner.run(pipeline, write_out=False)
+    # TFX keeps parameter defaults in the job's runtimeConfig, which a YAML package drops: declare
+    # them in the spec itself, where KFP reads them.
+    declared = job["pipelineSpec"]["root"].setdefault("inputDefinitions", {}).setdefault("parameters", {})
+    for name, (_, default) in runtime_parameter_defaults(config).items():
+        declared[name]["defaultValue"] = default
+    write_job(job, output)
+    return job
+
+
+def write_job(job: dict[str, Any], output: str) -> None:
+    """A .yaml/.yml path gets the PipelineSpec as YAML (what the KFP UI and client upload); else the job JSON."""
+    import yaml
+
+    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+    with open(output, "w") as f:
+        if output.endswith((".yaml", ".yml")):
+            f.write(f"# PIPELINE DEFINITION\n# Name: {job['pipelineSpec']['pipelineInfo']['name']}\n"
+                    "# Compiled by `embedpipe compile kubeflow` (TFX KubeflowV2DagRunner); do not edit by hand.\n")
+            yaml.safe_dump(job["pipelineSpec"], f, sort_keys=True)
+        else:
+            json.dump(job, f, sort_keys=True, indent=1)
+
+
+def parse_params(pairs: list[str], config: PipelineConfig | None, thresholds: list[str]) -> dict[str, Any]:
+    """``k=v`` run-time parameters (typed by the pipeline's parameters), plus ``METRIC=LOWER`` thresholds."""
+    from pipeline.config import ConfigError
+
+    types = {name: ptype for name, (ptype, _) in runtime_parameter_defaults(config).items()} if config else {}
+    values: dict[str, Any] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep:
+            raise ConfigError("--param", f"{pair!r} is not NAME=VALUE")
+        ptype = types.get(name, str)
+        try:
+            values[name] = ptype(value)
+        except ValueError as e:
+            raise ConfigError(f"--param {name}", f"{value!r} is not a {ptype.__name__}") from e
+    if thresholds:
+        if config is None:
+            raise ConfigError("--threshold", "needs --config to rebuild the EvalConfig")
+        from pipeline.eval_config import eval_config_json
+
+        bounds = {k: dict(v) for k, v in config.evaluation.value_thresholds.items()}
+        for pair in thresholds:
+            metric, sep, value = pair.partition("=")
+            if not sep:
+                raise ConfigError("--threshold", f"{pair!r} is not METRIC=LOWER_BOUND")
+            bounds.setdefault(metric, {})["lower_bound"] = float(value)
+        evaluation = dataclasses.replace(config.evaluation, value_thresholds=bounds)
+        values["eval_config"] = eval_config_json(evaluation)
+    return values
+
+
+def submit(host: str, pipeline_file: str, experiment: str | None, params: dict[str, Any], run_name: str | None = None) -> str:
+    """Upload-and-run with the KFP client; returns the run id."""
+    import kfp
+
+    client = kfp.Client(host=host)
+    result = client.create_run_from_pipeline_package(
+        pipeline_file, arguments=params, run_name=run_name, experiment_name=experiment or "embedpipe", enable_caching=True
+    )
+    return result.run_id
+
+
+def describe(job: dict[str, Any]) -> str:
+    """One line per task of a compiled job, for the CLI."""
+    tasks = job["pipelineSpec"]["root"]["dag"]["tasks"]
+    params = job["pipelineSpec"]["root"].get("inputDefinitions", {}).get("parameters", {})
+    lines = [f"{len(tasks)} tasks: {', '.join(sorted(tasks))}", f"run-time parameters: {', '.join(sorted(params))}"]
+    return "\n".join(lines) + "\n" + json.dumps({k: v.get("defaultValue") for k, v in params.items() if k != "eval_config"})

@@ -1,0 +1,151 @@
+"""The Kubeflow pipeline: compiled by `embedpipe compile kubeflow`, checked for structure, then run.
+
+Structural: the YAML parses into a KFP ``PipelineSpec`` whose tasks and edges are the local
+pipeline's (same factory, same config), every executor runs the pipeline image through the TFX v2
+entrypoint with the project's module code, and the run-time parameters carry the config's values
+as defaults. Executable: tests/kfp_launcher.py runs every compiled task through its compiled
+container command on this machine, as KFP's launcher would, and the pushed model answers.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import tensorflow as tf
+import tensorflow_model_analysis as tfma
+import yaml
+from google.protobuf import json_format
+from kfp.pipeline_spec import pipeline_spec_pb2
+
+from pipeline.cli import main as cli_main
+from pipeline.config import load_config
+from pipeline.kubeflow_runner import IMAGE_REPO_ROOT, compile_kubeflow, parse_params
+from pipeline.pipeline_factory import BASELINE_RESOLVER, create_pipeline
+from tests.kfp_launcher import run_pipeline_spec
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG = REPO / "configs" / "synthetic.yaml"
+IMAGE = "registry.example.com/embedpipe:test"
+ENTRYPOINT = ["python", "-m", "tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor"]
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The PipelineSpec dict written by the CLI."""
+    out = tmp_path_factory.mktemp("kfp") / "pipeline.yaml"
+    code = cli_main(["compile", "kubeflow", "--config", str(CONFIG), "--image", IMAGE, "--pipeline-root", "gs://bucket/root",
+                     "--output", str(out), "--data", "gs://bucket/data/", "--push-base", "/models"])
+    assert code == 0
+    return yaml.safe_load(out.read_text())
+
+
+def _task_node(name: str) -> str:
+    return BASELINE_RESOLVER if name.startswith(BASELINE_RESOLVER) else name  # KFP splits the resolver in two
+
+
+def test_yaml_parses_into_a_pipeline_spec(compiled: dict) -> None:
+    spec = json_format.ParseDict(compiled, pipeline_spec_pb2.PipelineSpec())
+    assert spec.pipeline_info.name == load_config(CONFIG).pipeline.name
+    assert spec.schema_version == "2.1.0"
+
+
+def test_tasks_and_edges_are_the_local_pipelines(compiled: dict) -> None:
+    local = create_pipeline(load_config(CONFIG))
+    local_nodes = {c.id for c in local.components}
+    local_edges = {(up.id, c.id) for c in local.components for up in c.upstream_nodes}
+    tasks = compiled["root"]["dag"]["tasks"]
+    assert {_task_node(n) for n in tasks} == local_nodes
+    kfp_edges = set()
+    for name, task in tasks.items():
+        upstream = set(task.get("dependentTasks", []))
+        upstream |= {a["taskOutputArtifact"]["producerTask"] for a in task.get("inputs", {}).get("artifacts", {}).values()}
+        kfp_edges |= {(_task_node(u), _task_node(name)) for u in upstream if _task_node(u) != _task_node(name)}
+    assert kfp_edges == local_edges
+
+
+def test_every_executor_runs_the_image_through_the_tfx_v2_entrypoint(compiled: dict) -> None:
+    executors = compiled["deploymentSpec"]["executors"]
+    containers = {label: e["container"] for label, e in executors.items() if "container" in e}
+    assert len(containers) == len(executors) - 2, "all but the two resolver queries are containers"
+    for label, container in containers.items():
+        assert container["image"] == IMAGE, label
+        assert container["command"] == ENTRYPOINT, label
+        assert "--executor_class_path" in container["args"] and "{{$}}" in container["args"], label
+    classes = {label: c["args"][c["args"].index("--executor_class_path") + 1] for label, c in containers.items()}
+    assert classes["ExampleGen_executor"] == "components.example_gen.RawExampleGenExecutor"
+    assert classes["SchemaGate_executor"].startswith("components.schema_gate.")
+    assert classes["ServingCanary_executor"].startswith("components.serving_canary.")
+    tasks = compiled["root"]["dag"]["tasks"]
+    constant = lambda task, p: tasks[task]["inputs"]["parameters"][p]["runtimeValue"]["constant"]  # noqa: E731
+    assert constant("Transform", "preprocessing_fn") == "components.preprocessing.preprocessing_fn"
+    assert constant("Trainer", "run_fn") == "components.trainer.run_fn"
+    assert constant("SchemaImporter", "schema_file") == f"{IMAGE_REPO_ROOT}/schema/synthetic.pbtxt"
+    assert constant("ExampleGen", "input_base") == "gs://bucket/data"
+    assert "/models/synthetic" in constant("Pusher", "push_destination")
+
+
+def test_run_time_parameters_are_declared_with_the_configs_defaults(compiled: dict) -> None:
+    config = load_config(CONFIG)
+    declared = compiled["root"]["inputDefinitions"]["parameters"]
+    assert declared["epochs"] == {"parameterType": "NUMBER_INTEGER", "defaultValue": config.training.epochs}
+    assert declared["learning_rate"] == {"parameterType": "NUMBER_DOUBLE", "defaultValue": config.training.learning_rate}
+    eval_config = json_format.Parse(declared["eval_config"]["defaultValue"], tfma.EvalConfig())
+    auc = next(m for m in eval_config.metrics_specs[0].metrics if m.class_name == "AUC")
+    assert auc.threshold.value_threshold.lower_bound.value == config.evaluation.value_thresholds["AUC"]["lower_bound"]
+    tasks = compiled["root"]["dag"]["tasks"]
+    assert tasks["RunParameters"]["inputs"]["parameters"]["epochs"] == {"componentInputParameter": "epochs"}
+    assert tasks["Evaluator"]["inputs"]["parameters"]["eval_config"] == {"componentInputParameter": "eval_config"}
+
+
+def test_submit_parameters_are_typed_and_thresholds_rebuild_the_eval_config() -> None:
+    config = load_config(CONFIG)
+    params = parse_params(["epochs=3", "learning_rate=0.01"], config, ["AUC=0.8"])
+    assert params["epochs"] == 3 and params["learning_rate"] == 0.01
+    eval_config = json_format.Parse(params["eval_config"], tfma.EvalConfig())
+    auc = next(m for m in eval_config.metrics_specs[0].metrics if m.class_name == "AUC")
+    assert auc.threshold.value_threshold.lower_bound.value == 0.8
+    with pytest.raises(Exception, match="epochs"):
+        parse_params(["epochs=many"], config, [])
+
+
+def test_compiled_pipeline_runs_through_its_container_commands(tmp_path: Path) -> None:
+    from pipeline.datasets.synthetic import write_synthetic
+
+    write_synthetic(str(tmp_path / "data"), rows=1500, seed=0)
+    config = load_config(CONFIG)
+    job = compile_kubeflow(config, IMAGE, str(tmp_path / "root"), str(tmp_path / "pipeline.yaml"),
+                           data=f"{tmp_path / 'data'}/", push_base=str(tmp_path / "serving"),
+                           image_repo_root=str(REPO))  # the harness's "image" is this checkout
+    spec = yaml.safe_load((tmp_path / "pipeline.yaml").read_text())
+    assert spec == json.loads(json.dumps(job["pipelineSpec"]))
+    run_params = parse_params(["epochs=1"], config, ["AUC=0.55"])
+    produced = run_pipeline_spec(spec, str(tmp_path / "root"), tmp_path, parameters=run_params,
+                                 env={"TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}, log=lambda _: None)
+
+    pushed = produced["Pusher"]["pushed_model"][0]["metadata"]
+    assert pushed["pushed"] == 1, produced["Evaluator"]["blessing"]
+    assert produced["ServingCanary"]["blessing"][0]["metadata"]["blessed"] == 1
+    model_dir = pushed["pushed_destination"]
+    assert model_dir.startswith(str(tmp_path / "serving" / "synthetic"))
+    training = json.loads((Path(model_dir) / "assets.extra" / "embedpipe" / "training.json").read_text())
+    assert training["epochs_run"] == 1, "the run-time parameter reached the Trainer"
+
+    example = tf.train.Example()
+    example.features.feature["user"].bytes_list.value.append(b"u1")
+    example.features.feature["history"].int64_list.value.extend([5, 17, 29])
+    example.features.feature["target"].int64_list.value.append(13)
+    scores = tf.saved_model.load(model_dir).signatures["serving_default"](examples=tf.constant([example.SerializeToString()]))
+    assert 0.0 < float(scores["probability"][0, 0]) < 1.0
+
+
+def test_dockerfile_builds_on_tfx_1_16_with_the_project_and_keras_2() -> None:
+    lines = [line.strip() for line in (REPO / "kubeflow" / "Dockerfile").read_text().splitlines() if line.strip() and not line.startswith("#")]
+    assert lines[0] == "FROM gcr.io/tfx-oss-public/tfx:1.16.0"
+    text = "\n".join(lines)
+    assert "TF_USE_LEGACY_KERAS=1" in text
+    assert f"WORKDIR {IMAGE_REPO_ROOT}" in text
+    assert "pip install --no-cache-dir -c constraints.txt -e ." in text
+    for package in ("pipeline/", "components/", "serving/", "schema/"):
+        assert f"COPY {package} {package}" in text
