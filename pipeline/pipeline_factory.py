@@ -102,15 +102,19 @@ def create_components(config: PipelineConfig, compiled: bool = False) -> list[An
         custom_config={CUSTOM_CONFIG_KEY: raw},
     ).with_id(TRAINER)
 
-    baseline_resolver = tfx.dsl.Resolver(
-        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
-        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
-    ).with_id(BASELINE_RESOLVER)
+    # The last blessed model is only needed (and only evaluated, which doubles TFMA's work) when a
+    # no-regression threshold compares the candidate with it.
+    baseline_resolver = None
+    if config.evaluation.no_regression:
+        baseline_resolver = tfx.dsl.Resolver(
+            strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+            model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+            model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+        ).with_id(BASELINE_RESOLVER)
     evaluator = tfx.components.Evaluator(
         examples=example_gen.outputs["examples"],
         model=trainer.outputs["model"],
-        baseline_model=baseline_resolver.outputs["model"],
+        baseline_model=baseline_resolver.outputs["model"] if baseline_resolver else None,
         eval_config=params["eval_config"],
     ).with_id(EVALUATOR)
 
@@ -130,20 +134,8 @@ def create_components(config: PipelineConfig, compiled: bool = False) -> list[An
         ),
     ).with_id(PUSHER)
 
-    return [
-        example_gen,
-        schema_importer,
-        statistics_gen,
-        example_validator,
-        schema_gate,
-        transform,
-        run_parameters,
-        trainer,
-        baseline_resolver,
-        evaluator,
-        canary,
-        pusher,
-    ]
+    components = [example_gen, schema_importer, statistics_gen, example_validator, schema_gate, transform, run_parameters, trainer]
+    return components + ([baseline_resolver] if baseline_resolver else []) + [evaluator, canary, pusher]
 
 
 def create_pipeline(

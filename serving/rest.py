@@ -81,7 +81,8 @@ def _feature(value: Any) -> tf.train.Feature:
 def _example(features: dict[str, Any]) -> tf.train.Example:
     if not isinstance(features, dict):
         raise invalid("Each example must be a JSON object of feature name -> value(s).")
-    return tf.train.Example(features=tf.train.Features(feature={k: _feature(v) for k, v in features.items()}))
+    # an empty list has no type; leaving it out parses as the same empty sequence
+    return tf.train.Example(features=tf.train.Features(feature={k: _feature(v) for k, v in features.items() if v != []}))
 
 
 def _input(body: dict[str, Any]) -> input_pb2.Input:

@@ -286,7 +286,9 @@ def own_server(pushed_model: str, tmp_path: Path):
     base = tmp_path / MODEL
     base.mkdir()
     _copy_version(pushed_model, base, 1)
-    running = _start(f"--model_name={MODEL}", f"--model_base_path={base}", "--rest_api_port=0")
+    import portpicker
+
+    running = _start(f"--model_name={MODEL}", f"--model_base_path={base}", f"--rest_api_port={portpicker.pick_unused_port()}")
     yield running, base
     running.stop(grace=2)
 
