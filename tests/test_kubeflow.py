@@ -51,8 +51,11 @@ def test_yaml_parses_into_a_pipeline_spec(compiled: dict) -> None:
     assert spec.schema_version == "2.1.0"
 
 
-def test_tasks_and_edges_are_the_local_pipelines(compiled: dict) -> None:
-    local = create_pipeline(load_config(CONFIG))
+def test_tasks_and_edges_are_the_local_pipelines(compiled: dict, tmp_path: Path) -> None:
+    from pipeline.datasets.synthetic import write_synthetic
+
+    write_synthetic(str(tmp_path / "data"), rows=10)  # the local pipeline checks its input files exist
+    local = create_pipeline(load_config(CONFIG).with_data_path(str(tmp_path / "data")))
     local_nodes = {c.id for c in local.components}
     local_edges = {(up.id, c.id) for c in local.components for up in c.upstream_nodes}
     tasks = compiled["root"]["dag"]["tasks"]
