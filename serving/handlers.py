@@ -88,23 +88,21 @@ class RequestHandlers:
             result.regressions.add().value = float(v)
         return result
 
-    def classify(self, request: classification_pb2.ClassificationRequest) -> classification_pb2.ClassificationResponse:
-        """PredictionService.Classify (works on predict-method signatures with classes/scores)."""
+    def _single_input_rpc(self, request, response, result_of) -> object:
+        """Classify and Regress: look up, compute the result on ``request.input``, answer the spec."""
         servable = self.lookup(request.model_spec)
         signature, _ = servable.signature(request.model_spec.signature_name)
-        response = classification_pb2.ClassificationResponse()
-        response.result.CopyFrom(self._classification_result(servable, signature, request.input))
+        response.result.CopyFrom(result_of(servable, signature, request.input))
         self._answer_spec(response.model_spec, servable, signature)
         return response
 
+    def classify(self, request: classification_pb2.ClassificationRequest) -> classification_pb2.ClassificationResponse:
+        """PredictionService.Classify (works on predict-method signatures with classes/scores)."""
+        return self._single_input_rpc(request, classification_pb2.ClassificationResponse(), self._classification_result)
+
     def regress(self, request: regression_pb2.RegressionRequest) -> regression_pb2.RegressionResponse:
         """PredictionService.Regress (a signature with one string input and an ``outputs`` output)."""
-        servable = self.lookup(request.model_spec)
-        signature, _ = servable.signature(request.model_spec.signature_name)
-        response = regression_pb2.RegressionResponse()
-        response.result.CopyFrom(self._regression_result(servable, signature, request.input))
-        self._answer_spec(response.model_spec, servable, signature)
-        return response
+        return self._single_input_rpc(request, regression_pb2.RegressionResponse(), self._regression_result)
 
     def multi_inference(self, request: inference_pb2.MultiInferenceRequest) -> inference_pb2.MultiInferenceResponse:
         """PredictionService.MultiInference: classify/regress tasks on one model, one input."""
