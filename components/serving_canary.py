@@ -98,9 +98,8 @@ def run_canary(model_dir: str, serialized: list[bytes], model_name: str, toleran
         started = time.monotonic()
         _wait_available(client, process, timeout)
         ready_seconds = time.monotonic() - started
-        rows = [tf.train.Example.FromString(s) for s in serialized]
-        predicted = _predict_serialized(client, serialized)
-        classified = _classify_serialized(client, rows)
+        predicted = client.predict_serialized(serialized)
+        classified = client.classify_serialized(serialized)
         process.send_signal(signal.SIGTERM)
         exit_code = process.wait(timeout=60)
     finally:
@@ -121,27 +120,6 @@ def run_canary(model_dir: str, serialized: list[bytes], model_name: str, toleran
     os.remove(log_path)
     return {"problems": problems, "max_abs_diff": worst, "ready_seconds": ready_seconds, "examples": len(serialized),
             "server_log": server_log}
-
-
-def _predict_serialized(client, serialized: list[bytes]) -> list[float]:
-    from tensorflow_serving.apis import predict_pb2
-
-    request = predict_pb2.PredictRequest()
-    request.model_spec.name = client.model_name
-    request.inputs["examples"].CopyFrom(tf.make_tensor_proto(serialized, dtype=tf.string))
-    response = client.prediction.Predict(request, timeout=client.timeout)
-    return tf.make_ndarray(response.outputs["probability"]).reshape(-1).tolist()
-
-
-def _classify_serialized(client, rows: list) -> list[float]:
-    from tensorflow_serving.apis import classification_pb2
-
-    request = classification_pb2.ClassificationRequest()
-    request.model_spec.name, request.model_spec.signature_name = client.model_name, "classify"
-    for example in rows:
-        request.input.example_list.examples.add().CopyFrom(example)
-    response = client.prediction.Classify(request, timeout=client.timeout)
-    return [next(c.score for c in r.classes if c.label == "1") for r in response.result.classifications]
 
 
 def _bless(blessing, blessed: bool, reason: str) -> None:

@@ -52,20 +52,28 @@ class ModelClient:
 
     def predict(self, rows: list[Mapping[str, Any]], signature: str = "serving_default", version: int | None = None) -> list[float]:
         """One probability per row through Predict."""
+        return self.predict_serialized(rows_to_examples(rows, self.specs), signature, version)
+
+    def predict_serialized(self, serialized: list[bytes], signature: str = "serving_default", version: int | None = None) -> list[float]:
+        """One probability per serialized tf.Example through Predict."""
         request = predict_pb2.PredictRequest()
         request.model_spec.name, request.model_spec.signature_name = self.model_name, signature
         if version is not None:
             request.model_spec.version.value = version
-        request.inputs["examples"].CopyFrom(tf.make_tensor_proto(rows_to_examples(rows, self.specs), dtype=tf.string))
+        request.inputs["examples"].CopyFrom(tf.make_tensor_proto(serialized, dtype=tf.string))
         response = self.prediction.Predict(request, timeout=self.timeout)
         return tf.make_ndarray(response.outputs["probability"]).reshape(-1).tolist()
 
     def classify(self, rows: list[Mapping[str, Any]], signature: str = "classify") -> list[float]:
         """The score of class "1" per row through Classify."""
+        return self.classify_serialized(rows_to_examples(rows, self.specs), signature)
+
+    def classify_serialized(self, serialized: list[bytes], signature: str = "classify") -> list[float]:
+        """The score of class "1" per serialized tf.Example through Classify."""
         request = classification_pb2.ClassificationRequest()
         request.model_spec.name, request.model_spec.signature_name = self.model_name, signature
-        for serialized in rows_to_examples(rows, self.specs):
-            request.input.example_list.examples.add().ParseFromString(serialized)
+        for example in serialized:
+            request.input.example_list.examples.add().ParseFromString(example)
         response = self.prediction.Classify(request, timeout=self.timeout)
         return [next(c.score for c in row.classes if c.label == "1") for row in response.result.classifications]
 
