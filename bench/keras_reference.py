@@ -167,32 +167,29 @@ def _embed(name: str, data: Encoded, config: PipelineConfig, dim: int, mask_zero
     return x, table[owner](x)
 
 
-def classic_flatten(data: Encoded, config: PipelineConfig, sequences: list[str], target: str | None) -> tuple[keras.Model, list[str]]:
-    """Recipe A: Embedding per sequence, Concatenate(axis=2), Flatten, Dense (+ target embedding)."""
+def _classic(data: Encoded, config: PipelineConfig, sequences: list[str], target: str | None, mask_zero: bool,
+             encode_sequences: Callable[[tf.Tensor], tf.Tensor]) -> tuple[keras.Model, list[str]]:
+    """Embedding per sequence, stock Concatenate(axis=2), ``encode_sequences``, (+ target), Dense 64."""
     table: dict = {}
-    ins, embs = zip(*[_embed(n, data, config, config.feature(n).embedding_dim, False, table) for n in sequences], strict=True)
-    x = keras.layers.Flatten()(keras.layers.Concatenate(axis=2)(list(embs)))
+    ins, embs = zip(*[_embed(n, data, config, config.feature(n).embedding_dim, mask_zero, table) for n in sequences], strict=True)
+    x = encode_sequences(keras.layers.Concatenate(axis=2)(list(embs)))
     ins = list(ins)
     if target:
-        t_in, t_emb = _embed(target, data, config, config.feature(target).embedding_dim, False, table)
+        t_in, t_emb = _embed(target, data, config, config.feature(target).embedding_dim, mask_zero, table)
         x = keras.layers.Concatenate()([x, keras.layers.Flatten()(t_emb)])
         ins.append(t_in)
     x = keras.layers.Dense(64, activation="relu")(x)
     return keras.Model(ins, keras.layers.Dense(1, activation="sigmoid")(x)), [i.name for i in ins]
+
+
+def classic_flatten(data: Encoded, config: PipelineConfig, sequences: list[str], target: str | None) -> tuple[keras.Model, list[str]]:
+    """Recipe A: Embedding per sequence, Concatenate(axis=2), Flatten, Dense (+ target embedding)."""
+    return _classic(data, config, sequences, target, False, keras.layers.Flatten())
 
 
 def classic_lstm(data: Encoded, config: PipelineConfig, sequences: list[str], target: str | None) -> tuple[keras.Model, list[str]]:
     """Recipe B: mask_zero embeddings, stock Concatenate(axis=2), LSTM (+ target embedding)."""
-    table: dict = {}
-    ins, embs = zip(*[_embed(n, data, config, config.feature(n).embedding_dim, True, table) for n in sequences], strict=True)
-    x = keras.layers.LSTM(64)(keras.layers.Concatenate(axis=2)(list(embs)))
-    ins = list(ins)
-    if target:
-        t_in, t_emb = _embed(target, data, config, config.feature(target).embedding_dim, True, table)
-        x = keras.layers.Concatenate()([x, keras.layers.Flatten()(t_emb)])
-        ins.append(t_in)
-    x = keras.layers.Dense(64, activation="relu")(x)
-    return keras.Model(ins, keras.layers.Dense(1, activation="sigmoid")(x)), [i.name for i in ins]
+    return _classic(data, config, sequences, target, True, keras.layers.LSTM(64))
 
 
 ModelMaker = Callable[[Encoded, PipelineConfig], tuple[keras.Model, list[str]]]
