@@ -191,5 +191,3 @@ def classic_lstm(data: Encoded, config: PipelineConfig, sequences: list[str], ta
     """Recipe B: mask_zero embeddings, stock Concatenate(axis=2), LSTM (+ target embedding)."""
     return _classic(data, config, sequences, target, True, keras.layers.LSTM(64))
 
-
-ModelMaker = Callable[[Encoded, PipelineConfig], tuple[keras.Model, list[str]]]

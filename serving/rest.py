@@ -71,7 +71,7 @@ def _encode(value: Any) -> Any:
 def _feature(value: Any) -> tf.train.Feature:
     values = value if isinstance(value, list) else [value]
     values = [_decode(v) for v in values]
-    if all(isinstance(v, bool) is False and isinstance(v, int) for v in values):
+    if all(isinstance(v, int) and not isinstance(v, bool) for v in values):
         return tf.train.Feature(int64_list=tf.train.Int64List(value=values))
     if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
         return tf.train.Feature(float_list=tf.train.FloatList(value=values))
