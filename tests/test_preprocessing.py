@@ -103,3 +103,16 @@ def test_padding_at_the_start_right_aligns_the_kept_tokens() -> None:
     np.testing.assert_array_equal(pad_or_truncate(ids, 3, "keep_last", "start"), [[3, 4, 5], [0, 0, 7], [0, 0, 0]])
     np.testing.assert_array_equal(pad_or_truncate(ids, 3, "keep_first", "start"), [[1, 2, 3], [0, 0, 7], [0, 0, 0]])
     np.testing.assert_array_equal(pad_or_truncate(ids, 3, "keep_last", "end"), [[3, 4, 5], [7, 0, 0], [0, 0, 0]])
+
+
+@pytest.mark.parametrize("truncate", ["keep_last", "keep_first"])
+@pytest.mark.parametrize("padding", ["end", "start"])
+def test_sparse_ragged_and_dense_inputs_pad_alike(truncate: str, padding: str) -> None:
+    rows = [[1, 2, 3, 4, 5], [7], [], [8, 9, 10]]
+    ragged = tf.ragged.constant(rows, dtype=tf.int64)
+    expected = pad_or_truncate(ragged, 3, truncate, padding).numpy()
+    np.testing.assert_array_equal(pad_or_truncate(ragged.to_sparse(), 3, truncate, padding), expected)
+    for width, length in ((1, 1), (1, 3), (4, 2)):
+        dense = tf.constant([[10 * r + c + 1 for c in range(width)] for r in range(3)], dtype=tf.int64)
+        via_ragged = pad_or_truncate(tf.RaggedTensor.from_tensor(dense), length, truncate, padding)
+        np.testing.assert_array_equal(pad_or_truncate(dense, length, truncate, padding), via_ragged)
