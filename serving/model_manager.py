@@ -87,11 +87,13 @@ class ModelManager:
         config: model_server_config_pb2.ModelServerConfig,
         poll_seconds: float = 1.0,
         warmup: Callable[[ServableVersion], int] | None = None,
+        session_config: tf.compat.v1.ConfigProto | None = None,
     ) -> None:
         self._lock = threading.RLock()
         self._models: dict[str, ManagedModel] = {}
         self._poll_seconds = poll_seconds
         self._warmup = warmup
+        self._session_config = session_config
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.reload(config)
@@ -167,7 +169,7 @@ class ModelManager:
         status.state, status.attempts = State.LOADING, status.attempts + 1
         path = os.path.join(model.config.base_path, str(version))
         try:
-            servable = ServableVersion(name, version, path)
+            servable = ServableVersion(name, version, path, self._session_config)
             replayed = self._warmup(servable) if self._warmup else 0
         except Exception as e:  # a broken version must not take the server down
             status.state, status.error = State.END, f"{type(e).__name__}: {e}"
