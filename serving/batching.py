@@ -2,16 +2,19 @@
 
 Requests for the same (version, signature, outputs) wait up to ``batch_timeout_micros`` for
 company; their inputs are concatenated along dimension 0 (up to ``max_batch_size`` rows), run
-once, and the outputs split back by each request's row count. Requests that cannot be joined
-(scalar inputs, different inner shapes, more rows than a batch) run on their own.
+once on a batch thread, and the outputs split back by each request's row count. Requests that
+cannot be joined (scalar inputs, different inner shapes, more rows than a batch) run on their own.
+Callers wait either on a thread (``run``: REST, warmup) or on the gRPC event loop (``run_async``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Callable
 
 import grpc
 import numpy as np
@@ -43,9 +46,22 @@ def parse_batching_parameters(text: str) -> BatchingParameters:
 class _Task:
     inputs: dict[str, np.ndarray]
     rows: int
-    done: threading.Event = field(default_factory=threading.Event)
+    on_done: Callable[[], None] | None = None  # a thread waiter: called on the batch thread when done
+    future: asyncio.Future | None = None  # an event-loop waiter: resolved on its loop when done
     outputs: dict[str, np.ndarray] | None = None
     error: BaseException | None = None
+
+    def result(self) -> dict[str, np.ndarray]:
+        if self.error is not None:
+            raise self.error
+        assert self.outputs is not None
+        return self.outputs
+
+
+def _resolve(futures: list[asyncio.Future]) -> None:
+    for future in futures:
+        if not future.done():  # a cancelled request (client gone) is already done
+            future.set_result(None)
 
 
 class Batcher:
@@ -70,14 +86,36 @@ class Batcher:
         return rows.pop() if len(rows) == 1 and None not in rows else None
 
     def run(self, servable: ServableVersion, signature: str, inputs: dict[str, np.ndarray], output_filter: list[str] | None) -> dict[str, np.ndarray]:
-        """Outputs for these inputs, computed in a batch with concurrent requests when possible."""
+        """Outputs for these inputs, computed in a batch with concurrent requests when possible (blocks this thread)."""
+        done = threading.Event()
+        task = self._submit(servable, signature, inputs, output_filter, _Task(inputs, 0, on_done=done.set))
+        if task is None:
+            return servable.run(signature, inputs, output_filter)
+        done.wait()
+        return task.result()
+
+    async def run_async(
+        self, servable: ServableVersion, signature: str, inputs: dict[str, np.ndarray], output_filter: list[str] | None
+    ) -> dict[str, np.ndarray]:
+        """``run`` for a caller on an asyncio event loop: the loop keeps serving while the batch runs."""
+        future = asyncio.get_running_loop().create_future()
+        task = self._submit(servable, signature, inputs, output_filter, _Task(inputs, 0, future=future))
+        if task is None:
+            return servable.run(signature, inputs, output_filter)
+        await future
+        return task.result()
+
+    def _submit(
+        self, servable: ServableVersion, signature: str, inputs: dict[str, np.ndarray], output_filter: list[str] | None, task: _Task
+    ) -> _Task | None:
+        """Queue a request's task for a batch; None when it cannot join one and should run alone."""
         servable.check_inputs(signature, inputs)  # a bad request fails alone, before joining a batch
         rows = self._batchable(inputs)
         if rows is None or rows > self.params.max_batch_size:
-            return servable.run(signature, inputs, output_filter)
+            return None
         shapes = tuple(sorted((k, a.shape[1:], a.dtype.str) for k, a in inputs.items()))
         key = (id(servable), signature, tuple(output_filter or ()), shapes)
-        task = _Task(inputs, rows)
+        task.rows = rows
         with self._cond:
             queue = self._queues.setdefault(key, [])
             if sum(t.rows for t in queue) >= self.params.max_batch_size * self.params.max_enqueued_batches:
@@ -87,11 +125,7 @@ class Batcher:
             queue.append(task)
             self._servables[key] = (servable, signature, output_filter)
             self._cond.notify()
-        task.done.wait()
-        if task.error is not None:
-            raise task.error
-        assert task.outputs is not None
-        return task.outputs
+        return task
 
     def _ready_key(self, now: float) -> tuple | None:
         for key, queue in self._queues.items():
@@ -134,8 +168,14 @@ class Batcher:
             for t in batch:
                 t.error = e
         finally:
+            futures_by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future]] = {}
             for t in batch:
-                t.done.set()
+                if t.future is not None:
+                    futures_by_loop.setdefault(t.future.get_loop(), []).append(t.future)
+                elif t.on_done is not None:
+                    t.on_done()
+            for loop, waiting in futures_by_loop.items():  # one wake-up per loop and batch, not per request
+                loop.call_soon_threadsafe(_resolve, waiting)
 
     def stop(self) -> None:
         """Let the worker threads end."""

@@ -1,9 +1,16 @@
-"""gRPC PredictionService and ModelService servicers over RequestHandlers."""
+"""gRPC PredictionService and ModelService servicers (grpc.aio) over RequestHandlers.
+
+Predict runs on the event loop (``RequestHandlers.predict_async``): no thread hand-off per
+request, and batched requests wait as futures. The other RPCs are rarer and may block (a model
+reload loads SavedModels), so they run on a thread pool.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from typing import Any, Callable
+from concurrent.futures import Executor
+from typing import Any, Awaitable, Callable
 
 import grpc
 from tensorflow_serving.apis import model_management_pb2, model_service_pb2_grpc, prediction_service_pb2_grpc
@@ -14,50 +21,54 @@ from serving.handlers import RequestHandlers
 log = logging.getLogger("embedpipe.serving")
 
 
-def _answer(context: grpc.ServicerContext, call: Callable[[], Any]) -> Any:
+async def _answer(context: grpc.aio.ServicerContext, call: Callable[[], Awaitable[Any]]) -> Any:
     try:
-        return call()
+        return await call()
     except ServingError as e:
-        context.abort(e.code, e.message)
+        await context.abort(e.code, e.message)
     except Exception as e:  # never let a bad request take the server down
         log.exception("request failed")
-        context.abort(grpc.StatusCode.INTERNAL, f"{type(e).__name__}: {e}")
+        await context.abort(grpc.StatusCode.INTERNAL, f"{type(e).__name__}: {e}")
 
 
-class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
+class _Servicer:
+    def __init__(self, handlers: RequestHandlers, executor: Executor) -> None:
+        self.h = handlers
+        self._executor = executor
+
+    async def _in_pool(self, context: grpc.aio.ServicerContext, fn: Callable[[Any], Any], request: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        return await _answer(context, lambda: loop.run_in_executor(self._executor, fn, request))
+
+
+class PredictionService(_Servicer, prediction_service_pb2_grpc.PredictionServiceServicer):
     """tensorflow.serving.PredictionService."""
 
-    def __init__(self, handlers: RequestHandlers) -> None:
-        self.h = handlers
+    async def Predict(self, request, context):  # noqa: N802 -- gRPC method names
+        return await _answer(context, lambda: self.h.predict_async(request))
 
-    def Predict(self, request, context):  # noqa: N802 -- gRPC method names
-        return _answer(context, lambda: self.h.predict(request))
+    async def Classify(self, request, context):  # noqa: N802
+        return await self._in_pool(context, self.h.classify, request)
 
-    def Classify(self, request, context):  # noqa: N802
-        return _answer(context, lambda: self.h.classify(request))
+    async def Regress(self, request, context):  # noqa: N802
+        return await self._in_pool(context, self.h.regress, request)
 
-    def Regress(self, request, context):  # noqa: N802
-        return _answer(context, lambda: self.h.regress(request))
+    async def MultiInference(self, request, context):  # noqa: N802
+        return await self._in_pool(context, self.h.multi_inference, request)
 
-    def MultiInference(self, request, context):  # noqa: N802
-        return _answer(context, lambda: self.h.multi_inference(request))
-
-    def GetModelMetadata(self, request, context):  # noqa: N802
-        return _answer(context, lambda: self.h.get_model_metadata(request))
+    async def GetModelMetadata(self, request, context):  # noqa: N802
+        return await self._in_pool(context, self.h.get_model_metadata, request)
 
 
-class ModelService(model_service_pb2_grpc.ModelServiceServicer):
+class ModelService(_Servicer, model_service_pb2_grpc.ModelServiceServicer):
     """tensorflow.serving.ModelService."""
 
-    def __init__(self, handlers: RequestHandlers) -> None:
-        self.h = handlers
+    async def GetModelStatus(self, request, context):  # noqa: N802
+        return await self._in_pool(context, self.h.get_model_status, request)
 
-    def GetModelStatus(self, request, context):  # noqa: N802
-        return _answer(context, lambda: self.h.get_model_status(request))
-
-    def HandleReloadConfigRequest(self, request, context):  # noqa: N802
-        def reload() -> model_management_pb2.ReloadConfigResponse:
+    async def HandleReloadConfigRequest(self, request, context):  # noqa: N802
+        def reload(request: model_management_pb2.ReloadConfigRequest) -> model_management_pb2.ReloadConfigResponse:
             self.h.manager.reload(request.config)
             return model_management_pb2.ReloadConfigResponse()  # status left empty = OK
 
-        return _answer(context, reload)
+        return await self._in_pool(context, reload, request)

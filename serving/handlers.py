@@ -6,6 +6,9 @@ the status code and message TF Serving would give.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
+import numpy as np
 import tensorflow as tf
 from google.protobuf import any_pb2
 from tensorflow_serving.apis import (
@@ -26,6 +29,15 @@ from serving.tensors import from_ndarray, to_ndarray
 
 CLASSIFY_METHOD = "tensorflow/serving/classify"
 REGRESS_METHOD = "tensorflow/serving/regress"
+
+
+class PredictCall(NamedTuple):
+    """A decoded Predict request, ready to run (alone or in a batch)."""
+
+    servable: ServableVersion
+    signature: str
+    inputs: dict[str, np.ndarray]
+    output_filter: list[str] | None
 
 
 class RequestHandlers:
@@ -50,17 +62,35 @@ class RequestHandlers:
 
     # ------------------------------------------------------------------ RPCs
     def predict(self, request: predict_pb2.PredictRequest, servable: ServableVersion | None = None) -> predict_pb2.PredictResponse:
-        """PredictionService.Predict."""
+        """PredictionService.Predict (blocks the calling thread; see ``predict_async`` for the event loop)."""
+        call = self.prepare_predict(request, servable)
+        if self.batcher is not None:
+            outputs = self.batcher.run(*call)
+        else:
+            outputs = call.servable.run(call.signature, call.inputs, call.output_filter)
+        return self.predict_response(call, outputs)
+
+    async def predict_async(self, request: predict_pb2.PredictRequest) -> predict_pb2.PredictResponse:
+        """Predict on the gRPC event loop: batched requests wait without holding a thread; an
+        unbatched request runs right here (the TF call releases the GIL but not the loop)."""
+        call = self.prepare_predict(request)
+        if self.batcher is not None:
+            outputs = await self.batcher.run_async(*call)
+        else:
+            outputs = call.servable.run(call.signature, call.inputs, call.output_filter)
+        return self.predict_response(call, outputs)
+
+    def prepare_predict(self, request: predict_pb2.PredictRequest, servable: ServableVersion | None = None) -> PredictCall:
+        """The version, signature, decoded inputs and output filter a PredictRequest names."""
         servable = servable or self.lookup(request.model_spec)
         signature, _ = servable.signature(request.model_spec.signature_name)
         inputs = {k: to_ndarray(v, k) for k, v in request.inputs.items()}
-        output_filter = list(request.output_filter) or None
-        if self.batcher is not None:
-            outputs = self.batcher.run(servable, signature, inputs, output_filter)
-        else:
-            outputs = servable.run(signature, inputs, output_filter)
+        return PredictCall(servable, signature, inputs, list(request.output_filter) or None)
+
+    def predict_response(self, call: PredictCall, outputs: dict[str, np.ndarray]) -> predict_pb2.PredictResponse:
+        """The PredictResponse for a call's outputs."""
         response = predict_pb2.PredictResponse()
-        self._answer_spec(response.model_spec, servable, signature)
+        self._answer_spec(response.model_spec, call.servable, call.signature)
         for key, value in outputs.items():
             response.outputs[key].CopyFrom(from_ndarray(value))
         return response

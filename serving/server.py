@@ -10,14 +10,17 @@ gRPC PredictionService + ModelService + grpc.health.v1 on ``--port``, REST on ``
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import signal
 import sys
 import threading
 from concurrent import futures
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
+import tensorflow as tf
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 
@@ -54,32 +57,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch_timeout_micros", type=int)
     p.add_argument("--num_batch_threads", type=int)
     p.add_argument("--max_enqueued_batches", type=int)
-    p.add_argument("--grpc_max_threads", type=int, default=64, help="gRPC worker threads")
+    p.add_argument("--grpc_max_threads", type=int, default=64, help="threads for the RPCs other than Predict")
+    p.add_argument("--tensorflow_intra_op_parallelism", type=int, default=0, help="threads inside one op; 0 = TensorFlow decides")
+    p.add_argument(
+        "--tensorflow_inter_op_parallelism", type=int, default=-1,
+        help="ops run at once from a pool of this size; 0 = TensorFlow decides; -1 (default) = each request's ops run on "
+        "the thread serving it, no pool hand-offs (about 0.1 ms less per small request on 2 cores, bench/RESULTS.md)",
+    )
     return p
 
 
 @dataclass
 class RunningServer:
-    """A started server; ``stop`` drains it."""
+    """A started server; ``stop`` drains it. gRPC runs on its own asyncio loop in a daemon thread."""
 
-    grpc_server: grpc.Server
+    grpc_server: grpc.aio.Server
     port: int
     manager: ModelManager
     handlers: RequestHandlers
-    health: health.HealthServicer
+    health: health.aio.HealthServicer
+    loop: asyncio.AbstractEventLoop
+    executor: futures.ThreadPoolExecutor
     rest_server: object | None = None
     rest_port: int = 0
     batcher: Batcher | None = None
 
     def stop(self, grace: float = 10.0) -> None:
         """Refuse new requests, finish in-flight ones (up to ``grace`` s), stop polling."""
-        self.health.enter_graceful_shutdown()
+        self._on_loop(self.health.enter_graceful_shutdown())
         if self.rest_server is not None:
             self.rest_server.shutdown()
-        self.grpc_server.stop(grace).wait()
+        self._on_loop(self.grpc_server.stop(grace))
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.executor.shutdown(wait=True)
         self.manager.stop()
         if self.batcher is not None:
             self.batcher.stop()
+
+    def _on_loop(self, coroutine: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
 
 
 def batching_parameters(args: argparse.Namespace) -> BatchingParameters:
@@ -102,25 +118,36 @@ def start_server(args: argparse.Namespace) -> RunningServer:
         raise SystemExit("embedpipe serve: give --model_base_path (with --model_name) or --model_config_file")
     batcher = Batcher(batching_parameters(args)) if args.enable_batching else None
     handlers = RequestHandlers(manager=None, batcher=batcher)  # type: ignore[arg-type]
-    manager = ModelManager(config, poll_seconds=args.file_system_poll_wait_seconds, warmup=handlers.replay_warmup)
+    session_config = tf.compat.v1.ConfigProto(
+        intra_op_parallelism_threads=args.tensorflow_intra_op_parallelism,
+        inter_op_parallelism_threads=args.tensorflow_inter_op_parallelism,
+    )
+    manager = ModelManager(config, args.file_system_poll_wait_seconds, handlers.replay_warmup, session_config)
     handlers.manager = manager
     manager.start()
 
-    server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=args.grpc_max_threads),
-        options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES), ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)],
-    )
-    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionService(handlers), server)
-    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(handlers), server)
-    health_servicer = health.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    port = server.add_insecure_port(f"{args.grpc_host}:{args.port}")
-    if port == 0:
-        raise SystemExit(f"embedpipe serve: cannot bind gRPC port {args.port}")
-    server.start()
-    for service in ("", "tensorflow.serving.PredictionService", "tensorflow.serving.ModelService"):
-        health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
-    running = RunningServer(server, port, manager, handlers, health_servicer, batcher=batcher)
+    loop = asyncio.new_event_loop()
+    threading.Thread(target=loop.run_forever, name="embedpipe-grpc", daemon=True).start()
+    executor = futures.ThreadPoolExecutor(max_workers=args.grpc_max_threads, thread_name_prefix="embedpipe-rpc")
+
+    async def start_grpc() -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
+        server = grpc.aio.server(
+            options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES), ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)],
+        )
+        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionService(handlers, executor), server)
+        model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(handlers, executor), server)
+        health_servicer = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+        port = server.add_insecure_port(f"{args.grpc_host}:{args.port}")
+        if port == 0:
+            raise SystemExit(f"embedpipe serve: cannot bind gRPC port {args.port}")
+        await server.start()
+        for service in ("", "tensorflow.serving.PredictionService", "tensorflow.serving.ModelService"):
+            await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
+        return server, port, health_servicer
+
+    server, port, health_servicer = asyncio.run_coroutine_threadsafe(start_grpc(), loop).result()
+    running = RunningServer(server, port, manager, handlers, health_servicer, loop, executor, batcher=batcher)
     if args.rest_api_port:
         from serving.rest import make_rest_server
 
