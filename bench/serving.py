@@ -1,14 +1,20 @@
 """Serving latency and throughput: in-process SavedModel calls vs the gRPC server, with and without batching.
 
-    .venv/bin/python bench/serving.py --model runs/synthetic/serving/synthetic/<version> [--seconds 10]
+    .venv/bin/python bench/serving.py --model runs/synthetic/serving/synthetic/<version> [--seconds 8]
 
 One invocation measures, on this machine:
-- baseline: the SavedModel's ``serving_default`` called in-process with one serialized example;
-- ``embedpipe serve`` in a subprocess (batching off, then on): 1-example Predict latency with one
-  client (p50/p99), and throughput with 1, 8 and 32 concurrent clients (threads, one channel each,
-  in this process).
-Prints a table and writes bench/out/serving.json. The model's raw rows come from its own
-``assets.extra/tf_serving_warmup_requests`` (written by the pipeline's ServingCanary).
+- baselines: the SavedModel's ``serving_default`` called in-process with one serialized example,
+  (a) through the TF2 eager signature (``tf.saved_model.load(...).signatures``) and (b) the way the
+  server runs it (``serving.servable.ServableVersion``: a TF Session callable, same session options);
+- ``embedpipe serve`` in a subprocess (batching off, then on), driven by two kinds of client:
+  * the stock Python stubs (threads in this process, one channel each), what a Python service sees;
+  * ``bench/loadgen`` (C++, ghz-style: one connection per client, one call in flight each, all
+    driven from one thread), so the client costs little of the same two cores. Built here with
+    g++ when ``pkg-config grpc++`` finds gRPC C++ (Debian: ``apt-get install libgrpc++-dev
+    pkg-config``); without it those rows are left out and the script says so.
+  1-example Predict latency with one client (p50/p99) and throughput with 1, 8 and 32 clients.
+Prints a table and the issue's targets met or not, and writes bench/out/serving.json. The model's
+raw rows come from its own ``assets.extra/tf_serving_warmup_requests`` (written by the ServingCanary).
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ from tensorflow_serving.apis import predict_pb2, prediction_log_pb2, prediction_
 from bench.pipeline_wall_time import machine  # noqa: E402
 
 MODEL = "bench"
+CLIENTS = (1, 8, 32)
 
 
 def one_example(model_dir: str) -> bytes:
@@ -55,19 +62,33 @@ def percentiles(samples: list[float]) -> tuple[float, float]:
     return float(np.percentile(a, 50)), float(np.percentile(a, 99))
 
 
-def in_process(model_dir: str, example: bytes, seconds: float) -> dict:
-    """Latency of the signature call itself."""
-    fn = tf.saved_model.load(model_dir).signatures["serving_default"]
-    batch = tf.constant([example])
+def _time_calls(call, seconds: float) -> dict:
     for _ in range(50):
-        fn(examples=batch)
+        call()
     samples, end = [], time.perf_counter() + seconds
     while time.perf_counter() < end:
         start = time.perf_counter()
-        fn(examples=batch)["probability"].numpy()
+        call()
         samples.append(time.perf_counter() - start)
     p50, p99 = percentiles(samples)
     return {"p50_ms": p50, "p99_ms": p99, "calls": len(samples)}
+
+
+def in_process_eager(model_dir: str, example: bytes, seconds: float) -> dict:
+    """The TF2 way: the loaded SavedModel's signature function."""
+    fn = tf.saved_model.load(model_dir).signatures["serving_default"]
+    batch = tf.constant([example])
+    return _time_calls(lambda: fn(examples=batch)["probability"].numpy(), seconds)
+
+
+def in_process_session(model_dir: str, example: bytes, seconds: float) -> dict:
+    """The way the server runs the signature (its ServableVersion, its default session options)."""
+    from serving.servable import ServableVersion
+    from serving.server import build_parser, session_config
+
+    servable = ServableVersion(MODEL, 1, model_dir, session_config(build_parser().parse_args([])))
+    batch = {"examples": np.array([example], dtype=object)}
+    return _time_calls(lambda: servable.run("serving_default", batch), seconds)
 
 
 def _request(example: bytes) -> predict_pb2.PredictRequest:
@@ -122,13 +143,38 @@ def throughput(endpoint: str, example: bytes, clients: int, seconds: float) -> d
     return {"clients": clients, "predictions_per_s": done / elapsed, "errors": sum(errors)}
 
 
+def build_loadgen() -> str | None:
+    """Compile bench/loadgen/loadgen.cc (once per source change); None when gRPC C++ is missing."""
+    source = Path(__file__).with_name("loadgen") / "loadgen.cc"
+    binary = Path(__file__).with_name("out") / "loadgen"
+    if shutil.which("g++") is None or subprocess.run(["pkg-config", "--exists", "grpc++"], check=False).returncode != 0:
+        print("bench/loadgen not built: needs g++ and gRPC C++ (apt-get install libgrpc++-dev pkg-config)", file=sys.stderr)
+        return None
+    if not binary.exists() or binary.stat().st_mtime < source.stat().st_mtime:
+        binary.parent.mkdir(parents=True, exist_ok=True)
+        flags = subprocess.run(["pkg-config", "--cflags", "--libs", "grpc++"], capture_output=True, text=True, check=True).stdout.split()
+        subprocess.run(["g++", "-O2", "-std=c++17", str(source), "-o", str(binary), *flags], check=True)
+    return str(binary)
+
+
+def loadgen(binary: str, endpoint: str, request_file: str, clients: int, seconds: float) -> dict:
+    """One bench/loadgen run: {clients, calls, errors, per_s, p50_ms, p99_ms, ...}."""
+    out = subprocess.run(
+        [binary, "--target", endpoint, "--request", request_file, "--clients", str(clients), "--seconds", str(seconds)],
+        capture_output=True, text=True, check=False,
+    )
+    if not out.stdout.strip():
+        raise SystemExit(f"loadgen failed: {out.stderr}")
+    return json.loads(out.stdout)
+
+
 def serve(model_dir: str, port: int, batching: bool) -> subprocess.Popen:
     """``embedpipe serve`` on a copy of the model as version 1; returns once it answers."""
     base = tempfile.mkdtemp(prefix="embedpipe-bench-serving-")
     shutil.copytree(model_dir, os.path.join(base, "1"))
     flags = [f"--port={port}", f"--model_name={MODEL}", f"--model_base_path={base}", "--file_system_poll_wait_seconds=0"]
     if batching:
-        flags += ["--enable_batching", "--max_batch_size=32", "--batch_timeout_micros=500", "--num_batch_threads=2"]
+        flags += ["--enable_batching", "--max_batch_size=32", "--batch_timeout_micros=500", "--num_batch_threads=1"]
     process = subprocess.Popen([sys.executable, "-m", "serving.server", *flags], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
     from tfx.components.infra_validator.model_server_clients.tensorflow_serving_client import TensorFlowServingClient
@@ -137,18 +183,28 @@ def serve(model_dir: str, port: int, batching: bool) -> subprocess.Popen:
     return process
 
 
+def _row(label: str, lat: dict, rates: list[float], fastest: float) -> str:
+    cells = " | ".join(f"{r:,.0f}" for r in rates)
+    return f"| {label} | {lat['p50_ms']:.2f} | {lat['p99_ms']:.2f} | {lat['p50_ms'] - fastest:.2f} | {cells} |"
+
+
 def main() -> None:
     """Measure and report."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", required=True, help="a pushed model version directory")
-    parser.add_argument("--seconds", type=float, default=10.0, help="per measurement")
+    parser.add_argument("--seconds", type=float, default=8.0, help="per measurement")
     parser.add_argument("--output", default="bench/out/serving.json")
     args = parser.parse_args()
     import portpicker
 
     example = one_example(args.model)
+    request_file = os.path.join(tempfile.mkdtemp(prefix="embedpipe-bench-"), "predict.bin")
+    with open(request_file, "wb") as f:
+        f.write(_request(example).SerializeToString())
+    binary = build_loadgen()
     results: dict = {"machine": machine(), "date": datetime.datetime.now().isoformat(timespec="seconds"), "model": args.model}
-    results["in_process"] = in_process(args.model, example, args.seconds)
+    results["in_process_eager"] = in_process_eager(args.model, example, args.seconds)
+    results["in_process_session"] = in_process_session(args.model, example, args.seconds)
     for batching in (False, True):
         port = portpicker.pick_unused_port()
         process = serve(args.model, port, batching)
@@ -156,28 +212,56 @@ def main() -> None:
             endpoint = f"localhost:{port}"
             key = "batching_on" if batching else "batching_off"
             results[key] = {
-                "latency_1_client": latency(endpoint, example, args.seconds),
-                "throughput": [throughput(endpoint, example, n, args.seconds) for n in (1, 8, 32)],
+                "python_client": {
+                    "latency_1_client": latency(endpoint, example, args.seconds),
+                    "throughput": [throughput(endpoint, example, n, args.seconds) for n in CLIENTS],
+                },
             }
+            if binary:
+                results[key]["loadgen"] = {
+                    "latency_1_client": loadgen(binary, endpoint, request_file, 1, args.seconds),
+                    "throughput": [loadgen(binary, endpoint, request_file, n, args.seconds) for n in CLIENTS],
+                }
         finally:
             process.send_signal(signal.SIGTERM)
             process.wait(timeout=60)
-
-    base = results["in_process"]
-    print(f"machine: {results['machine']}\ndate: {results['date']}\nmodel: {args.model}")
-    print("\n| setting | 1-client p50 ms | 1-client p99 ms | overhead p50 ms | 1 client /s | 8 clients /s | 32 clients /s |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
-    print(f"| in-process serving_default call | {base['p50_ms']:.2f} | {base['p99_ms']:.2f} | - | {1000 / base['p50_ms']:,.0f} (1/p50) | - | - |")
-    for key in ("batching_off", "batching_on"):
-        r = results[key]
-        lat, tp = r["latency_1_client"], r["throughput"]
-        print(f"| embedpipe serve, {key.replace('_', ' ')} | {lat['p50_ms']:.2f} | {lat['p99_ms']:.2f} | {lat['p50_ms'] - base['p50_ms']:.2f} "
-              f"| {tp[0]['predictions_per_s']:,.0f} | {tp[1]['predictions_per_s']:,.0f} | {tp[2]['predictions_per_s']:,.0f} |")
-    errors = sum(t["errors"] for key in ("batching_off", "batching_on") for t in results[key]["throughput"])
-    print(f"\nfailed requests: {errors}")
+    report(results)
     os.makedirs(os.path.dirname(args.output), exist_ok=True)
     with open(args.output, "w") as f:
         json.dump(results, f, indent=2)
+
+
+def report(results: dict) -> None:
+    """The table, then the issue's targets against the measurements."""
+    eager, session = results["in_process_eager"], results["in_process_session"]
+    fastest = min(eager["p50_ms"], session["p50_ms"])
+    print(f"machine: {results['machine']}\ndate: {results['date']}\nmodel: {results['model']}")
+    print("\n| setting | 1-client p50 ms | 1-client p99 ms | p50 over fastest in-process ms | 1 client /s | 8 clients /s | 32 clients /s |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    print(f"| in-process, eager signature call | {eager['p50_ms']:.2f} | {eager['p99_ms']:.2f} | - | - | - | - |")
+    print(f"| in-process, the server's session callable | {session['p50_ms']:.2f} | {session['p99_ms']:.2f} | - | - | - | - |")
+    errors = 0
+    for key in ("batching_off", "batching_on"):
+        for client, label in (("python_client", "Python stubs"), ("loadgen", "bench/loadgen (C++)")):
+            r = results[key].get(client)
+            if r is None:
+                continue
+            rates = [t.get("predictions_per_s", t.get("per_s", 0.0)) for t in r["throughput"]]
+            errors += sum(t["errors"] for t in r["throughput"]) + r["latency_1_client"].get("errors", 0)
+            print(_row(f"embedpipe serve, {key.replace('_', ' ')}, {label}", r["latency_1_client"], rates, fastest))
+    print(f"\nfailed requests: {errors}")
+    client = "loadgen" if "loadgen" in results["batching_off"] else "python_client"
+    lat = results["batching_off"][client]["latency_1_client"]
+    batched = results["batching_on"][client]["throughput"][-1]
+    rate = batched.get("predictions_per_s", batched.get("per_s", 0.0))
+    print(f"\nissue targets ({client} rows):")
+    for name, value, target, ok in (
+        ("p50, 1 client, ms", lat["p50_ms"], "<= 1.0", lat["p50_ms"] <= 1.0),
+        ("p99, 1 client, ms", lat["p99_ms"], "<= 3.0", lat["p99_ms"] <= 3.0),
+        ("p50 over the fastest in-process call, ms", lat["p50_ms"] - fastest, "<= 0.5", lat["p50_ms"] - fastest <= 0.5),
+        ("predictions/s, 32 clients, batching on", rate, ">= 2,000", rate >= 2000),
+    ):
+        print(f"  {name}: {value:,.2f} (target {target}) -> {'met' if ok else 'NOT met'}")
 
 
 if __name__ == "__main__":

@@ -108,6 +108,14 @@ def batching_parameters(args: argparse.Namespace) -> BatchingParameters:
     return BatchingParameters(**{**params.__dict__, **overrides})
 
 
+def session_config(args: argparse.Namespace) -> tf.compat.v1.ConfigProto:
+    """The TF session options every loaded version runs with."""
+    return tf.compat.v1.ConfigProto(
+        intra_op_parallelism_threads=args.tensorflow_intra_op_parallelism,
+        inter_op_parallelism_threads=args.tensorflow_inter_op_parallelism,
+    )
+
+
 def start_server(args: argparse.Namespace) -> RunningServer:
     """Load the models, then serve gRPC (and REST) in background threads."""
     if args.model_config_file:
@@ -118,11 +126,7 @@ def start_server(args: argparse.Namespace) -> RunningServer:
         raise SystemExit("embedpipe serve: give --model_base_path (with --model_name) or --model_config_file")
     batcher = Batcher(batching_parameters(args)) if args.enable_batching else None
     handlers = RequestHandlers(manager=None, batcher=batcher)  # type: ignore[arg-type]
-    session_config = tf.compat.v1.ConfigProto(
-        intra_op_parallelism_threads=args.tensorflow_intra_op_parallelism,
-        inter_op_parallelism_threads=args.tensorflow_inter_op_parallelism,
-    )
-    manager = ModelManager(config, args.file_system_poll_wait_seconds, handlers.replay_warmup, session_config)
+    manager = ModelManager(config, args.file_system_poll_wait_seconds, handlers.replay_warmup, session_config(args))
     handlers.manager = manager
     manager.start()
 
