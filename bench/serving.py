@@ -169,13 +169,13 @@ def loadgen(binary: str, endpoint: str, request_file: str, clients: int, seconds
     return json.loads(out.stdout)
 
 
-def serve(model_dir: str, port: int, batching: bool) -> subprocess.Popen:
+def serve(model_dir: str, port: int, batch_timeout_micros: int | None) -> subprocess.Popen:
     """``embedpipe serve`` on a copy of the model as version 1; returns once it answers."""
     base = tempfile.mkdtemp(prefix="embedpipe-bench-serving-")
     shutil.copytree(model_dir, os.path.join(base, "1"))
     flags = [f"--port={port}", f"--model_name={MODEL}", f"--model_base_path={base}", "--file_system_poll_wait_seconds=0"]
-    if batching:
-        flags += ["--enable_batching", "--max_batch_size=32", "--batch_timeout_micros=500", "--num_batch_threads=1"]
+    if batch_timeout_micros is not None:  # batching on
+        flags += ["--enable_batching", "--max_batch_size=32", f"--batch_timeout_micros={batch_timeout_micros}", "--num_batch_threads=1"]
     process = subprocess.Popen([sys.executable, "-m", "serving.server", *flags], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
     from tfx.components.infra_validator.model_server_clients.tensorflow_serving_client import TensorFlowServingClient
@@ -195,6 +195,8 @@ def main() -> None:
     parser.add_argument("--model", required=True, help="a pushed model version directory")
     parser.add_argument("--seconds", type=float, default=8.0, help="per measurement")
     parser.add_argument("--output", default="bench/out/serving.json")
+    parser.add_argument("--batch-timeout-micros", type=int, default=0, help="batching on: how long a batch waits to fill")
+    parser.add_argument("--sweep-batch-timeouts", default="", help="e.g. 0,500,2000,10000: also measure 1 and 32 loadgen clients at each")
     args = parser.parse_args()
     import portpicker
 
@@ -208,7 +210,7 @@ def main() -> None:
     results["in_process_session"] = in_process_session(args.model, example, args.seconds)
     for batching in (False, True):
         port = portpicker.pick_unused_port()
-        process = serve(args.model, port, batching)
+        process = serve(args.model, port, args.batch_timeout_micros if batching else None)
         try:
             endpoint = f"localhost:{port}"
             key = "batching_on" if batching else "batching_off"
@@ -228,10 +230,31 @@ def main() -> None:
         finally:
             process.send_signal(signal.SIGTERM)
             process.wait(timeout=60)
+    if args.sweep_batch_timeouts and binary:
+        results["batch_timeout_sweep"] = sweep(args.model, binary, request_file, [int(t) for t in args.sweep_batch_timeouts.split(",")], args.seconds)
+    results["batch_timeout_micros"] = args.batch_timeout_micros
     report(results)
     os.makedirs(os.path.dirname(args.output), exist_ok=True)
     with open(args.output, "w") as f:
         json.dump(results, f, indent=2)
+
+
+def sweep(model_dir: str, binary: str, request_file: str, timeouts: list[int], seconds: float) -> list[dict]:
+    """Batching on at several batch_timeout_micros: the latency a lone client pays vs 32-client throughput."""
+    import portpicker
+
+    rows = []
+    for timeout in timeouts:
+        port = portpicker.pick_unused_port()
+        process = serve(model_dir, port, timeout)
+        try:
+            endpoint = f"localhost:{port}"
+            rows.append({"batch_timeout_micros": timeout, "one_client": loadgen(binary, endpoint, request_file, 1, seconds),
+                         "clients_32": loadgen(binary, endpoint, request_file, 32, seconds)})
+        finally:
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=60)
+    return rows
 
 
 def report(results: dict) -> None:
@@ -257,6 +280,12 @@ def report(results: dict) -> None:
         runs = results[key].get("loadgen", {}).get("latency_runs", [])
         if runs:
             print(f"loadgen 1-client runs, {key.replace('_', ' ')}: p50 " + ", ".join(f"{r['p50_ms']:.2f}" for r in runs) + " ms (median run in the table)")
+    if results.get("batch_timeout_sweep"):
+        print("\n| batch_timeout_micros | 1 client p50 ms | 1 client /s | 32 clients p50 ms | 32 clients /s |\n|---:|---:|---:|---:|---:|")
+        for r in results["batch_timeout_sweep"]:
+            one, many = r["one_client"], r["clients_32"]
+            print(f"| {r['batch_timeout_micros']} | {one['p50_ms']:.2f} | {one['per_s']:,.0f} | {many['p50_ms']:.2f} | {many['per_s']:,.0f} |")
+    print(f"\nbatching on = --max_batch_size=32 --batch_timeout_micros={results['batch_timeout_micros']} --num_batch_threads=1")
     client = "loadgen" if "loadgen" in results["batching_off"] else "python_client"
     lat = results["batching_off"][client]["latency_1_client"]
     batched = results["batching_on"][client]["throughput"][-1]
