@@ -88,7 +88,7 @@ class Batcher:
     def run(self, servable: ServableVersion, signature: str, inputs: dict[str, np.ndarray], output_filter: list[str] | None) -> dict[str, np.ndarray]:
         """Outputs for these inputs, computed in a batch with concurrent requests when possible (blocks this thread)."""
         done = threading.Event()
-        task = self._submit(servable, signature, inputs, output_filter, _Task(inputs, 0, on_done=done.set))
+        task = self._submit(servable, signature, inputs, output_filter, on_done=done.set)
         if task is None:
             return servable.run(signature, inputs, output_filter)
         done.wait()
@@ -99,23 +99,29 @@ class Batcher:
     ) -> dict[str, np.ndarray]:
         """``run`` for a caller on an asyncio event loop: the loop keeps serving while the batch runs."""
         future = asyncio.get_running_loop().create_future()
-        task = self._submit(servable, signature, inputs, output_filter, _Task(inputs, 0, future=future))
+        task = self._submit(servable, signature, inputs, output_filter, future=future)
         if task is None:
             return servable.run(signature, inputs, output_filter)
         await future
         return task.result()
 
     def _submit(
-        self, servable: ServableVersion, signature: str, inputs: dict[str, np.ndarray], output_filter: list[str] | None, task: _Task
+        self,
+        servable: ServableVersion,
+        signature: str,
+        inputs: dict[str, np.ndarray],
+        output_filter: list[str] | None,
+        on_done: Callable[[], None] | None = None,
+        future: asyncio.Future | None = None,
     ) -> _Task | None:
-        """Queue a request's task for a batch; None when it cannot join one and should run alone."""
+        """Queue a request for a batch (its waiter: ``on_done`` or ``future``); None when it cannot join one."""
         servable.check_inputs(signature, inputs)  # a bad request fails alone, before joining a batch
         rows = self._batchable(inputs)
         if rows is None or rows > self.params.max_batch_size:
             return None
         shapes = tuple(sorted((k, a.shape[1:], a.dtype.str) for k, a in inputs.items()))
         key = (id(servable), signature, tuple(output_filter or ()), shapes)
-        task.rows = rows
+        task = _Task(inputs, rows, on_done, future)
         with self._cond:
             queue = self._queues.setdefault(key, [])
             if sum(t.rows for t in queue) >= self.params.max_batch_size * self.params.max_enqueued_batches:
