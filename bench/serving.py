@@ -141,7 +141,7 @@ def throughput(endpoint: str, example: bytes, clients: int, seconds: float) -> d
     stop.set()
     for t in threads:
         t.join()
-    return {"clients": clients, "predictions_per_s": done / elapsed, "errors": sum(errors)}
+    return {"clients": clients, "per_s": done / elapsed, "errors": sum(errors)}  # same keys as loadgen
 
 
 def build_loadgen() -> str | None:
@@ -272,7 +272,7 @@ def report(results: dict) -> None:
             r = results[key].get(client)
             if r is None:
                 continue
-            rates = [t.get("predictions_per_s", t.get("per_s", 0.0)) for t in r["throughput"]]
+            rates = [t["per_s"] for t in r["throughput"]]
             errors += sum(t["errors"] for t in r["throughput"]) + r["latency_1_client"].get("errors", 0)
             print(_row(f"embedpipe serve, {key.replace('_', ' ')}, {label}", r["latency_1_client"], rates, fastest))
     print(f"\nfailed requests: {errors}")
@@ -289,7 +289,7 @@ def report(results: dict) -> None:
     client = "loadgen" if "loadgen" in results["batching_off"] else "python_client"
     lat = results["batching_off"][client]["latency_1_client"]
     batched = results["batching_on"][client]["throughput"][-1]
-    rate = batched.get("predictions_per_s", batched.get("per_s", 0.0))
+    rate = batched["per_s"]
     print(f"\nissue targets ({client} rows):")
     for name, value, target, ok in (
         ("p50, 1 client, ms", lat["p50_ms"], "<= 1.0", lat["p50_ms"] <= 1.0),
