@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--tensorflow_inter_op_parallelism", type=int, default=-1,
         help="ops run at once from a pool of this size; 0 = TensorFlow decides; -1 (default) = each request's ops run on "
-        "the thread serving it, no pool hand-offs (about 0.1 ms less per small request on 2 cores, bench/RESULTS.md)",
+        "the thread serving it, no pool hand-offs (docs/SERVING.md)",
     )
     return p
 
