@@ -78,7 +78,7 @@ def pad_or_truncate(ids: Any, length: int, truncate: str, padding: str = "end") 
         batch = ids.nrows()
         positions = tf.range(tf.size(values, out_type=tf.int64)) - tf.gather(ids.row_starts(), rows)
     value_lengths = tf.gather(row_lengths, rows)
-    kept = tf.minimum(value_lengths, length)  # ids each value's row keeps
+    kept = tf.minimum(value_lengths, length)  # how many ids the row of each value keeps
     first_kept = value_lengths - kept if truncate == "keep_last" else tf.zeros_like(kept)
     column = positions - first_kept + (length - kept if padding == "start" else 0)
     keep = (positions >= first_kept) & (positions < first_kept + kept)
