@@ -25,7 +25,7 @@ from serving.batching import Batcher
 from serving.errors import invalid
 from serving.model_manager import ModelManager
 from serving.servable import ServableVersion, examples_from_input
-from serving.tensors import from_ndarray, to_ndarray
+from serving.tensors import fill_tensor_proto, to_ndarray
 
 CLASSIFY_METHOD = "tensorflow/serving/classify"
 REGRESS_METHOD = "tensorflow/serving/regress"
@@ -92,7 +92,7 @@ class RequestHandlers:
         response = predict_pb2.PredictResponse()
         self._answer_spec(response.model_spec, call.servable, call.signature)
         for key, value in outputs.items():
-            response.outputs[key].CopyFrom(from_ndarray(value))
+            fill_tensor_proto(response.outputs[key], value)
         return response
 
     def _classification_result(self, servable: ServableVersion, signature: str, request_input) -> classification_pb2.ClassificationResult:

@@ -45,6 +45,31 @@ def examples_from_input(request_input: input_pb2.Input) -> list[bytes]:
     return serialized
 
 
+# (numpy dtype, None for strings; dims with None for unknown ones, or None for any rank)
+_InputCheck = tuple[np.dtype | None, tuple[int | None, ...] | None]
+
+
+def _input_check(spec: tf.TensorSpec) -> _InputCheck:
+    dtype = None if spec.dtype == tf.string else np.dtype(spec.dtype.as_numpy_dtype)
+    dims = None if spec.shape.rank is None else tuple(spec.shape.as_list())
+    return dtype, dims
+
+
+def _passes(array: np.ndarray | None, check: _InputCheck) -> bool:
+    """Whether an input has the dtype and a shape compatible with its spec (the common, valid case)."""
+    if array is None:
+        return False
+    dtype, dims = check
+    if dtype is None:
+        if array.dtype != object and array.dtype.kind not in "SU":
+            return False
+    elif array.dtype != dtype:
+        return False
+    if dims is None:
+        return True
+    return len(dims) == array.ndim and all(d is None or d == n for d, n in zip(dims, array.shape, strict=True))
+
+
 def _status_from_tf(e: tf.errors.OpError) -> ServingError:
     try:
         code = next(c for c in grpc.StatusCode if c.value[0] == e.error_code)
@@ -76,6 +101,10 @@ class ServableVersion:
             for key, sig in self.signature_defs.items()
             if not key.startswith("__")  # __saved_model_init_op is not a callable signature
         }
+        # What check_inputs compares each request with, without TensorFlow objects on the hot path:
+        # alias -> (numpy dtype, or None for strings; dims, None = unknown, or None for any rank).
+        self._input_checks = {key: {alias: _input_check(spec) for alias, spec in specs.items()} for key, specs in self._specs.items()}
+        self._output_aliases = {key: tuple(sorted(self.signature_defs[key].outputs)) for key in self._specs}
         self._runners: dict[tuple[str, tuple[str, ...], tuple[str, ...]], Callable[..., list[np.ndarray]]] = {}
         self._runners_lock = threading.Lock()
 
@@ -97,7 +126,9 @@ class ServableVersion:
 
     def check_inputs(self, signature_name: str, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Keys, dtypes and shapes against the signature; arrays ready to feed."""
-        _, specs = self.signature(signature_name)
+        key, specs = self.signature(signature_name)
+        if all(_passes(inputs.get(alias), check) for alias, check in self._input_checks[key].items()) and len(inputs) == len(specs):
+            return dict(inputs)
         if inputs.keys() != specs.keys():
             sent, expected = set(inputs), set(specs)
             if len(sent) != len(expected):
@@ -107,13 +138,13 @@ class ServableVersion:
                 )
             alias = sorted(sent - expected)[0]
             raise invalid(f"input tensor alias not found in signature: {alias}. Inputs expected to be in the set {_set(expected)}.")
-        for key, spec in specs.items():
-            array = inputs[key]
+        for alias, spec in specs.items():
+            array = inputs[alias]
             actual = tf.string if array.dtype == object or array.dtype.kind in "SU" else tf.as_dtype(array.dtype)
             if actual != spec.dtype:
-                raise invalid(f"Expects arg[{sorted(specs).index(key)}] to be {spec.dtype.name} but {actual.name} is provided")
+                raise invalid(f"Expects arg[{sorted(specs).index(alias)}] to be {spec.dtype.name} but {actual.name} is provided")
             if not spec.shape.is_compatible_with(array.shape):
-                raise invalid(f"input '{key}' has shape {list(array.shape)}, but the signature expects {spec.shape.as_list()}")
+                raise invalid(f"input '{alias}' has shape {list(array.shape)}, but the signature expects {spec.shape.as_list()}")
         return dict(inputs)
 
     def run(self, signature_name: str, inputs: Mapping[str, np.ndarray], output_filter: list[str] | None = None) -> dict[str, np.ndarray]:
@@ -123,14 +154,14 @@ class ServableVersion:
     def call(self, signature_name: str, inputs: Mapping[str, np.ndarray], output_filter: list[str] | None = None) -> dict[str, np.ndarray]:
         """Call a signature on inputs already checked by ``check_inputs``."""
         key, _ = self.signature(signature_name)
-        signature_def = self.signature_defs[key]
         if output_filter:
+            signature_def = self.signature_defs[key]
             for alias in output_filter:
                 if alias not in signature_def.outputs:
                     known = set(signature_def.outputs)
                     raise invalid(f"output tensor alias not found in signature: {alias} Outputs expected to be in the set {_set(known)}.")
         feed = tuple(sorted(inputs))
-        fetch = tuple(output_filter or sorted(signature_def.outputs))
+        fetch = tuple(output_filter) if output_filter else self._output_aliases[key]
         runner = self._runner(key, feed, fetch)
         try:
             values = runner(*(inputs[k] for k in feed))

@@ -2,13 +2,20 @@
 
 Requests may carry values in ``tensor_content`` or in the typed ``*_val`` fields (a single typed
 value is broadcast to the whole shape, as TensorFlow does); answers use the typed fields.
+
+Every Predict request and answer passes through here, so the common cases (string, float, double,
+int32 and int64 tensors with one value per element) are decoded and encoded directly with numpy;
+everything else, malformed tensors included, goes through ``tf.make_ndarray`` /
+``tf.make_tensor_proto`` and gets TensorFlow's own answer.
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import tensorflow as tf
-from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+from tensorflow.core.framework import tensor_pb2, types_pb2
 
 from serving.errors import invalid
 
@@ -25,31 +32,83 @@ _TYPED_FIELD = {
     types_pb2.DT_HALF: "half_val",
 }
 
+# dtype enum -> (typed field, numpy dtype) for the request tensors decoded without TensorFlow.
+_DIRECT_DECODE = {
+    types_pb2.DT_FLOAT: ("float_val", np.dtype(np.float32)),
+    types_pb2.DT_DOUBLE: ("double_val", np.dtype(np.float64)),
+    types_pb2.DT_INT32: ("int_val", np.dtype(np.int32)),
+    types_pb2.DT_INT64: ("int64_val", np.dtype(np.int64)),
+}
+
+# numpy dtype -> (dtype enum, typed field) for the answer tensors encoded without TensorFlow.
+_DIRECT_ENCODE = {np_dtype: (enum, field) for enum, (field, np_dtype) in _DIRECT_DECODE.items()}
+
+
+def _decode_directly(proto: tensor_pb2.TensorProto) -> np.ndarray | None:
+    """The array, for a well-formed tensor of a common dtype with one value per element; else None."""
+    shape = [d.size for d in proto.tensor_shape.dim]
+    if any(size < 0 for size in shape):
+        return None
+    count = math.prod(shape)
+    if proto.dtype == types_pb2.DT_STRING:
+        values = proto.string_val
+        if len(values) != count:
+            return None
+        array = np.empty(count, dtype=object)
+        array[:] = list(values)
+        return array.reshape(shape)
+    direct = _DIRECT_DECODE.get(proto.dtype)
+    if direct is None:
+        return None
+    field, np_dtype = direct
+    if proto.tensor_content:
+        if len(proto.tensor_content) != count * np_dtype.itemsize:
+            return None
+        return np.frombuffer(proto.tensor_content, dtype=np_dtype).reshape(shape).copy()
+    values = getattr(proto, field)
+    if len(values) != count:
+        return None
+    return np.array(values, dtype=np_dtype).reshape(shape)
+
 
 def to_ndarray(proto: tensor_pb2.TensorProto, name: str) -> np.ndarray:
     """Decode a request tensor; INVALID_ARGUMENT naming the input when it is malformed."""
+    array = _decode_directly(proto)
+    if array is not None:
+        return array
     try:
         return tf.make_ndarray(proto)
     except Exception as e:  # TF raises TypeError/ValueError for bad dtypes, sizes and shapes
         raise invalid(f"Invalid tensor for input '{name}': {e}") from e
 
 
+def fill_tensor_proto(proto: tensor_pb2.TensorProto, array: np.ndarray) -> None:
+    """Write an answer tensor into ``proto`` (empty, e.g. a fresh map entry), typed value fields."""
+    array = np.asarray(array)
+    direct = _DIRECT_ENCODE.get(array.dtype)
+    if direct is not None:
+        proto.dtype, field = direct
+        values = array.reshape(-1).tolist()
+    else:
+        proto.dtype = tf.as_dtype(array.dtype if array.dtype != object else tf.string).as_datatype_enum
+        field = _TYPED_FIELD.get(proto.dtype)
+        if field is None:  # rare dtypes: let TensorFlow encode them
+            proto.CopyFrom(tf.make_tensor_proto(array))
+            return
+        flat = array.reshape(-1)
+        if proto.dtype == types_pb2.DT_STRING:
+            values = [v if isinstance(v, bytes) else str(v).encode() for v in flat]
+        elif proto.dtype == types_pb2.DT_HALF:
+            values = flat.view(np.uint16).tolist()
+        else:
+            values = flat.tolist()
+    for size in array.shape:
+        proto.tensor_shape.dim.add().size = size
+    getattr(proto, field).extend(values)
+
+
 def from_ndarray(array: np.ndarray) -> tensor_pb2.TensorProto:
     """Encode an answer tensor with typed value fields."""
-    array = np.asarray(array)
-    dtype = tf.as_dtype(array.dtype if array.dtype != object else tf.string).as_datatype_enum
-    proto = tensor_pb2.TensorProto(
-        dtype=dtype,
-        tensor_shape=tensor_shape_pb2.TensorShapeProto(dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=d) for d in array.shape]),
-    )
-    field = _TYPED_FIELD.get(dtype)
-    if field is None:  # rare dtypes: let TensorFlow encode them
-        return tf.make_tensor_proto(array)
-    flat = array.reshape(-1)
-    if dtype == types_pb2.DT_STRING:
-        getattr(proto, field).extend(v if isinstance(v, bytes) else str(v).encode() for v in flat)
-    elif dtype == types_pb2.DT_HALF:
-        proto.half_val.extend(flat.view(np.uint16).tolist())
-    else:
-        getattr(proto, field).extend(flat.tolist())
+    proto = tensor_pb2.TensorProto()
+    fill_tensor_proto(proto, array)
     return proto
