@@ -5,7 +5,8 @@
 One invocation measures, on this machine:
 - baselines: the SavedModel's ``serving_default`` called in-process with one serialized example,
   (a) through the TF2 eager signature (``tf.saved_model.load(...).signatures``) and (b) the way the
-  server runs it (``serving.servable.ServableVersion``: a TF Session callable, same session options);
+  server runs it (``serving.servable.ServableVersion``: a TF Session callable, same session options;
+  once more with ``--inline_all_functions=false``, TensorFlow's default function inlining);
 - ``embedpipe serve`` in a subprocess (batching off, then on), driven by two kinds of client:
   * the stock Python stubs (threads in this process, one channel each), what a Python service sees;
   * ``bench/loadgen`` (C++, ghz-style: one connection per client, one call in flight each, all
@@ -82,12 +83,12 @@ def in_process_eager(model_dir: str, example: bytes, seconds: float) -> dict:
     return _time_calls(lambda: fn(examples=batch)["probability"].numpy(), seconds)
 
 
-def in_process_session(model_dir: str, example: bytes, seconds: float) -> dict:
-    """The way the server runs the signature (its ServableVersion, its default session options)."""
+def in_process_session(model_dir: str, example: bytes, seconds: float, server_flags: tuple[str, ...] = ()) -> dict:
+    """The way the server runs the signature (its ServableVersion, its session options: the defaults + ``server_flags``)."""
     from serving.servable import ServableVersion
     from serving.server import build_parser, session_config
 
-    servable = ServableVersion(MODEL, 1, model_dir, session_config(build_parser().parse_args([])))
+    servable = ServableVersion(MODEL, 1, model_dir, session_config(build_parser().parse_args(list(server_flags))))
     batch = {"examples": np.array([example], dtype=object)}
     return _time_calls(lambda: servable.run("serving_default", batch), seconds)
 
@@ -208,6 +209,7 @@ def main() -> None:
     results: dict = {"machine": machine(), "date": datetime.datetime.now().isoformat(timespec="seconds"), "model": args.model}
     results["in_process_eager"] = in_process_eager(args.model, example, args.seconds)
     results["in_process_session"] = in_process_session(args.model, example, args.seconds)
+    results["in_process_session_default_inlining"] = in_process_session(args.model, example, args.seconds, ("--inline_all_functions=false",))
     for batching in (False, True):
         port = portpicker.pick_unused_port()
         process = serve(args.model, port, args.batch_timeout_micros if batching else None)
@@ -266,6 +268,9 @@ def report(results: dict) -> None:
     print("|---|---:|---:|---:|---:|---:|---:|")
     print(f"| in-process, eager signature call | {eager['p50_ms']:.2f} | {eager['p99_ms']:.2f} | - | - | - | - |")
     print(f"| in-process, the server's session callable | {session['p50_ms']:.2f} | {session['p99_ms']:.2f} | - | - | - | - |")
+    plain = results.get("in_process_session_default_inlining")
+    if plain:
+        print(f"| in-process, session callable, --inline_all_functions=false | {plain['p50_ms']:.2f} | {plain['p99_ms']:.2f} | - | - | - | - |")
     errors = 0
     for key in ("batching_off", "batching_on"):
         for client, label in (("python_client", "Python stubs"), ("loadgen", "bench/loadgen (C++)")):

@@ -22,6 +22,7 @@ from typing import Any
 import grpc
 import tensorflow as tf
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from tensorflow.core.protobuf import rewriter_config_pb2
 from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 
 from serving.batching import Batcher, BatchingParameters, parse_batching_parameters
@@ -63,6 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--tensorflow_inter_op_parallelism", type=int, default=-1,
         help="ops run at once from a pool of this size; 0 = TensorFlow decides; -1 (default) = each request's ops run on "
         "the thread serving it, no pool hand-offs (docs/SERVING.md)",
+    )
+    p.add_argument(
+        "--inline_all_functions", type=_bool, nargs="?", const=True, default=True,
+        help="(not a TF Serving flag) let Grappler inline every function call of a signature, including the Transform "
+        "layer's, which it otherwise keeps as a nested call (docs/SERVING.md); false = TensorFlow's default",
     )
     return p
 
@@ -110,10 +116,15 @@ def batching_parameters(args: argparse.Namespace) -> BatchingParameters:
 
 def session_config(args: argparse.Namespace) -> tf.compat.v1.ConfigProto:
     """The TF session options every loaded version runs with."""
-    return tf.compat.v1.ConfigProto(
+    config = tf.compat.v1.ConfigProto(
         intra_op_parallelism_threads=args.tensorflow_intra_op_parallelism,
         inter_op_parallelism_threads=args.tensorflow_inter_op_parallelism,
     )
+    if args.inline_all_functions:
+        # Grappler's default mode keeps a function call whose stateful ops (a vocabulary table's
+        # size, read by tft.apply_vocabulary) do not depend on its inputs; AGGRESSIVE inlines it too.
+        config.graph_options.rewrite_options.function_optimization = rewriter_config_pb2.RewriterConfig.AGGRESSIVE
+    return config
 
 
 def start_server(args: argparse.Namespace) -> RunningServer:

@@ -41,7 +41,8 @@ from tfx.components.infra_validator import types as infra_types
 from tfx.components.infra_validator.model_server_clients.tensorflow_serving_client import TensorFlowServingClient
 
 from serving.client import ModelClient
-from serving.server import build_parser, start_server
+from serving.servable import ServableVersion
+from serving.server import build_parser, session_config, start_server
 
 MODEL = "synthetic"
 ROWS = [
@@ -216,6 +217,14 @@ def test_classify_merges_context_features(stubs, expected) -> None:
     request.input.example_list_with_context.examples.add().CopyFrom(_example({"target": 13, "target_categories": ["cat_1"]}))
     score = prediction.Classify(request).result.classifications[0].classes[1].score
     assert score == pytest.approx(expected[0], abs=1e-6)
+
+
+@pytest.mark.parametrize("inline", ["true", "false"])
+def test_session_options_keep_the_answers(pushed_model: str, expected, inline: str) -> None:
+    config = session_config(build_parser().parse_args([f"--inline_all_functions={inline}"]))
+    servable = ServableVersion(MODEL, 1, pushed_model, config)
+    scores = servable.run("", {"examples": np.array(SERIALIZED, dtype=object)})["probability"].reshape(-1)
+    np.testing.assert_allclose(scores, expected, atol=1e-6)
 
 
 def test_model_metadata_and_status(stubs) -> None:
