@@ -3,6 +3,7 @@
     .venv/bin/python bench/serving.py --model runs/synthetic/serving/synthetic/<version> [--seconds 8]
 
 One invocation measures, on this machine:
+- the floor: bench/grpc_floor_server.py, the same grpc.aio stack answering a prebuilt response;
 - baselines: the SavedModel's ``serving_default`` called in-process with one serialized example,
   (a) through the TF2 eager signature (``tf.saved_model.load(...).signatures``) and (b) the way the
   server runs it (``serving.servable.ServableVersion``: a TF Session callable, same session options;
@@ -185,6 +186,29 @@ def serve(model_dir: str, port: int, batch_timeout_micros: int | None) -> subpro
     return process
 
 
+def grpc_floor(binary: str | None, request_file: str, example: bytes, seconds: float) -> dict:
+    """bench/grpc_floor_server.py (grpc.aio answering a prebuilt Predict response): 1-client latency, 32-client rate."""
+    import portpicker
+
+    port = portpicker.pick_unused_port()
+    script = Path(__file__).with_name("grpc_floor_server.py")
+    process = subprocess.Popen([sys.executable, str(script), f"--port={port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    endpoint = f"localhost:{port}"
+    try:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(grpc.insecure_channel(endpoint))
+        stub.Predict(_request(example), wait_for_ready=True, timeout=120)
+        if binary:
+            runs = sorted((loadgen(binary, endpoint, request_file, 1, seconds) for _ in range(LATENCY_RUNS)), key=lambda r: r["p50_ms"])
+            return {"client": "loadgen", "latency_1_client": runs[len(runs) // 2], "latency_runs": runs,
+                    "clients_32": loadgen(binary, endpoint, request_file, 32, seconds)}
+        return {"client": "python_client", "latency_1_client": latency(endpoint, example, seconds),
+                "clients_32": throughput(endpoint, example, 32, seconds)}
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+
+
 def _row(label: str, lat: dict, rates: list[float], fastest: float) -> str:
     cells = " | ".join(f"{r:,.0f}" for r in rates)
     return f"| {label} | {lat['p50_ms']:.2f} | {lat['p99_ms']:.2f} | {lat['p50_ms'] - fastest:.2f} | {cells} |"
@@ -210,6 +234,7 @@ def main() -> None:
     results["in_process_eager"] = in_process_eager(args.model, example, args.seconds)
     results["in_process_session"] = in_process_session(args.model, example, args.seconds)
     results["in_process_session_default_inlining"] = in_process_session(args.model, example, args.seconds, ("--inline_all_functions=false",))
+    results["grpc_floor"] = grpc_floor(binary, request_file, example, args.seconds)
     for batching in (False, True):
         port = portpicker.pick_unused_port()
         process = serve(args.model, port, args.batch_timeout_micros if batching else None)
@@ -272,6 +297,11 @@ def report(results: dict) -> None:
     if plain:
         print(f"| in-process, session callable, --inline_all_functions=false | {plain['p50_ms']:.2f} | {plain['p99_ms']:.2f} | - | - | - | - |")
     errors = 0
+    floor = results.get("grpc_floor")
+    if floor:
+        lat = floor["latency_1_client"]
+        print(f"| grpc.aio floor: prebuilt answer, no model ({floor['client']}) | {lat['p50_ms']:.2f} | {lat['p99_ms']:.2f} | - | - | - "
+              f"| {floor['clients_32']['per_s']:,.0f} |")
     for key in ("batching_off", "batching_on"):
         for client, label in (("python_client", "Python stubs"), ("loadgen", "bench/loadgen (C++)")):
             r = results[key].get(client)
@@ -303,6 +333,9 @@ def report(results: dict) -> None:
         ("predictions/s, 32 clients, batching on", rate, ">= 2,000", rate >= 2000),
     ):
         print(f"  {name}: {value:,.2f} (target {target}) -> {'met' if ok else 'NOT met'}")
+    if floor and floor["client"] == client:
+        print(f"  for scale: the grpc.aio floor alone is {floor['latency_1_client']['p50_ms']:.2f} ms p50 and "
+              f"{floor['clients_32']['per_s']:,.0f}/s at 32 clients; the server adds {lat['p50_ms'] - floor['latency_1_client']['p50_ms']:.2f} ms p50 to it")
 
 
 if __name__ == "__main__":
