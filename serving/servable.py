@@ -101,8 +101,8 @@ class ServableVersion:
             for key, sig in self.signature_defs.items()
             if not key.startswith("__")  # __saved_model_init_op is not a callable signature
         }
-        # What check_inputs compares each request with, without TensorFlow objects on the hot path:
-        # alias -> (numpy dtype, or None for strings; dims, None = unknown, or None for any rank).
+        # What check_inputs compares each request with (alias -> _InputCheck), so that the hot path
+        # touches no TensorFlow dtype or shape objects.
         self._input_checks = {key: {alias: _input_check(spec) for alias, spec in specs.items()} for key, specs in self._specs.items()}
         self._output_aliases = {key: tuple(sorted(self.signature_defs[key].outputs)) for key in self._specs}
         self._runners: dict[tuple[str, tuple[str, ...], tuple[str, ...]], Callable[..., list[np.ndarray]]] = {}
