@@ -14,6 +14,7 @@ import asyncio
 import signal
 
 import grpc
+from tensorflow.core.framework import types_pb2
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 MAX_MESSAGE_BYTES = 2**31 - 1  # as serving/server.py
@@ -25,7 +26,7 @@ def prebuilt_response() -> predict_pb2.PredictResponse:
     response.model_spec.name, response.model_spec.signature_name = "bench", "serving_default"
     response.model_spec.version.value = 1
     output = response.outputs["probability"]
-    output.dtype = 1  # DT_FLOAT
+    output.dtype = types_pb2.DT_FLOAT
     output.tensor_shape.dim.add().size = 1
     output.tensor_shape.dim.add().size = 1
     output.float_val.append(0.5)

@@ -196,8 +196,8 @@ def grpc_floor(binary: str | None, request_file: str, example: bytes, seconds: f
                                env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
     endpoint = f"localhost:{port}"
     try:
-        stub = prediction_service_pb2_grpc.PredictionServiceStub(grpc.insecure_channel(endpoint))
-        stub.Predict(_request(example), wait_for_ready=True, timeout=120)
+        with grpc.insecure_channel(endpoint) as channel:  # returns once the floor server answers
+            prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(_request(example), wait_for_ready=True, timeout=120)
         if binary:
             runs = sorted((loadgen(binary, endpoint, request_file, 1, seconds) for _ in range(LATENCY_RUNS)), key=lambda r: r["p50_ms"])
             return {"client": "loadgen", "latency_1_client": runs[len(runs) // 2], "latency_runs": runs,
