@@ -89,8 +89,8 @@ class Batcher:
         """Outputs for these inputs, computed in a batch with concurrent requests when possible (blocks this thread)."""
         done = threading.Event()
         task = self._submit(servable, signature, inputs, output_filter, on_done=done.set)
-        if task is None:
-            return servable.run(signature, inputs, output_filter)
+        if task is None:  # checked by _submit, runs on its own
+            return servable.call(signature, inputs, output_filter)
         done.wait()
         return task.result()
 
@@ -100,8 +100,8 @@ class Batcher:
         """``run`` for a caller on an asyncio event loop: the loop keeps serving while the batch runs."""
         future = asyncio.get_running_loop().create_future()
         task = self._submit(servable, signature, inputs, output_filter, future=future)
-        if task is None:
-            return servable.run(signature, inputs, output_filter)
+        if task is None:  # checked by _submit, runs on its own
+            return servable.call(signature, inputs, output_filter)
         await future
         return task.result()
 
