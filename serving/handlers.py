@@ -39,6 +39,10 @@ class PredictCall(NamedTuple):
     inputs: dict[str, np.ndarray]
     output_filter: list[str] | None
 
+    def run_alone(self) -> dict[str, np.ndarray]:
+        """The outputs, computed for this request only (no batching)."""
+        return self.servable.run(self.signature, self.inputs, self.output_filter)
+
 
 class RequestHandlers:
     """Predict / Classify / Regress / MultiInference / metadata / status over a ModelManager."""
@@ -67,7 +71,7 @@ class RequestHandlers:
         if self.batcher is not None:
             outputs = self.batcher.run(*call)
         else:
-            outputs = call.servable.run(call.signature, call.inputs, call.output_filter)
+            outputs = call.run_alone()
         return self.predict_response(call, outputs)
 
     async def predict_async(self, request: predict_pb2.PredictRequest) -> predict_pb2.PredictResponse:
@@ -77,7 +81,7 @@ class RequestHandlers:
         if self.batcher is not None:
             outputs = await self.batcher.run_async(*call)
         else:
-            outputs = call.servable.run(call.signature, call.inputs, call.output_filter)
+            outputs = call.run_alone()
         return self.predict_response(call, outputs)
 
     def prepare_predict(self, request: predict_pb2.PredictRequest, servable: ServableVersion | None = None) -> PredictCall:
