@@ -33,7 +33,7 @@ from tensorflow_serving.apis import (
 
 from serving.errors import ServingError, invalid
 from serving.handlers import RequestHandlers
-from serving.tensors import from_ndarray
+from serving.tensors import fill_tensor_proto
 
 _PATH = re.compile(r"^/v1/models/([^/:]+)(?:/versions/(\d+)|/labels/([^/:]+))?(?:/(metadata)|:(predict|classify|regress))?$")
 _HTTP = {
@@ -182,7 +182,7 @@ class RestApi:
         for key, values in columns.items():
             dtype = specs[key].dtype if key in specs else None
             array = np.array(_decode(values), dtype=object if dtype == tf.string else (dtype.as_numpy_dtype if dtype else None))
-            request.inputs[key].CopyFrom(from_ndarray(array))
+            fill_tensor_proto(request.inputs[key], array)
         response = self.h.predict(request, servable)
         outputs = {k: tf.make_ndarray(v) for k, v in response.outputs.items()}
         if not row_format:
