@@ -12,12 +12,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
+import sys
+from pathlib import Path
 
 import grpc
 from tensorflow.core.framework import types_pb2
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-MAX_MESSAGE_BYTES = 2**31 - 1  # as serving/server.py
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from serving.server import GRPC_OPTIONS  # noqa: E402 -- the same server options as embedpipe serve
 
 
 def prebuilt_response() -> predict_pb2.PredictResponse:
@@ -44,10 +48,8 @@ class FloorPredictionService(prediction_service_pb2_grpc.PredictionServiceServic
 
 
 async def serve(port: int) -> None:
-    """Serve until SIGTERM, with embedpipe serve's message-size options."""
-    server = grpc.aio.server(
-        options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES), ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)],
-    )
+    """Serve until SIGTERM, with embedpipe serve's gRPC options."""
+    server = grpc.aio.server(options=GRPC_OPTIONS)
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(FloorPredictionService(), server)
     if server.add_insecure_port(f"0.0.0.0:{port}") == 0:
         raise SystemExit(f"cannot bind port {port}")

@@ -32,6 +32,7 @@ from serving.model_manager import ModelManager, load_config_file, single_model_c
 
 log = logging.getLogger("embedpipe.serving")
 MAX_MESSAGE_BYTES = 2**31 - 1  # TF Serving accepts messages up to INT32_MAX
+GRPC_OPTIONS = [("grpc.max_receive_message_length", MAX_MESSAGE_BYTES), ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)]
 
 
 def _bool(text: str) -> bool:
@@ -146,9 +147,7 @@ def start_server(args: argparse.Namespace) -> RunningServer:
     executor = futures.ThreadPoolExecutor(max_workers=args.grpc_max_threads, thread_name_prefix="embedpipe-rpc")
 
     async def start_grpc() -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
-        server = grpc.aio.server(
-            options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES), ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)],
-        )
+        server = grpc.aio.server(options=GRPC_OPTIONS)
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionService(handlers, executor), server)
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(handlers, executor), server)
         health_servicer = health.aio.HealthServicer()
