@@ -3,7 +3,9 @@
     .venv/bin/python bench/serving.py --model runs/synthetic/serving/synthetic/<version> [--seconds 8]
 
 One invocation measures, on this machine:
-- the floor: bench/grpc_floor_server.py, the same grpc.aio stack answering a prebuilt response;
+- the floors: bench/grpc_floor_server.py, the same grpc.aio stack answering a prebuilt response,
+  and bench/loadgen/floor_server.cc, gRPC C++ answering the same bytes (built like loadgen, below):
+  what a request costs before any model or handler code, with a Python and with a C++ server core;
 - baselines: the SavedModel's ``serving_default`` called in-process with one serialized example,
   (a) through the TF2 eager signature (``tf.saved_model.load(...).signatures``) and (b) the way the
   server runs it (``serving.servable.ServableVersion``: a TF Session callable, same session options;
@@ -146,12 +148,12 @@ def throughput(endpoint: str, example: bytes, clients: int, seconds: float) -> d
     return {"clients": clients, "per_s": done / elapsed, "errors": sum(errors)}  # same keys as loadgen
 
 
-def build_loadgen() -> str | None:
-    """Compile bench/loadgen/loadgen.cc (once per source change); None when gRPC C++ is missing."""
-    source = Path(__file__).with_name("loadgen") / "loadgen.cc"
-    binary = Path(__file__).with_name("out") / "loadgen"
+def build_tool(name: str) -> str | None:
+    """Compile bench/loadgen/<name>.cc (once per source change); None when gRPC C++ is missing."""
+    source = Path(__file__).with_name("loadgen") / f"{name}.cc"
+    binary = Path(__file__).with_name("out") / name
     if shutil.which("g++") is None or subprocess.run(["pkg-config", "--exists", "grpc++"], check=False).returncode != 0:
-        print("bench/loadgen not built: needs g++ and gRPC C++ (apt-get install libgrpc++-dev pkg-config)", file=sys.stderr)
+        print(f"bench/loadgen/{name}.cc not built: needs g++ and gRPC C++ (apt-get install libgrpc++-dev pkg-config)", file=sys.stderr)
         return None
     if not binary.exists() or binary.stat().st_mtime < source.stat().st_mtime:
         binary.parent.mkdir(parents=True, exist_ok=True)
@@ -186,6 +188,22 @@ def serve(model_dir: str, port: int, batch_timeout_micros: int | None) -> subpro
     return process
 
 
+def _floor_runs(binary: str | None, endpoint: str, request_file: str, example: bytes, seconds: float) -> dict:
+    """1-client latency (median of LATENCY_RUNS loadgen runs) and the 32-client rate of a floor server."""
+    if binary:
+        runs = sorted((loadgen(binary, endpoint, request_file, 1, seconds) for _ in range(LATENCY_RUNS)), key=lambda r: r["p50_ms"])
+        return {"client": "loadgen", "latency_1_client": runs[len(runs) // 2], "latency_runs": runs,
+                "clients_32": loadgen(binary, endpoint, request_file, 32, seconds)}
+    return {"client": "python_client", "latency_1_client": latency(endpoint, example, seconds),
+            "clients_32": throughput(endpoint, example, 32, seconds)}
+
+
+def _answer_once(endpoint: str, example: bytes) -> None:
+    """Returns once a server on ``endpoint`` answers Predict."""
+    with grpc.insecure_channel(endpoint) as channel:
+        prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(_request(example), wait_for_ready=True, timeout=120)
+
+
 def grpc_floor(binary: str | None, request_file: str, example: bytes, seconds: float) -> dict:
     """bench/grpc_floor_server.py (grpc.aio answering a prebuilt Predict response): 1-client latency, 32-client rate."""
     import portpicker
@@ -196,16 +214,30 @@ def grpc_floor(binary: str | None, request_file: str, example: bytes, seconds: f
                                env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
     endpoint = f"localhost:{port}"
     try:
-        with grpc.insecure_channel(endpoint) as channel:  # returns once the floor server answers
-            prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(_request(example), wait_for_ready=True, timeout=120)
-        if binary:
-            runs = sorted((loadgen(binary, endpoint, request_file, 1, seconds) for _ in range(LATENCY_RUNS)), key=lambda r: r["p50_ms"])
-            return {"client": "loadgen", "latency_1_client": runs[len(runs) // 2], "latency_runs": runs,
-                    "clients_32": loadgen(binary, endpoint, request_file, 32, seconds)}
-        return {"client": "python_client", "latency_1_client": latency(endpoint, example, seconds),
-                "clients_32": throughput(endpoint, example, 32, seconds)}
+        _answer_once(endpoint, example)
+        return _floor_runs(binary, endpoint, request_file, example, seconds)
     finally:
         process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+
+
+def grpc_cpp_floor(server_binary: str, loadgen_binary: str, request_file: str, example: bytes, seconds: float) -> dict:
+    """bench/loadgen/floor_server.cc (gRPC C++ answering the same prebuilt response): what the transport costs without Python."""
+    import portpicker
+
+    from bench.grpc_floor_server import prebuilt_response
+
+    response_file = os.path.join(os.path.dirname(request_file), "floor_response.bin")
+    with open(response_file, "wb") as f:
+        f.write(prebuilt_response().SerializeToString())
+    port = portpicker.pick_unused_port()
+    process = subprocess.Popen([server_binary, "--port", str(port), "--response", response_file], stdout=subprocess.DEVNULL)
+    endpoint = f"localhost:{port}"
+    try:
+        _answer_once(endpoint, example)
+        return _floor_runs(loadgen_binary, endpoint, request_file, example, seconds)
+    finally:
+        process.kill()
         process.wait(timeout=60)
 
 
@@ -229,12 +261,15 @@ def main() -> None:
     request_file = os.path.join(tempfile.mkdtemp(prefix="embedpipe-bench-"), "predict.bin")
     with open(request_file, "wb") as f:
         f.write(_request(example).SerializeToString())
-    binary = build_loadgen()
+    binary = build_tool("loadgen")
+    cpp_floor_server = build_tool("floor_server") if binary else None
     results: dict = {"machine": machine(), "date": datetime.datetime.now().isoformat(timespec="seconds"), "model": args.model}
     results["in_process_eager"] = in_process_eager(args.model, example, args.seconds)
     results["in_process_session"] = in_process_session(args.model, example, args.seconds)
     results["in_process_session_default_inlining"] = in_process_session(args.model, example, args.seconds, ("--inline_all_functions=false",))
     results["grpc_floor"] = grpc_floor(binary, request_file, example, args.seconds)
+    if cpp_floor_server:
+        results["grpc_cpp_floor"] = grpc_cpp_floor(cpp_floor_server, binary, request_file, example, args.seconds)
     for batching in (False, True):
         port = portpicker.pick_unused_port()
         process = serve(args.model, port, args.batch_timeout_micros if batching else None)
@@ -302,6 +337,11 @@ def report(results: dict) -> None:
         lat = floor["latency_1_client"]
         print(f"| grpc.aio floor: prebuilt answer, no model ({floor['client']}) | {lat['p50_ms']:.2f} | {lat['p99_ms']:.2f} | - | - | - "
               f"| {floor['clients_32']['per_s']:,.0f} |")
+    cpp_floor = results.get("grpc_cpp_floor")
+    if cpp_floor:
+        lat = cpp_floor["latency_1_client"]
+        print(f"| gRPC C++ floor: prebuilt answer, no model (loadgen) | {lat['p50_ms']:.2f} | {lat['p99_ms']:.2f} | - | - | - "
+              f"| {cpp_floor['clients_32']['per_s']:,.0f} |")
     for key in ("batching_off", "batching_on"):
         for client, label in (("python_client", "Python stubs"), ("loadgen", "bench/loadgen (C++)")):
             r = results[key].get(client)
@@ -336,6 +376,10 @@ def report(results: dict) -> None:
     if floor and floor["client"] == client:
         print(f"  for scale: the grpc.aio floor alone is {floor['latency_1_client']['p50_ms']:.2f} ms p50 and "
               f"{floor['clients_32']['per_s']:,.0f}/s at 32 clients; the server adds {lat['p50_ms'] - floor['latency_1_client']['p50_ms']:.2f} ms p50 to it")
+    if cpp_floor and floor and floor["client"] == client:
+        print(f"  for scale: gRPC C++ answering the same prebuilt response is {cpp_floor['latency_1_client']['p50_ms']:.2f} ms p50 and "
+              f"{cpp_floor['clients_32']['per_s']:,.0f}/s; grpc.aio's Python server costs "
+              f"{floor['latency_1_client']['p50_ms'] - cpp_floor['latency_1_client']['p50_ms']:.2f} ms p50 more per request")
 
 
 if __name__ == "__main__":
