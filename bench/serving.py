@@ -369,7 +369,9 @@ def report(results: dict) -> None:
     for name, value, target, ok in (
         ("p50, 1 client, ms", lat["p50_ms"], "<= 1.0", lat["p50_ms"] <= 1.0),
         ("p99, 1 client, ms", lat["p99_ms"], "<= 3.0", lat["p99_ms"] <= 3.0),
-        ("p50 over the fastest in-process call, ms", lat["p50_ms"] - fastest, "<= 0.5", lat["p50_ms"] - fastest <= 0.5),
+        ("p50 over the in-process SavedModel signature call (eager signatures[...]), ms", lat["p50_ms"] - eager["p50_ms"], "<= 0.5",
+         lat["p50_ms"] - eager["p50_ms"] <= 0.5),
+        ("p50 over the fastest in-process call (stricter), ms", lat["p50_ms"] - fastest, "<= 0.5", lat["p50_ms"] - fastest <= 0.5),
         ("predictions/s, 32 clients, batching on", rate, ">= 2,000", rate >= 2000),
     ):
         print(f"  {name}: {value:,.2f} (target {target}) -> {'met' if ok else 'NOT met'}")
