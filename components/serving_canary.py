@@ -79,16 +79,16 @@ def _wait_available(client, process: subprocess.Popen, timeout: float) -> None:
     raise RuntimeError(f"the model was not AVAILABLE within {timeout:.0f} s")
 
 
-def run_canary(model_dir: str, serialized: list[bytes], model_name: str, tolerance: float, timeout: float) -> dict:
-    """Serve ``model_dir`` as version 1, compare served and in-process scores; a report dict."""
+def _in_process_scores(model_dir: str, serialized: list[bytes]) -> list[float]:
+    signature = tf.saved_model.load(model_dir).signatures["serving_default"]
+    return signature(examples=tf.constant(serialized))["probability"].numpy().reshape(-1).tolist()
+
+
+def _serve_and_ask(base: str, model_name: str, serialized: list[bytes], timeout: float, log_path: str) -> dict:
+    """Serve ``base`` (version 1) in a subprocess; its Predict and Classify scores, start-up time and SIGTERM exit code."""
     from serving.client import ModelClient
 
-    expected = tf.saved_model.load(model_dir).signatures["serving_default"](examples=tf.constant(serialized))["probability"].numpy()
-    expected = expected.reshape(-1).tolist()
-    base = tempfile.mkdtemp(prefix="embedpipe-canary-")
-    os.symlink(os.path.abspath(model_dir), os.path.join(base, "1"))
     port = _free_port()
-    log_path = base + ".log"
     command = [sys.executable, "-m", "serving.server", f"--port={port}", f"--model_name={model_name}",
                f"--model_base_path={base}", "--file_system_poll_wait_seconds=0"]
     with open(log_path, "w") as log_file:
@@ -107,19 +107,50 @@ def run_canary(model_dir: str, serialized: list[bytes], model_name: str, toleran
         if process.poll() is None:
             process.kill()
             process.wait()
-    with open(log_path) as f:
-        server_log = f.read()[-4000:]
-    worst = max(max(abs(a - b) for a, b in zip(predicted, expected, strict=True)),
-                max(abs(a - b) for a, b in zip(classified, expected, strict=True)))
-    problems = []
+    return {"predicted": predicted, "classified": classified, "ready_seconds": ready_seconds, "exit_code": exit_code}
+
+
+def run_canary(model_dir: str, serialized: list[bytes], model_name: str, tolerance: float, timeout: float) -> dict:
+    """Serve ``model_dir`` as version 1, compare served and in-process scores; a report dict.
+
+    ``problems`` lists what went wrong (empty: the canary passed); a model that does not load, in
+    process or in the server, or a server that fails a request is a problem, not an exception,
+    so the caller can refuse the model with the reason and the server's log.
+    """
+    import grpc
+
+    report = {"problems": [], "max_abs_diff": None, "ready_seconds": None, "examples": len(serialized), "server_log": ""}
+    try:
+        expected = _in_process_scores(model_dir, serialized)
+    except Exception as e:  # a SavedModel TensorFlow cannot load or run: not servable either
+        report["problems"].append(f"the model does not run in-process: {type(e).__name__}: {e}")
+        return report
+    base = tempfile.mkdtemp(prefix="embedpipe-canary-")
+    log_path = base + ".log"
+    try:
+        os.symlink(os.path.abspath(model_dir), os.path.join(base, "1"))
+        try:
+            served = _serve_and_ask(base, model_name, serialized, timeout, log_path)
+        except (RuntimeError, subprocess.TimeoutExpired) as e:
+            report["problems"].append(f"the model server failed: {e}")
+        except grpc.RpcError as e:
+            report["problems"].append(f"the model server answered {e.code().name}: {e.details()}")
+        with open(log_path) as f:
+            report["server_log"] = f.read()[-4000:]
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+        if os.path.exists(log_path):
+            os.remove(log_path)
+    if report["problems"]:
+        return report
+    worst = max(max(abs(a - b) for a, b in zip(served["predicted"], expected, strict=True)),
+                max(abs(a - b) for a, b in zip(served["classified"], expected, strict=True)))
+    report["max_abs_diff"], report["ready_seconds"] = worst, served["ready_seconds"]
     if worst > tolerance:
-        problems.append(f"served scores differ from in-process scores by {worst:.3g} (> {tolerance:g})")
-    if exit_code != 0:
-        problems.append(f"the server exited with code {exit_code} after SIGTERM (expected 0)")
-    shutil.rmtree(base, ignore_errors=True)
-    os.remove(log_path)
-    return {"problems": problems, "max_abs_diff": worst, "ready_seconds": ready_seconds, "examples": len(serialized),
-            "server_log": server_log}
+        report["problems"].append(f"served scores differ from in-process scores by {worst:.3g} (> {tolerance:g})")
+    if served["exit_code"] != 0:
+        report["problems"].append(f"the server exited with code {served['exit_code']} after SIGTERM (expected 0)")
+    return report
 
 
 def _bless(blessing, blessed: bool, reason: str) -> None:
@@ -151,8 +182,9 @@ def ServingCanary(  # noqa: N802 -- TFX component naming
     shutil.copytree(source, target, dirs_exist_ok=True)
     write_warmup_requests(target, serialized, model_name)
     report = run_canary(target, serialized, model_name, tolerance, timeout_seconds)
-    blessing.set_float_custom_property("max_abs_diff", report["max_abs_diff"])
-    blessing.set_float_custom_property("ready_seconds", report["ready_seconds"])
+    for key in ("max_abs_diff", "ready_seconds"):
+        if report[key] is not None:
+            blessing.set_float_custom_property(key, report[key])
     if report["problems"]:
         logging.error("ServingCanary: %s\nserver log:\n%s", "; ".join(report["problems"]), report["server_log"])
         _bless(blessing, False, "; ".join(report["problems"]))
