@@ -227,6 +227,20 @@ def test_session_options_keep_the_answers(pushed_model: str, expected, inline: s
     np.testing.assert_allclose(scores, expected, atol=1e-6)
 
 
+def test_requests_over_grpc_default_4_mib_limit_are_served(stubs, expected) -> None:
+    # TF Serving takes messages up to 2 GB; gRPC's own default would refuse this one (RESOURCE_EXHAUSTED).
+    prediction, _ = stubs
+    example = _example(ROWS[0])
+    example.features.feature["padding_the_model_ignores"].bytes_list.value.append(b"x" * (5 << 20))
+    request = _predict_request()
+    request.inputs["examples"].CopyFrom(tf.make_tensor_proto([example.SerializeToString()], dtype=tf.string))
+    assert request.ByteSize() > 5 << 20
+
+    response = prediction.Predict(request)
+
+    np.testing.assert_allclose(tf.make_ndarray(response.outputs["probability"]).reshape(-1), expected[:1], atol=1e-6)
+
+
 def test_model_metadata_and_status(stubs) -> None:
     prediction, models = stubs
     request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
