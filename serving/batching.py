@@ -10,6 +10,7 @@ Callers wait either on a thread (``run``: REST, warmup) or on the gRPC event loo
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import threading
 import time
@@ -22,6 +23,8 @@ import numpy as np
 from serving.errors import ServingError
 from serving.servable import ServableVersion
 
+log = logging.getLogger("embedpipe.serving")
+
 
 @dataclass(frozen=True)
 class BatchingParameters:
@@ -32,13 +35,45 @@ class BatchingParameters:
     num_batch_threads: int = 2
     max_enqueued_batches: int = 100
 
+    def __post_init__(self) -> None:
+        for name in ("max_batch_size", "num_batch_threads", "max_enqueued_batches"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"batching parameter {name} must be >= 1, got {getattr(self, name)}")
+        if self.batch_timeout_micros < 0:
+            raise ValueError(f"batching parameter batch_timeout_micros must be >= 0, got {self.batch_timeout_micros}")
+
+
+# One field of a BatchingParameters text proto: `name { value: V }` (a wrapper) or `name: V`.
+_FIELD = re.compile(r'\s*(\w+)\s*(?:\{\s*value\s*:\s*("[^"]*"|[^\s}]+)\s*\}|:\s*("[^"]*"|\S+))\s*')
+
 
 def parse_batching_parameters(text: str) -> BatchingParameters:
-    """Read a ``--batching_parameters_file`` text proto (``max_batch_size { value: 128 }``)."""
-    values = {}
-    for key, number in re.findall(r"(\w+)\s*\{\s*value\s*:\s*(\d+)\s*\}", text):
-        if key in BatchingParameters.__dataclass_fields__:
-            values[key] = int(number)
+    """Read a ``--batching_parameters_file`` text proto (``max_batch_size { value: 128 }``).
+
+    ValueError naming the field or the text that cannot be read. TF Serving's other fields
+    (``allowed_batch_sizes``, ``pad_variable_length_inputs``, ...) are not applied by this
+    batcher; they are logged as such rather than dropped without a word.
+    """
+    text = re.sub(r"#[^\n]*", "", text)
+    values: dict[str, int] = {}
+    not_applied: list[str] = []
+    position = 0
+    while position < len(text) and text[position:].strip():
+        match = _FIELD.match(text, position)
+        if match is None:
+            raise ValueError(f"batching parameters: cannot read {text[position:].strip()[:40]!r}")
+        name, value = match.group(1), match.group(2) or match.group(3)
+        if name in BatchingParameters.__dataclass_fields__:
+            try:
+                values[name] = int(value)
+            except ValueError:
+                raise ValueError(f"batching parameter {name} must be an integer, got {value}") from None
+        else:
+            not_applied.append(name)
+        position = match.end()
+    if not_applied:
+        log.warning("batching parameters not applied by embedpipe serve (it honours %s): %s",
+                    ", ".join(BatchingParameters.__dataclass_fields__), ", ".join(sorted(set(not_applied))))
     return BatchingParameters(**values)
 
 

@@ -26,6 +26,7 @@ from tensorflow.core.protobuf import rewriter_config_pb2
 from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 
 from serving.batching import Batcher, BatchingParameters, parse_batching_parameters
+from serving.errors import ServingError
 from serving.grpc_services import ModelService, PredictionService
 from serving.handlers import RequestHandlers
 from serving.model_manager import ModelManager, load_config_file, single_model_config
@@ -174,7 +175,11 @@ def main(argv: list[str] | None = None) -> int:
     """Run until SIGTERM or SIGINT; exit 0 after draining."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
-    running = start_server(args)
+    try:
+        running = start_server(args)
+    except (ValueError, OSError, ServingError) as e:  # a bad flag, config or batching file: say which, no traceback
+        print(f"embedpipe serve: {e}", file=sys.stderr)
+        return 2
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

@@ -4,12 +4,13 @@ share batches, each gets exactly its own rows back, and errors reach every reque
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 
 import numpy as np
 import pytest
 
-from serving.batching import Batcher, BatchingParameters
+from serving.batching import Batcher, BatchingParameters, parse_batching_parameters
 from serving.errors import invalid
 
 
@@ -85,3 +86,47 @@ def test_bad_and_unbatchable_requests_do_not_join_a_batch(batcher: Batcher) -> N
     big = np.arange(20, dtype=float)  # more rows than max_batch_size: runs alone, at once
     np.testing.assert_array_equal(asyncio.run(batcher.run_async(servable, "s", {"x": big}, None))["y"], big * 2)
     assert servable.batches == [20]
+
+
+def test_batching_parameters_file_is_read_like_tf_serving_and_what_is_not_applied_is_named(caplog) -> None:
+    text = """
+    # a TF Serving batching_parameters_file
+    max_batch_size { value: 128 }
+    batch_timeout_micros { value: 0 }
+    num_batch_threads { value: 4 }
+    thread_pool_name { value: "batch_threads" }
+    allowed_batch_sizes: 32
+    allowed_batch_sizes: 128
+    pad_variable_length_inputs: true
+    """
+    with caplog.at_level("WARNING", logger="embedpipe.serving"):
+        params = parse_batching_parameters(text)
+
+    assert params == BatchingParameters(max_batch_size=128, batch_timeout_micros=0, num_batch_threads=4)
+    assert "not applied by embedpipe serve" in caplog.text
+    assert "allowed_batch_sizes, pad_variable_length_inputs, thread_pool_name" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("max_batch_size { value: 0 }", "max_batch_size must be >= 1, got 0"),
+        ("num_batch_threads { value: 0 }", "num_batch_threads must be >= 1, got 0"),
+        ("batch_timeout_micros { value: -5 }", "batch_timeout_micros must be >= 0, got -5"),
+        ("max_batch_size { value: lots }", "max_batch_size must be an integer, got lots"),
+        ("max_batch_size { value: 8 } }", "cannot read '}'"),
+        ("max_batch_size = 8", "cannot read 'max_batch_size = 8'"),
+    ],
+)
+def test_bad_batching_parameters_name_the_field_or_the_text(text: str, message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        parse_batching_parameters(text)
+
+
+def test_embedpipe_serve_refuses_bad_batching_flags_without_a_traceback(tmp_path, capsys) -> None:
+    from serving.server import main
+
+    code = main(["--port=0", "--model_base_path", str(tmp_path), "--enable_batching", "--num_batch_threads=0"])
+
+    assert code == 2
+    assert capsys.readouterr().err.strip() == "embedpipe serve: batching parameter num_batch_threads must be >= 1, got 0"
