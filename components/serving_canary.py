@@ -71,8 +71,11 @@ def _wait_available(client, process: subprocess.Popen, timeout: float) -> None:
         if process.poll() is not None:
             raise RuntimeError(f"the model server exited with code {process.returncode} before the model was AVAILABLE")
         try:
-            if client.versions().get(1) == "AVAILABLE":
+            state = client.versions().get(1)
+            if state == "AVAILABLE":
                 return
+            if state == "END":  # loading failed; the server reports why in GetModelStatus and its log
+                raise RuntimeError("the server could not load the model (GetModelStatus: END)")
         except grpc.RpcError:
             pass  # not listening yet, or the model is still loading
         time.sleep(0.5)

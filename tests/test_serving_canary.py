@@ -16,7 +16,7 @@ from tensorflow_serving.apis import prediction_log_pb2
 from tfx.components.util import model_utils
 from tfx.types import standard_artifacts
 
-from components.serving_canary import SERVING_DIR, ServingCanary, run_canary, write_warmup_requests
+from components.serving_canary import SERVING_DIR, ServingCanary, _wait_available, run_canary, write_warmup_requests
 from serving.servable import WARMUP_FILE
 from tests.test_serving import SERIALIZED
 
@@ -69,6 +69,27 @@ def test_a_server_that_is_not_ready_in_time_is_refused_and_cleaned_up(pushed_mod
 
     assert report["problems"] == ["the model server failed: the model was not AVAILABLE within 0 s"]
     assert list(own_tempdir.iterdir()) == []  # the model link and the server log are gone, the server killed
+
+
+class _StatusOnly:
+    """A client whose GetModelStatus says version 1 is in ``state``."""
+
+    def __init__(self, state: str) -> None:
+        self.state = state
+
+    def versions(self) -> dict[int, str]:
+        return {1: self.state}
+
+
+class _Running:
+    def poll(self) -> None:
+        return None
+
+
+def test_waiting_stops_at_once_when_the_server_reports_the_load_failed() -> None:
+    with pytest.raises(RuntimeError, match=r"could not load the model \(GetModelStatus: END\)"):
+        _wait_available(_StatusOnly("END"), _Running(), timeout=60)
+    _wait_available(_StatusOnly("AVAILABLE"), _Running(), timeout=60)
 
 
 def _artifact(kind, uri: Path):
