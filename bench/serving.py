@@ -155,7 +155,8 @@ def build_tool(name: str) -> str | None:
     if shutil.which("g++") is None or subprocess.run(["pkg-config", "--exists", "grpc++"], check=False).returncode != 0:
         print(f"bench/loadgen/{name}.cc not built: needs g++ and gRPC C++ (apt-get install libgrpc++-dev pkg-config)", file=sys.stderr)
         return None
-    if not binary.exists() or binary.stat().st_mtime < source.stat().st_mtime:
+    sources = [source, source.with_name("tool_args.h")]
+    if not binary.exists() or binary.stat().st_mtime < max(s.stat().st_mtime for s in sources):
         binary.parent.mkdir(parents=True, exist_ok=True)
         flags = subprocess.run(["pkg-config", "--cflags", "--libs", "grpc++"], capture_output=True, text=True, check=True).stdout.split()
         subprocess.run(["g++", "-O2", "-std=c++17", str(source), "-o", str(binary), *flags], check=True)

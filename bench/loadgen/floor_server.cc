@@ -13,10 +13,10 @@
 #include <grpcpp/generic/async_generic_service.h>
 #include <grpcpp/grpcpp.h>
 
+#include "tool_args.h"
+
 #include <cstdio>
 #include <cstdlib>
-#include <fstream>
-#include <iterator>
 #include <memory>
 #include <string>
 #include <thread>
@@ -24,12 +24,8 @@
 
 namespace {
 
-std::string Flag(int argc, char** argv, const std::string& name, const std::string& fallback) {
-  for (int i = 1; i + 1 < argc; ++i) {
-    if (argv[i] == "--" + name) return argv[i + 1];
-  }
-  return fallback;
-}
+using bench_tools::Flag;
+using bench_tools::ReadMessage;
 
 // One unary call: requested -> request read -> answer written and finished -> deleted.
 class Call {
@@ -81,10 +77,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "usage: floor_server --response FILE [--port N] [--threads N]\n");
     return 2;
   }
-  std::ifstream in(response_path, std::ios::binary);
-  const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  grpc::Slice slice(bytes);
-  const grpc::ByteBuffer response(&slice, 1);
+  const grpc::ByteBuffer response = ReadMessage(response_path);
 
   grpc::AsyncGenericService service;
   grpc::ServerBuilder builder;

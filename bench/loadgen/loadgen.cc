@@ -15,12 +15,12 @@
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 
+#include "tool_args.h"
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <fstream>
-#include <iterator>
 #include <memory>
 #include <sstream>
 #include <string>
@@ -30,6 +30,9 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
+using bench_tools::Flag;
+using bench_tools::ReadMessage;
+
 struct Call {
   int client = 0;
   Clock::time_point started;
@@ -38,13 +41,6 @@ struct Call {
   grpc::Status status;
   std::unique_ptr<grpc::GenericClientAsyncResponseReader> reader;
 };
-
-std::string Flag(int argc, char** argv, const std::string& name, const std::string& fallback) {
-  for (int i = 1; i + 1 < argc; ++i) {
-    if (argv[i] == "--" + name) return argv[i + 1];
-  }
-  return fallback;
-}
 
 double Percentile(std::vector<double> v, double q) {
   if (v.empty()) return 0.0;
@@ -66,10 +62,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "usage: loadgen --request FILE [--target H:P] [--method M] [--clients N] [--seconds S]\n");
     return 2;
   }
-  std::ifstream in(request_path, std::ios::binary);
-  const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  grpc::Slice slice(bytes);
-  const grpc::ByteBuffer request(&slice, 1);
+  const grpc::ByteBuffer request = ReadMessage(request_path);
 
   std::vector<std::shared_ptr<grpc::Channel>> channels;
   std::vector<std::unique_ptr<grpc::GenericStub>> stubs;
