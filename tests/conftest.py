@@ -54,5 +54,11 @@ def pipeline_runs(tmp_path_factory: pytest.TempPathFactory):
     return parse_config(raw), first, second, first_out.getvalue()
 
 
+@pytest.fixture(scope="session")
+def pushed_model(pipeline_runs) -> str:
+    """The SavedModel version the e2e runs pushed (the retrain's): what the serving tests serve."""
+    return pipeline_runs[1].pushed_path
+
+
 def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -74,11 +74,6 @@ def _copy_version(model_dir: str, base: Path, version: int) -> None:
 
 
 @pytest.fixture(scope="module")
-def pushed_model(pipeline_runs) -> str:
-    return pipeline_runs[1].pushed_path
-
-
-@pytest.fixture(scope="module")
 def expected(pushed_model: str) -> np.ndarray:
     """In-process scores of ROWS: what every served answer must match."""
     model = tf.saved_model.load(pushed_model)

@@ -21,11 +21,6 @@ from serving.servable import WARMUP_FILE
 from tests.test_serving import SERIALIZED
 
 
-@pytest.fixture(scope="module")
-def pushed_model(pipeline_runs) -> str:
-    return pipeline_runs[1].pushed_path
-
-
 @pytest.fixture
 def own_tempdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """The canary's scratch files go here, so a test can check none are left behind."""
