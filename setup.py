@@ -12,19 +12,26 @@ setup(
     description="TFX pipeline for multi-embedding concatenation models, served over the TF Serving API",
     python_requires=">=3.10,<3.11",
     # Never a top-level package named 'kubeflow': it would shadow the real kubeflow namespace.
-    packages=find_packages(include=["pipeline", "pipeline.*", "components", "components.*", "serving", "serving.*"]),
+    packages=find_packages(
+        include=["storage", "storage.*", "pipeline", "pipeline.*", "components", "components.*", "serving", "serving.*"]
+    ),
     install_requires=[
         "tfx[kfp]==1.16.0",
         "tensorflow==2.16.2",
         "tf-keras==2.16.0",
-        "apache-beam[gcp]==2.59.0",
+        # [aws]: Beam's own s3:// IO (boto3), for ExampleGen and the other Beam writes on a bucket
+        "apache-beam[gcp,aws]==2.59.0",
         "tensorflow-transform==1.16.0",
         "tensorflow-model-analysis==0.47.1",
         "tensorflow-serving-api==2.16.1",
+        # s3:// for tf.io.gfile (TensorFlow 2.16 has gs:// built in, not s3://); 0.37.1 is the release
+        # for TF 2.16 and the last one. Its exit abort is fixed in storage/tfio_exit_fix.py.
+        "tensorflow-io==0.37.1",
         "grpcio-health-checking==1.48.2",  # the standard grpc.health.v1 service of the model server
         "kfp==2.5.0",
         "pyyaml>=6",
     ],
-    extras_require={"dev": ["pytest>=8", "ruff>=0.6"]},
+    # moto[server]: the S3-API server the object-storage tests start (a stand-in for MinIO / S3)
+    extras_require={"dev": ["pytest>=8", "ruff>=0.6", "moto[server]>=5"]},
     entry_points={"console_scripts": ["embedpipe=pipeline.cli:main"]},
 )

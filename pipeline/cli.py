@@ -203,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     kfp_compile = compile_.add_parser("kubeflow", help="KFP v2 PipelineSpec (TFX KubeflowV2DagRunner)")
     kfp_compile.add_argument("--config", type=Path, required=True)
     kfp_compile.add_argument("--image", required=True, help="the pipeline image (kubeflow/Dockerfile), e.g. REGISTRY/embedpipe:TAG")
-    kfp_compile.add_argument("--pipeline-root", required=True, help="artifact root the pods write to: gs://, s3://, minio://")
+    kfp_compile.add_argument("--pipeline-root", required=True, help="artifact root the pods write to: gs:// or s3:// (MinIO too, see docs/KUBEFLOW.md)")
     kfp_compile.add_argument("--output", required=True, help="pipeline.yaml (or .json for the PipelineJob)")
     kfp_compile.add_argument("--data", help="data.path as the pods see it (a URI or a mounted path); a directory ends with /")
     kfp_compile.add_argument("--push-base", help="push.base_directory as the pods see it (the serving PVC mount or a bucket)")
@@ -232,6 +232,11 @@ def main(argv: list[str] | None = None) -> int:
         return serve_main(argv[1:])
     args = build_parser().parse_args(argv)
     from pipeline.config import ConfigError
+
+    if args.verb in ("run", "schema"):  # data, pipeline root or push base may be s3:// (gs:// is built in)
+        from storage import enable_object_storage
+
+        enable_object_storage()
 
     try:
         return args.func(args)

@@ -30,6 +30,7 @@ from serving.errors import ServingError
 from serving.grpc_services import ModelService, PredictionService
 from serving.handlers import RequestHandlers
 from serving.model_manager import ModelManager, load_config_file, single_model_config
+from storage import enable_object_storage
 
 log = logging.getLogger("embedpipe.serving")
 MAX_MESSAGE_BYTES = 2**31 - 1  # TF Serving accepts messages up to INT32_MAX
@@ -110,7 +111,7 @@ def batching_parameters(args: argparse.Namespace) -> BatchingParameters:
     """From the parameters file, then the individual flags on top."""
     params = BatchingParameters()
     if args.batching_parameters_file:
-        with open(args.batching_parameters_file) as f:
+        with tf.io.gfile.GFile(args.batching_parameters_file) as f:
             params = parse_batching_parameters(f.read())
     overrides = {k: getattr(args, k) for k in BatchingParameters.__dataclass_fields__ if getattr(args, k) is not None}
     return BatchingParameters(**{**params.__dict__, **overrides})
@@ -174,6 +175,7 @@ def start_server(args: argparse.Namespace) -> RunningServer:
 def main(argv: list[str] | None = None) -> int:
     """Run until SIGTERM or SIGINT; exit 0 after draining."""
     args = build_parser().parse_args(argv)
+    enable_object_storage()  # --model_base_path / --model_config_file may be s3:// (gs:// is built in)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
     try:
         running = start_server(args)

@@ -55,6 +55,26 @@ def pipeline_runs(tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.fixture(scope="session")
+def s3(tmp_path_factory: pytest.TempPathFactory):
+    """A local S3-API server for the session; this process reaches it through tf.io.gfile and boto3.
+
+    The standard AWS variables point at it (subprocesses get them from ``s3.env()``); restored after.
+    """
+    from storage import configure_s3_environment, enable_object_storage
+    from tests.s3_server import start_s3_server
+
+    server = start_s3_server(tmp_path_factory.mktemp("s3") / "moto.log")
+    saved = dict(os.environ)
+    os.environ.update(server.env())
+    configure_s3_environment()  # tensorflow-io reads its endpoint when its first client is made
+    enable_object_storage()
+    yield server
+    server.stop()
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+@pytest.fixture(scope="session")
 def pushed_model(pipeline_runs) -> str:
     """The SavedModel version the e2e runs pushed (the retrain's): what the serving tests serve."""
     return pipeline_runs[1].pushed_path
