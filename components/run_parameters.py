@@ -8,6 +8,7 @@ local run they are the config's values. The Trainer reads them through ``fn_args
 import json
 import os
 
+import tensorflow as tf
 from tfx import v1 as tfx
 from tfx.types.standard_artifacts import HyperParameters
 
@@ -23,5 +24,5 @@ def RunParameters(  # noqa: N802 -- TFX component naming
     """Write ``{"values": {"epochs": ..., "learning_rate": ...}}`` for the Trainer."""
     if epochs < 1 or learning_rate <= 0:
         raise ValueError(f"RunParameters: epochs must be >= 1 and learning_rate > 0, got {epochs} and {learning_rate}")
-    with open(os.path.join(hyperparameters.uri, FILE_NAME), "w") as f:
+    with tf.io.gfile.GFile(os.path.join(hyperparameters.uri, FILE_NAME), "w") as f:
         json.dump({"values": {"epochs": epochs, "learning_rate": learning_rate}}, f)

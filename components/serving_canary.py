@@ -8,11 +8,13 @@ exists here, so this component does the same job with the project's TF Serving-c
 sends real eval examples through Predict and Classify, compares the answers with the model's own
 in-process scores, stops the server with SIGTERM (it must drain and exit 0), and writes an
 InfraBlessing. The Pusher takes the warmed copy and needs both blessings.
+
+Every model path goes through TensorFlow's file system layer, so the pipeline root may be a
+bucket: the server serves a scratch copy laid out as TF Serving wants it (``<base>/1/``) next to
+the blessing in the same store, removed when the canary ends; only its log is local.
 """
 
-import glob
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -23,6 +25,7 @@ import tensorflow as tf
 from absl import logging
 from tfx import v1 as tfx
 from tfx.types.standard_artifacts import Examples, InfraBlessing, Model, ModelBlessing
+from tfx.utils import io_utils
 
 from serving.servable import WARMUP_FILE
 
@@ -30,7 +33,7 @@ SERVING_DIR = "Format-Serving"  # where Trainer/Pusher keep the SavedModel insid
 
 
 def _eval_examples(examples_uri: str, count: int) -> list[bytes]:
-    files = sorted(glob.glob(os.path.join(examples_uri, "Split-eval", "*")))
+    files = sorted(tf.io.gfile.glob(os.path.join(examples_uri, "Split-eval", "*")))
     if not files:
         raise RuntimeError(f"ServingCanary: no eval split under {examples_uri}")
     dataset = tf.data.TFRecordDataset(files, compression_type="GZIP").take(count)
@@ -113,8 +116,11 @@ def _serve_and_ask(base: str, model_name: str, serialized: list[bytes], timeout:
     return {"predicted": predicted, "classified": classified, "ready_seconds": ready_seconds, "exit_code": exit_code}
 
 
-def run_canary(model_dir: str, serialized: list[bytes], model_name: str, tolerance: float, timeout: float) -> dict:
+def run_canary(model_dir: str, serialized: list[bytes], model_name: str, tolerance: float, timeout: float, scratch: str) -> dict:
     """Serve ``model_dir`` as version 1, compare served and in-process scores; a report dict.
+
+    ``scratch``: a directory that does not exist yet, in any file system, where the model is
+    copied to ``scratch/1`` for the server; removed before returning.
 
     ``problems`` lists what went wrong (empty: the canary passed); a model that does not load, in
     process or in the server, or a server that fails a request is a problem, not an exception,
@@ -128,12 +134,12 @@ def run_canary(model_dir: str, serialized: list[bytes], model_name: str, toleran
     except Exception as e:  # a SavedModel TensorFlow cannot load or run: not servable either
         report["problems"].append(f"the model does not run in-process: {type(e).__name__}: {e}")
         return report
-    base = tempfile.mkdtemp(prefix="embedpipe-canary-")
-    log_path = base + ".log"
+    log_fd, log_path = tempfile.mkstemp(prefix="embedpipe-canary-", suffix=".log")
+    os.close(log_fd)
     try:
-        os.symlink(os.path.abspath(model_dir), os.path.join(base, "1"))
+        io_utils.copy_dir(model_dir, os.path.join(scratch, "1"))
         try:
-            served = _serve_and_ask(base, model_name, serialized, timeout, log_path)
+            served = _serve_and_ask(scratch, model_name, serialized, timeout, log_path)
         except (RuntimeError, subprocess.TimeoutExpired) as e:
             report["problems"].append(f"the model server failed: {e}")
         except grpc.RpcError as e:
@@ -141,9 +147,9 @@ def run_canary(model_dir: str, serialized: list[bytes], model_name: str, toleran
         with open(log_path) as f:
             report["server_log"] = f.read()[-4000:]
     finally:
-        shutil.rmtree(base, ignore_errors=True)
-        if os.path.exists(log_path):
-            os.remove(log_path)
+        if tf.io.gfile.exists(scratch):
+            tf.io.gfile.rmtree(scratch)
+        os.remove(log_path)
     if report["problems"]:
         return report
     worst = max(max(abs(a - b) for a, b in zip(served["predicted"], expected, strict=True)),
@@ -182,9 +188,9 @@ def ServingCanary(  # noqa: N802 -- TFX component naming
         _bless(blessing, False, "skipped: the Evaluator did not bless this model")
         return
     serialized = _eval_examples(examples.uri, num_examples)
-    shutil.copytree(source, target, dirs_exist_ok=True)
+    io_utils.copy_dir(source, target)
     write_warmup_requests(target, serialized, model_name)
-    report = run_canary(target, serialized, model_name, tolerance, timeout_seconds)
+    report = run_canary(target, serialized, model_name, tolerance, timeout_seconds, scratch=os.path.join(blessing.uri, "canary_base"))
     for key in ("max_abs_diff", "ready_seconds"):
         if report[key] is not None:
             blessing.set_float_custom_property(key, report[key])

@@ -40,12 +40,12 @@ def test_a_model_that_serves_like_it_scores_passes_and_warmup_requests_are_writt
     assert tf.make_ndarray(logs[0].predict_log.request.inputs["examples"]).tolist() == SERIALIZED
     assert len(logs[1].classify_log.request.input.example_list.examples) == len(SERIALIZED)
 
-    report = run_canary(str(model), SERIALIZED, "m", tolerance=1e-5, timeout=120)
+    report = run_canary(str(model), SERIALIZED, "m", tolerance=1e-5, timeout=120, scratch=str(tmp_path / "base"))
 
     assert report["problems"] == []
     assert report["max_abs_diff"] <= 1e-5 and report["ready_seconds"] > 0 and report["examples"] == len(SERIALIZED)
     assert "AVAILABLE" in report["server_log"]  # the server's own log, kept for a failed canary's message
-    assert list(own_tempdir.iterdir()) == []
+    assert list(own_tempdir.iterdir()) == [] and not (tmp_path / "base").exists()
 
 
 def test_a_model_that_does_not_load_is_refused_not_raised(tmp_path: Path, own_tempdir: Path) -> None:
@@ -53,17 +53,18 @@ def test_a_model_that_does_not_load_is_refused_not_raised(tmp_path: Path, own_te
     broken.mkdir()
     (broken / "saved_model.pb").write_bytes(b"not a SavedModel")
 
-    report = run_canary(str(broken), SERIALIZED, "m", tolerance=1e-5, timeout=30)
+    report = run_canary(str(broken), SERIALIZED, "m", tolerance=1e-5, timeout=30, scratch=str(tmp_path / "base"))
 
     assert len(report["problems"]) == 1 and report["problems"][0].startswith("the model does not run in-process")
     assert report["max_abs_diff"] is None
 
 
-def test_a_server_that_is_not_ready_in_time_is_refused_and_cleaned_up(pushed_model: str, own_tempdir: Path) -> None:
-    report = run_canary(pushed_model, SERIALIZED, "m", tolerance=1e-5, timeout=0)
+def test_a_server_that_is_not_ready_in_time_is_refused_and_cleaned_up(pushed_model: str, tmp_path: Path, own_tempdir: Path) -> None:
+    report = run_canary(pushed_model, SERIALIZED, "m", tolerance=1e-5, timeout=0, scratch=str(tmp_path / "base"))
 
     assert report["problems"] == ["the model server failed: the model was not AVAILABLE within 0 s"]
-    assert list(own_tempdir.iterdir()) == []  # the model link and the server log are gone, the server killed
+    # the served copy and the server log are gone, the server killed
+    assert list(own_tempdir.iterdir()) == [] and not (tmp_path / "base").exists()
 
 
 class _StatusOnly:
