@@ -105,15 +105,14 @@ def split_input_location(path: str) -> tuple[str, str]:
 def input_patterns(data: Mapping[str, Any]) -> tuple[str, dict[str, str]]:
     """input_base and split name -> file pattern for the config's data section.
 
-    With ``data.split.files`` the keys are train and eval; otherwise one ``single_split`` pattern
-    that ExampleGen splits by hash buckets.
+    With ``data.split.files`` the keys are train and eval and ``data.path`` is the directory that
+    holds them (it need not exist where the pipeline is compiled); otherwise one ``single_split``
+    pattern that ExampleGen splits by hash buckets.
     """
+    if data["split_files"]:
+        return data["path"].rstrip("/") or "/", {name: data["split_files"][name] for name in ("train", "eval")}
     base, pattern = split_input_location(data["path"])
-    if not data["split_files"]:
-        return base, {"single_split": pattern}
-    if pattern != "*":
-        raise ValueError(f"data.split.files needs data.path to be a directory holding the split files, got {data['path']}")
-    return base, {name: data["split_files"][name] for name in ("train", "eval")}
+    return base, {"single_split": pattern}
 
 
 def matching_files(base: str, pattern: str) -> list[str]:
@@ -124,12 +123,15 @@ def matching_files(base: str, pattern: str) -> list[str]:
 def example_gen_io(data: Mapping[str, Any], check_files: bool = True) -> tuple[str, tfx.proto.Input, tfx.proto.Output | None]:
     """input_base, input_config and output_config for the config's data section.
 
-    ``check_files``: refuse local patterns that match nothing (off when compiling for pods).
+    ``check_files``: refuse a missing directory or a pattern that matches nothing, local or in a
+    bucket (off when compiling: the pods read the data, not this machine).
     """
     base, patterns = input_patterns(data)
+    if check_files and not tf.io.gfile.isdir(base):
+        raise FileNotFoundError(f"data.path: {base} does not exist (or is not a directory)")
     for name, pattern in patterns.items():
         field = f"data.split.files.{name}" if data["split_files"] else "data.path"
-        if check_files and "://" not in base and not matching_files(base, pattern):
+        if check_files and not matching_files(base, pattern):
             raise FileNotFoundError(f"{field}: no files match {os.path.join(base, pattern)}")
     input_config = tfx.proto.Input(splits=[tfx.proto.Input.Split(name=n, pattern=p) for n, p in patterns.items()])
     if data["split_files"]:

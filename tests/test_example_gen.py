@@ -80,3 +80,16 @@ def test_tfrecord_input_goes_through_import_example_gen(tmp_path: Path, raw_conf
     input_config = json_format.Parse(component.exec_properties["input_config"], example_gen_pb2.Input())
     splits = {s.name: s.pattern for s in input_config.splits}
     assert splits == {"train": "train*", "eval": "eval*"}
+
+
+def test_split_files_take_data_path_as_their_directory_even_before_it_exists(raw_config: dict, tmp_path: Path) -> None:
+    raw_config["data"] = {"format": "jsonl", "path": str(tmp_path / "not-yet"), "split": {"files": {"train": "train*.jsonl", "eval": "eval*.jsonl"}}}
+    data = parse_config(raw_config).to_dict()["data"]
+    base, input_config, _ = example_gen_io(data, check_files=False)  # compiling: the pods read the data
+    assert base == str(tmp_path / "not-yet")
+    assert [(s.name, s.pattern) for s in input_config.splits] == [("train", "train*.jsonl"), ("eval", "eval*.jsonl")]
+    with pytest.raises(FileNotFoundError, match=rf"data.path: {tmp_path / 'not-yet'} does not exist"):
+        example_gen_io(data)  # running: it must be there
+    (tmp_path / "not-yet").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"data.split.files.train: no files match .*train\*.jsonl"):
+        example_gen_io(data)
