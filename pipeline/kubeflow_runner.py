@@ -3,7 +3,8 @@
 The pipeline is the local one: the same ``create_pipeline`` builds it from the same config, with
 run-time parameters (``epochs``, ``learning_rate``, ``eval_config``) instead of fixed values, no
 metadata connection (KFP brings its own MLMD) and paths rewritten for the pods:
-- the pipeline root is the object-store URI given (gs://, s3://, minio://...);
+- the pipeline root is the object-store URI given (gs://, s3://);
+- every task runs TFX's entrypoint through ``pipeline.kfp_entrypoint``, which registers s3://;
 - files of this repository (the schema) are read from the image, where the Dockerfile puts the
   repository at ``IMAGE_REPO_ROOT``;
 - data and the Pusher's base directory are given as URIs or paths mounted in the pods.
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.config import PipelineConfig
+from pipeline.kfp_entrypoint import wrap_command
 from pipeline.pipeline_factory import create_pipeline, runtime_parameter_defaults
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -67,6 +69,14 @@ def compile_kubeflow(config: PipelineConfig, image: str, pipeline_root: str, out
     declared = job["pipelineSpec"]["root"].setdefault("inputDefinitions", {}).setdefault("parameters", {})
     for name, (_, default) in runtime_parameter_defaults(config).items():
         declared[name]["defaultValue"] = default
+    # Every task (and ExampleGen's driver) runs TFX's entrypoint through ours: s3:// for all of them.
+    for executor in job["pipelineSpec"]["deploymentSpec"]["executors"].values():
+        container = executor.get("container")
+        if container:
+            container["command"] = wrap_command(container["command"])
+            check = container.get("lifecycle", {}).get("preCacheCheck")
+            if check:
+                check["command"] = wrap_command(check["command"])
     write_job(job, output)
     return job
 

@@ -13,7 +13,8 @@ What this stands in for, and what it does not:
   KFP's driver would on a pipeline's first run: no blessed model yet, so no artifacts.
 - Not shown here, only on a cluster: the container image itself (``python`` is this venv's
   interpreter, the image is not pulled), KFP's MLMD and caching, pod scheduling and resources,
-  object-store access from pods, and a second run resolving the first run's blessed model.
+  and a second run resolving the first run's blessed model. Object storage is shown: the
+  pipeline root may be an ``s3://`` URI (tests/test_kubeflow.py runs it on a local S3-API server).
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+import tensorflow as tf
 
 
 def topological_order(spec: dict[str, Any]) -> list[str]:
@@ -96,8 +99,8 @@ def run_pipeline_spec(
             key: {"artifacts": [{"name": f"{name}-{key}", "uri": f"{pipeline_root}/{name}/{key}", "type": d["artifactType"], "metadata": {}}]}
             for key, d in output_defs.items()
         }
-        for out in outputs.values():
-            os.makedirs(out["artifacts"][0]["uri"], exist_ok=True)
+        for out in outputs.values():  # the pipeline root may be a bucket
+            tf.io.gfile.makedirs(out["artifacts"][0]["uri"])
         task_dir = work / "tasks" / name
         task_dir.mkdir(parents=True, exist_ok=True)
         output_file = task_dir / "executor_output.json"

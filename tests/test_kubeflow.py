@@ -2,9 +2,10 @@
 
 Structural: the YAML parses into a KFP ``PipelineSpec`` whose tasks and edges are the local
 pipeline's (same factory, same config), every executor runs the pipeline image through the TFX v2
-entrypoint with the project's module code, and the run-time parameters carry the config's values
-as defaults. Executable: tests/kfp_launcher.py runs every compiled task through its compiled
-container command on this machine, as KFP's launcher would, and the pushed model answers.
+entrypoint (behind pipeline.kfp_entrypoint) with the project's module code, and the run-time
+parameters carry the config's values as defaults. Executable: tests/kfp_launcher.py runs every
+compiled task through its compiled container command on this machine, as KFP's launcher would,
+with data, pipeline root and push base on a local S3-API server, and the pushed model answers.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from tests.kfp_launcher import run_pipeline_spec
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs" / "synthetic.yaml"
 IMAGE = "registry.example.com/embedpipe:test"
-ENTRYPOINT = ["python", "-m", "tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor"]
+ENTRYPOINT = ["python", "-m", "pipeline.kfp_entrypoint", "tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor"]
 
 
 @pytest.fixture(scope="module")
@@ -76,6 +77,8 @@ def test_every_executor_runs_the_image_through_the_tfx_v2_entrypoint(compiled: d
         assert container["image"] == IMAGE, label
         assert container["command"] == ENTRYPOINT, label
         assert "--executor_class_path" in container["args"] and "{{$}}" in container["args"], label
+        if "lifecycle" in container:  # ExampleGen's driver reads the input files: s3:// there too
+            assert container["lifecycle"]["preCacheCheck"]["command"][:3] == ENTRYPOINT[:3], label
     classes = {label: c["args"][c["args"].index("--executor_class_path") + 1] for label, c in containers.items()}
     assert classes["ExampleGen_executor"] == "components.example_gen.RawExampleGenExecutor"
     assert classes["SchemaGate_executor"].startswith("components.schema_gate.")
@@ -87,6 +90,16 @@ def test_every_executor_runs_the_image_through_the_tfx_v2_entrypoint(compiled: d
     assert constant("SchemaImporter", "schema_file") == f"{IMAGE_REPO_ROOT}/schema/synthetic.pbtxt"
     assert constant("ExampleGen", "input_base") == "gs://bucket/data"
     assert "/models/synthetic" in constant("Pusher", "push_destination")
+
+
+def test_compiling_needs_no_local_data(tmp_path: Path) -> None:
+    """configs/movielens.yaml names split files under a local folder this machine may not have."""
+    out = tmp_path / "movielens.yaml"
+    code = cli_main(["compile", "kubeflow", "--config", str(REPO / "configs" / "movielens.yaml"), "--image", IMAGE,
+                     "--pipeline-root", "s3://bucket/root", "--output", str(out)])
+    assert code == 0
+    tasks = yaml.safe_load(out.read_text())["root"]["dag"]["tasks"]
+    assert tasks["ExampleGen"]["inputs"]["parameters"]["input_base"]["runtimeValue"]["constant"] == f"{IMAGE_REPO_ROOT}/runs/movielens/examples"
 
 
 def test_run_time_parameters_are_declared_with_the_configs_defaults(compiled: dict) -> None:
@@ -113,27 +126,33 @@ def test_submit_parameters_are_typed_and_thresholds_rebuild_the_eval_config() ->
         parse_params(["epochs=many"], config, [])
 
 
-def test_compiled_pipeline_runs_through_its_container_commands(tmp_path: Path) -> None:
+def test_compiled_pipeline_runs_through_its_container_commands_on_a_bucket(s3, tmp_path: Path) -> None:
+    """Data, pipeline root and push base on the local S3-API server, as on Kubeflow with MinIO."""
     from pipeline.datasets.synthetic import write_synthetic
 
-    write_synthetic(str(tmp_path / "data"), rows=1500, seed=0)
+    bucket = "embedpipe-kfp"
+    s3.client().create_bucket(Bucket=bucket)
+    s3.client().upload_file(write_synthetic(str(tmp_path / "data"), rows=1500, seed=0), bucket, "data/examples.jsonl")
+    root = f"s3://{bucket}/root"
     config = load_config(CONFIG)
-    job = compile_kubeflow(config, IMAGE, str(tmp_path / "root"), str(tmp_path / "pipeline.yaml"),
-                           data=f"{tmp_path / 'data'}/", push_base=str(tmp_path / "serving"),
-                           image_repo_root=str(REPO))  # the harness's "image" is this checkout
+    job = compile_kubeflow(config, IMAGE, root, str(tmp_path / "pipeline.yaml"), data=f"s3://{bucket}/data/",
+                           push_base=f"s3://{bucket}/serving", image_repo_root=str(REPO))  # the harness's "image" is this checkout
     spec = yaml.safe_load((tmp_path / "pipeline.yaml").read_text())
     assert spec == json.loads(json.dumps(job["pipelineSpec"]))
+    assert s3.env()["AWS_SECRET_ACCESS_KEY"] not in (tmp_path / "pipeline.yaml").read_text()
     run_params = parse_params(["epochs=1"], config, ["AUC=0.55"])
-    produced = run_pipeline_spec(spec, str(tmp_path / "root"), tmp_path, parameters=run_params,
-                                 env={"TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}, log=lambda _: None)
+    produced = run_pipeline_spec(spec, root, tmp_path, parameters=run_params,
+                                 env={"TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2", **s3.env()}, log=lambda _: None)
 
     pushed = produced["Pusher"]["pushed_model"][0]["metadata"]
     assert pushed["pushed"] == 1, produced["Evaluator"]["blessing"]
     assert produced["ServingCanary"]["blessing"][0]["metadata"]["blessed"] == 1
     model_dir = pushed["pushed_destination"]
-    assert model_dir.startswith(str(tmp_path / "serving" / "synthetic"))
-    training = json.loads((Path(model_dir) / "assets.extra" / "embedpipe" / "training.json").read_text())
+    assert model_dir.startswith(f"s3://{bucket}/serving/synthetic/")
+    with tf.io.gfile.GFile(f"{model_dir}/assets.extra/embedpipe/training.json") as f:
+        training = json.load(f)
     assert training["epochs_run"] == 1, "the run-time parameter reached the Trainer"
+    assert any(k.startswith("root/Transform/") for k in s3.keys(bucket)), "artifacts are in the bucket"
 
     example = tf.train.Example()
     example.features.feature["user"].bytes_list.value.append(b"u1")
@@ -150,5 +169,5 @@ def test_dockerfile_builds_on_tfx_1_16_with_the_project_and_keras_2() -> None:
     assert "TF_USE_LEGACY_KERAS=1" in text
     assert f"WORKDIR {IMAGE_REPO_ROOT}" in text
     assert "pip install --no-cache-dir -c constraints.txt -e ." in text
-    for package in ("pipeline/", "components/", "serving/", "schema/"):
+    for package in ("storage/", "pipeline/", "components/", "serving/", "schema/"):
         assert f"COPY {package} {package}" in text
