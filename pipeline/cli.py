@@ -110,7 +110,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.json is not None:
         rows = [json.loads(args.json)]
     else:
-        with open(args.input) as f:
+        import tensorflow as tf
+
+        with tf.io.gfile.GFile(args.input) as f:
             rows = [json.loads(line) for line in f if line.strip()]
     specs = None
     if args.config:

@@ -83,10 +83,11 @@ def compile_kubeflow(config: PipelineConfig, image: str, pipeline_root: str, out
 
 def write_job(job: dict[str, Any], output: str) -> None:
     """A .yaml/.yml path gets the PipelineSpec as YAML (what the KFP UI and client upload); else the job JSON."""
+    import tensorflow as tf
     import yaml
 
-    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-    with open(output, "w") as f:
+    tf.io.gfile.makedirs(os.path.dirname(output) or ".")
+    with tf.io.gfile.GFile(output, "w") as f:
         if output.endswith((".yaml", ".yml")):
             f.write(f"# PIPELINE DEFINITION\n# Name: {job['pipelineSpec']['pipelineInfo']['name']}\n"
                     "# Compiled by `embedpipe compile kubeflow` (TFX KubeflowV2DagRunner); do not edit by hand.\n")

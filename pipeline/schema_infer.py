@@ -98,6 +98,6 @@ def infer_schema_file(config: PipelineConfig, output: str, max_rows: int = MAX_R
         stats = tfdv.generate_statistics_from_tfrecord(records)
     schema = tfdv.infer_schema(stats, infer_feature_shape=False)
     notes = [f"inferred from {rows} examples"] + curate(schema, config)
-    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+    tf.io.gfile.makedirs(os.path.dirname(output) or ".")
     tfdv.write_schema_text(schema, output)
     return notes

@@ -150,8 +150,8 @@ def bucket_runs(s3, tmp_path_factory: pytest.TempPathFactory) -> dict:
     client = s3.client()
     for bucket in (DATA, ROOT, MODELS):
         client.create_bucket(Bucket=bucket)
-    data_path = write_synthetic(str(tmp_path_factory.mktemp("raw")), rows=3000, seed=0)
-    client.upload_file(data_path, DATA, "raw/examples.jsonl")
+    data_path = write_synthetic(f"s3://{DATA}/raw", rows=3000, seed=0)  # the data tool writes to a bucket too
+    assert data_path == f"s3://{DATA}/raw/examples.jsonl" and s3.keys(DATA) == ["raw/examples.jsonl"]
 
     work = tmp_path_factory.mktemp("bucket-run")  # cwd, config, metadata, logs and TMPDIR of every process
     raw = synthetic_raw_config(work, work, name="embedpipe-s3")

@@ -19,10 +19,13 @@ with fewer than ``min_history`` earlier ratings are skipped (a first rating has 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 from collections import defaultdict
 from dataclasses import dataclass
+
+import tensorflow as tf
 
 
 @dataclass(frozen=True)
@@ -37,8 +40,8 @@ class MovieLensSummary:
 
 
 def _read_movies(path: str) -> dict[int, list[str]]:
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
+    with tf.io.gfile.GFile(path) as f:
+        reader = csv.DictReader(io.StringIO(f.read()))
         missing = {"movieId", "genres"} - set(reader.fieldnames or ())
         if missing:
             raise ValueError(f"{path}: missing columns {sorted(missing)} (need movieId,title,genres)")
@@ -51,8 +54,8 @@ def _read_movies(path: str) -> dict[int, list[str]]:
 
 def _read_ratings(path: str) -> dict[int, list[tuple[int, int, float]]]:
     by_user: dict[int, list[tuple[int, int, float]]] = defaultdict(list)
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
+    with tf.io.gfile.GFile(path) as f:
+        reader = csv.DictReader(io.StringIO(f.read()))
         missing = {"userId", "movieId", "rating", "timestamp"} - set(reader.fieldnames or ())
         if missing:
             raise ValueError(f"{path}: missing columns {sorted(missing)} (need userId,movieId,rating,timestamp)")
@@ -72,14 +75,14 @@ def convert_movielens(
     liked_rating: float = 4.0,
     min_history: int = 1,
 ) -> MovieLensSummary:
-    """Write ``train.jsonl`` and ``eval.jsonl`` under ``output_dir``."""
+    """Write ``train.jsonl`` and ``eval.jsonl`` under ``output_dir`` (local paths or bucket URIs)."""
     genres = _read_movies(os.path.join(source_dir, "movies.csv"))
     by_user = _read_ratings(os.path.join(source_dir, "ratings.csv"))
-    os.makedirs(output_dir, exist_ok=True)
+    tf.io.gfile.makedirs(output_dir)
     train_path = os.path.join(output_dir, "train.jsonl")
     eval_path = os.path.join(output_dir, "eval.jsonl")
     counts = {"train": 0, "eval": 0}
-    with open(train_path, "w") as train_f, open(eval_path, "w") as eval_f:
+    with tf.io.gfile.GFile(train_path, "w") as train_f, tf.io.gfile.GFile(eval_path, "w") as eval_f:
         for user in sorted(by_user):
             ratings = sorted(by_user[user])
             first_eval = len(ratings) - eval_per_user

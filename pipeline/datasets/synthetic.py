@@ -83,10 +83,12 @@ def generate_rows(
 
 
 def write_synthetic(output_dir: str, rows: int, seed: int = 0, signal: str = "preference") -> str:
-    """Write ``examples.jsonl`` under ``output_dir``; returns its path."""
-    os.makedirs(output_dir, exist_ok=True)
+    """Write ``examples.jsonl`` under ``output_dir`` (a local path or a bucket URI); returns its path."""
+    import tensorflow as tf
+
+    tf.io.gfile.makedirs(output_dir)
     path = os.path.join(output_dir, "examples.jsonl")
-    with open(path, "w") as f:
+    with tf.io.gfile.GFile(path, "w") as f:
         for row in generate_rows(rows, seed=seed, signal=signal):
             f.write(json.dumps(row) + "\n")
     return path
