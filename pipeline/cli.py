@@ -134,10 +134,15 @@ def cmd_compile_kubeflow(args: argparse.Namespace) -> int:
     """Compile the pipeline into a KFP v2 PipelineSpec."""
     _quiet_logs(verbose=False)
     from pipeline.config import load_config
-    from pipeline.kubeflow_runner import compile_kubeflow, describe
+    from pipeline.kubeflow_runner import S3_SECRET_KEYS, compile_kubeflow, describe
 
     config = load_config(args.config)
-    job = compile_kubeflow(config, args.image, args.pipeline_root, args.output, data=args.data, push_base=args.push_base)
+    env_secret = None
+    if args.env_secret:
+        name, _, keys = args.env_secret.partition("=")
+        env_secret = (name, tuple(k for k in keys.split(",") if k) or S3_SECRET_KEYS)
+    job = compile_kubeflow(config, args.image, args.pipeline_root, args.output, data=args.data, push_base=args.push_base,
+                           env_secret=env_secret)
     print(f"embedpipe: wrote {args.output}\n{describe(job)}")
     return 0
 
@@ -209,6 +214,9 @@ def build_parser() -> argparse.ArgumentParser:
     kfp_compile.add_argument("--output", required=True, help="pipeline.yaml (or .json for the PipelineJob)")
     kfp_compile.add_argument("--data", help="data.path as the pods see it (a URI or a mounted path); a directory ends with /")
     kfp_compile.add_argument("--push-base", help="push.base_directory as the pods see it (the serving PVC mount or a bucket)")
+    kfp_compile.add_argument("--env-secret", metavar="SECRET[=KEY,...]",
+                             help="a Kubernetes secret every task gets as environment variables (bucket credentials); "
+                                  "keys default to AWS_ACCESS_KEY_ID,AWS_SECRET_ACCESS_KEY,AWS_ENDPOINT_URL_S3,AWS_DEFAULT_REGION")
     kfp_compile.set_defaults(func=cmd_compile_kubeflow)
 
     kubeflow = verbs.add_parser("kubeflow", help="Kubeflow Pipelines").add_subparsers(dest="kubeflow_verb", required=True)

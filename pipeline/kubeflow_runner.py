@@ -24,6 +24,9 @@ from pipeline.pipeline_factory import create_pipeline, runtime_parameter_default
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 IMAGE_REPO_ROOT = "/embedpipe"  # where kubeflow/Dockerfile copies this repository
+# The standard variables boto3, Beam and (through storage/) tensorflow-io read: a bucket's
+# credentials, endpoint (MinIO) and region, as keys of one Kubernetes secret by default.
+S3_SECRET_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL_S3", "AWS_DEFAULT_REGION")
 
 
 def in_image(path: str, image_repo_root: str = IMAGE_REPO_ROOT) -> str:
@@ -49,12 +52,28 @@ def kubeflow_config(config: PipelineConfig, pipeline_root: str, data: str | None
     )
 
 
+def secret_env_platform_spec(executor_labels: list[str], secret_name: str, keys: tuple[str, ...]) -> dict[str, Any]:
+    """KFP's Kubernetes platform spec (kfp-kubernetes ``use_secret_as_env``) giving every executor
+    the secret's ``keys`` as environment variables of the same names. Only names, never values."""
+    def entry() -> list[dict[str, Any]]:  # one object per executor: shared ones become YAML anchors
+        return [{"secretName": secret_name, "keyToEnv": [{"secretKey": k, "envVar": k} for k in keys]}]
+
+    return {"platforms": {"kubernetes": {"deploymentSpec": {"executors": {label: {"secretAsEnv": entry()} for label in executor_labels}}}}}
+
+
 def compile_kubeflow(config: PipelineConfig, image: str, pipeline_root: str, output: str, data: str | None = None,
-                     push_base: str | None = None, image_repo_root: str = IMAGE_REPO_ROOT) -> dict[str, Any]:
+                     push_base: str | None = None, image_repo_root: str = IMAGE_REPO_ROOT,
+                     env_secret: tuple[str, tuple[str, ...]] | None = None) -> dict[str, Any]:
     """Write the PipelineSpec (YAML for .yaml/.yml, else PipelineJob JSON); returns the job dict.
 
     ``image_repo_root``: where the image holds this repository (kubeflow/Dockerfile: /embedpipe).
+    ``env_secret``: (secret name, keys): a Kubernetes secret whose keys every task gets as
+    environment variables, written as KFP's platform spec (a second YAML document).
     """
+    from pipeline.config import ConfigError
+
+    if env_secret and not output.endswith((".yaml", ".yml")):
+        raise ConfigError("--env-secret", "a Kubernetes secret goes into a .yaml package (KFP's platform spec), not a PipelineJob JSON")
     from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner as v2
 
     pods_config = kubeflow_config(config, pipeline_root, data, push_base, image_repo_root)
@@ -77,12 +96,17 @@ def compile_kubeflow(config: PipelineConfig, image: str, pipeline_root: str, out
             check = container.get("lifecycle", {}).get("preCacheCheck")
             if check:
                 check["command"] = wrap_command(check["command"])
-    write_job(job, output)
+    platform = None
+    if env_secret:
+        containers = [label for label, e in job["pipelineSpec"]["deploymentSpec"]["executors"].items() if "container" in e]
+        platform = secret_env_platform_spec(sorted(containers), *env_secret)
+    write_job(job, output, platform)
     return job
 
 
-def write_job(job: dict[str, Any], output: str) -> None:
-    """A .yaml/.yml path gets the PipelineSpec as YAML (what the KFP UI and client upload); else the job JSON."""
+def write_job(job: dict[str, Any], output: str, platform: dict[str, Any] | None = None) -> None:
+    """A .yaml/.yml path gets the PipelineSpec as YAML (what the KFP UI and client upload), with
+    ``platform`` as a second document when given; else the job JSON."""
     import tensorflow as tf
     import yaml
 
@@ -91,7 +115,7 @@ def write_job(job: dict[str, Any], output: str) -> None:
         if output.endswith((".yaml", ".yml")):
             f.write(f"# PIPELINE DEFINITION\n# Name: {job['pipelineSpec']['pipelineInfo']['name']}\n"
                     "# Compiled by `embedpipe compile kubeflow` (TFX KubeflowV2DagRunner); do not edit by hand.\n")
-            yaml.safe_dump(job["pipelineSpec"], f, sort_keys=True)
+            yaml.safe_dump_all([job["pipelineSpec"]] + ([platform] if platform else []), f, sort_keys=True)
         else:
             json.dump(job, f, sort_keys=True, indent=1)
 

@@ -9,6 +9,9 @@ What this stands in for, and what it does not:
   compiled container command itself (the TFX v2 entrypoint
   ``tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor``) as a subprocess, and reads
   the ``ExecutorOutput`` the entrypoint writes to pass artifacts and their metadata downstream.
+- **Kubernetes platform spec**: ``secretAsEnv`` (kfp-kubernetes ``use_secret_as_env``) sets a
+  task's environment variables from the named secret's keys, given here as a dict; a task gets
+  no bucket credentials from this process's environment, as a pod gets none from the launcher.
 - **Resolver tasks** (``outputArtifactQueries``, the latest-blessed-model resolver): resolved as
   KFP's driver would on a pipeline's first run: no blessed model yet, so no artifacts.
 - Not shown here, only on a cluster: the container image itself (``python`` is this venv's
@@ -61,6 +64,23 @@ def _substitute(args: list[str], executor_input: str) -> list[str]:
     return [executor_input if a == "{{$}}" else a for a in args]
 
 
+def _secret_env(platform: dict[str, Any] | None, executor_label: str, secrets: dict[str, dict[str, str]]) -> dict[str, str]:
+    """The environment variables the platform spec's ``secretAsEnv`` gives this executor."""
+    executors = (platform or {}).get("platforms", {}).get("kubernetes", {}).get("deploymentSpec", {}).get("executors", {})
+    env = {}
+    for source in executors.get(executor_label, {}).get("secretAsEnv", []):
+        if source["secretName"] not in secrets:  # Kubernetes would not start the pod
+            raise RuntimeError(f"{executor_label}: secret {source['secretName']!r} not found")
+        for mapping in source["keyToEnv"]:
+            env[mapping["envVar"]] = secrets[source["secretName"]][mapping["secretKey"]]
+    return env
+
+
+def _pod_environment() -> dict[str, str]:
+    """This process's environment without bucket credentials or endpoints (a pod has none of them)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "S3_"))}
+
+
 def _command(command: list[str]) -> list[str]:
     # the image's "python" is this interpreter here
     return [sys.executable if c == "python" else c for c in command]
@@ -73,8 +93,14 @@ def run_pipeline_spec(
     parameters: dict[str, Any] | None = None,
     env: dict[str, str] | None = None,
     log=print,
+    platform: dict[str, Any] | None = None,
+    secrets: dict[str, dict[str, str]] | None = None,
 ) -> dict[str, dict[str, list[dict[str, Any]]]]:
-    """Run every task; returns task -> output key -> runtime artifacts (uri, name, type, metadata)."""
+    """Run every task; returns task -> output key -> runtime artifacts (uri, name, type, metadata).
+
+    ``platform``: the package's second YAML document (KFP's platform spec), if any; ``secrets``:
+    secret name -> key -> value, what the cluster holds.
+    """
     declared = spec["root"].get("inputDefinitions", {}).get("parameters", {})
     pipeline_params = {name: p.get("defaultValue") for name, p in declared.items()}
     pipeline_params.update(parameters or {})
@@ -112,7 +138,8 @@ def run_pipeline_spec(
         steps.append(("executor", _command(container["command"]) + _substitute(container["args"], executor_input)))
         for kind, command in steps:
             log(f"[{name}] {kind}: {' '.join(command[:3])} ...")
-            result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, **(env or {})}, cwd=task_dir)
+            task_env = {**_pod_environment(), **(env or {}), **_secret_env(platform, component["executorLabel"], secrets or {})}
+            result = subprocess.run(command, capture_output=True, text=True, env=task_env, cwd=task_dir)
             (task_dir / f"{kind}.log").write_text(result.stdout + result.stderr)
             if result.returncode != 0:
                 raise RuntimeError(f"task {name} ({kind}) failed with {result.returncode}:\n{result.stderr[-4000:]}")

@@ -22,7 +22,7 @@ from kfp.pipeline_spec import pipeline_spec_pb2
 
 from pipeline.cli import main as cli_main
 from pipeline.config import load_config
-from pipeline.kubeflow_runner import IMAGE_REPO_ROOT, compile_kubeflow, parse_params
+from pipeline.kubeflow_runner import IMAGE_REPO_ROOT, S3_SECRET_KEYS, compile_kubeflow, parse_params
 from pipeline.pipeline_factory import BASELINE_RESOLVER, create_pipeline
 from tests.kfp_launcher import run_pipeline_spec
 
@@ -92,6 +92,24 @@ def test_every_executor_runs_the_image_through_the_tfx_v2_entrypoint(compiled: d
     assert "/models/synthetic" in constant("Pusher", "push_destination")
 
 
+def test_a_secret_reaches_every_task_as_environment_variables_by_name_only(tmp_path: Path) -> None:
+    out = tmp_path / "pipeline.yaml"
+    code = cli_main(["compile", "kubeflow", "--config", str(CONFIG), "--image", IMAGE, "--pipeline-root", "s3://bucket/root",
+                     "--output", str(out), "--env-secret", "embedpipe-s3"])
+    assert code == 0
+    spec, platform = yaml.safe_load_all(out.read_text())
+    parsed = json_format.ParseDict(platform, pipeline_spec_pb2.PlatformSpec())  # what the kfp client uploads with it
+    executors = parsed.platforms["kubernetes"].deployment_spec.executors
+    containers = {label for label, e in spec["deploymentSpec"]["executors"].items() if "container" in e}
+    assert set(executors) == containers
+    for label in containers:
+        (source,) = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"][label]["secretAsEnv"]
+        assert source["secretName"] == "embedpipe-s3"
+        assert [(m["secretKey"], m["envVar"]) for m in source["keyToEnv"]] == [(k, k) for k in S3_SECRET_KEYS]
+    assert cli_main(["compile", "kubeflow", "--config", str(CONFIG), "--image", IMAGE, "--pipeline-root", "s3://b/r",
+                     "--output", str(tmp_path / "job.json"), "--env-secret", "s"]) == 2  # no platform spec in a PipelineJob
+
+
 def test_compiling_needs_no_local_data(tmp_path: Path) -> None:
     """configs/movielens.yaml names split files under a local folder this machine may not have."""
     out = tmp_path / "movielens.yaml"
@@ -136,13 +154,17 @@ def test_compiled_pipeline_runs_through_its_container_commands_on_a_bucket(s3, t
     root = f"s3://{bucket}/root"
     config = load_config(CONFIG)
     job = compile_kubeflow(config, IMAGE, root, str(tmp_path / "pipeline.yaml"), data=f"s3://{bucket}/data/",
-                           push_base=f"s3://{bucket}/serving", image_repo_root=str(REPO))  # the harness's "image" is this checkout
-    spec = yaml.safe_load((tmp_path / "pipeline.yaml").read_text())
+                           push_base=f"s3://{bucket}/serving", image_repo_root=str(REPO),  # the harness's "image" is this checkout
+                           env_secret=("embedpipe-s3", S3_SECRET_KEYS))
+    package = (tmp_path / "pipeline.yaml").read_text()
+    spec, platform = yaml.safe_load_all(package)
     assert spec == json.loads(json.dumps(job["pipelineSpec"]))
-    assert s3.env()["AWS_SECRET_ACCESS_KEY"] not in (tmp_path / "pipeline.yaml").read_text()
+    assert all(value not in package for value in s3.env().values()), "only the secret's name and keys are compiled in"
     run_params = parse_params(["epochs=1"], config, ["AUC=0.55"])
+    # The bucket's credentials and endpoint reach the tasks only through the secret, as on a cluster.
     produced = run_pipeline_spec(spec, root, tmp_path, parameters=run_params,
-                                 env={"TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2", **s3.env()}, log=lambda _: None)
+                                 env={"TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}, log=lambda _: None,
+                                 platform=platform, secrets={"embedpipe-s3": s3.env()})
 
     pushed = produced["Pusher"]["pushed_model"][0]["metadata"]
     assert pushed["pushed"] == 1, produced["Evaluator"]["blessing"]
