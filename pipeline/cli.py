@@ -54,7 +54,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = _load(args)
     if builtin_example and not args.data:
         data_dir = config.data.path
-        if not os.path.isdir(data_dir) or not os.listdir(data_dir):
+        import tensorflow as tf
+
+        if not tf.io.gfile.isdir(data_dir) or not tf.io.gfile.listdir(data_dir):
             from pipeline.datasets.synthetic import write_synthetic
 
             path = write_synthetic(data_dir, DEFAULT_SYNTHETIC_ROWS)
