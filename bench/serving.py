@@ -88,10 +88,10 @@ def in_process_eager(model_dir: str, example: bytes, seconds: float) -> dict:
 
 def in_process_session(model_dir: str, example: bytes, seconds: float, server_flags: tuple[str, ...] = ()) -> dict:
     """The way the server runs the signature (its ServableVersion, its session options: the defaults + ``server_flags``)."""
-    from serving.servable import ServableVersion
+    from serving.servable import LoadOptions, ServableVersion
     from serving.server import build_parser, session_config
 
-    servable = ServableVersion(MODEL, 1, model_dir, session_config(build_parser().parse_args(list(server_flags))))
+    servable = ServableVersion(MODEL, 1, model_dir, LoadOptions(session_config(build_parser().parse_args(list(server_flags)))))
     batch = {"examples": np.array([example], dtype=object)}
     return _time_calls(lambda: servable.run("serving_default", batch), seconds)
 

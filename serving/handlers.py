@@ -24,6 +24,7 @@ from tensorflow_serving.apis import (
 from serving.batching import Batcher
 from serving.errors import invalid
 from serving.model_manager import ModelManager
+from serving.monitoring import Metrics
 from serving.servable import ServableVersion, examples_from_input
 from serving.tensors import fill_tensor_proto, to_ndarray
 
@@ -47,9 +48,10 @@ class PredictCall(NamedTuple):
 class RequestHandlers:
     """Predict / Classify / Regress / MultiInference / metadata / status over a ModelManager."""
 
-    def __init__(self, manager: ModelManager, batcher: Batcher | None = None) -> None:
+    def __init__(self, manager: ModelManager, batcher: Batcher | None = None, metrics: Metrics | None = None) -> None:
         self.manager = manager
         self.batcher = batcher
+        self.metrics = metrics or Metrics()
 
     # ------------------------------------------------------------------ helpers
     def lookup(self, spec: model_pb2.ModelSpec) -> ServableVersion:
@@ -195,8 +197,9 @@ class RequestHandlers:
                 entry.status.error_message = status.error
         return response
 
-    def replay_warmup(self, servable: ServableVersion) -> int:
-        """Replay ``assets.extra/tf_serving_warmup_requests`` on a version before it serves."""
+    def replay_warmup(self, servable: ServableVersion, iterations: int = 1) -> int:
+        """Replay ``assets.extra/tf_serving_warmup_requests`` on a version before it serves, each
+        record ``iterations`` times (``--num_request_iterations_for_warmup``); records replayed."""
         from tensorflow_serving.apis import prediction_log_pb2
 
         from serving.servable import WARMUP_FILE
@@ -208,16 +211,20 @@ class RequestHandlers:
         for record in tf.data.TFRecordDataset(path).take(1000):
             log = prediction_log_pb2.PredictionLog.FromString(record.numpy())
             kind = log.WhichOneof("log_type")
-            if kind == "predict_log":
-                self.predict(log.predict_log.request, servable)
-            elif kind == "classify_log":
-                r = log.classify_log.request
-                servable.classify(servable.signature(r.model_spec.signature_name)[0], examples_from_input(r.input))
-            elif kind == "regress_log":
-                r = log.regress_log.request
-                servable.regress(servable.signature(r.model_spec.signature_name)[0], examples_from_input(r.input))
-            else:
-                raise invalid(f"Unsupported log_type for warmup: {kind}")
+            for _ in range(max(1, iterations)):
+                self._replay(servable, log, kind)
             count += 1
         return count
+
+    def _replay(self, servable: ServableVersion, log, kind: str) -> None:
+        if kind == "predict_log":
+            self.predict(log.predict_log.request, servable)
+        elif kind == "classify_log":
+            r = log.classify_log.request
+            servable.classify(servable.signature(r.model_spec.signature_name)[0], examples_from_input(r.input))
+        elif kind == "regress_log":
+            r = log.regress_log.request
+            servable.regress(servable.signature(r.model_spec.signature_name)[0], examples_from_input(r.input))
+        else:
+            raise invalid(f"Unsupported log_type for warmup: {kind}")
 

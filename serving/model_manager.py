@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -22,11 +23,11 @@ from tensorflow_serving.apis import get_model_status_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
 from serving.errors import ServingError, invalid, not_found
-from serving.servable import ServableVersion
+from serving.monitoring import Metrics
+from serving.servable import TFLITE_FILE, LoadOptions, ServableVersion, load_version
 
 State = get_model_status_pb2.ModelVersionStatus.State
 log = logging.getLogger("embedpipe.serving")
-MAX_LOAD_ATTEMPTS = 5
 
 
 @dataclass
@@ -36,6 +37,7 @@ class VersionStatus:
     state: int
     error: str = ""
     attempts: int = 0
+    next_attempt: float = 0.0  # time.monotonic() before which a failed load is not retried
 
 
 @dataclass
@@ -47,16 +49,23 @@ class ManagedModel:
     status: dict[int, VersionStatus] = field(default_factory=dict)
 
 
-def available_versions(base_path: str) -> list[int]:
-    """Integer-named version directories under ``base_path`` that hold a complete SavedModel."""
+def available_versions(base_path: str, model_files: tuple[str, ...] = ("saved_model.pb",)) -> dict[int, str]:
+    """Version -> directory, for the integer-named directories under ``base_path`` that hold one of
+    ``model_files`` (a push writes saved_model.pb last, so a half-copied version is not taken).
+    The directory keeps its own name: ``00000123`` is version 123, loaded from ``<base>/00000123``
+    (TF Serving's testdata models are laid out that way)."""
     if not tf.io.gfile.isdir(base_path):
-        return []
-    versions = []
-    for entry in tf.io.gfile.listdir(base_path):
+        return {}
+    versions: dict[int, str] = {}
+    for entry in sorted(tf.io.gfile.listdir(base_path)):
         name = entry.rstrip("/")
-        if name.isdigit() and tf.io.gfile.exists(os.path.join(base_path, name, "saved_model.pb")):
-            versions.append(int(name))
-    return sorted(versions)
+        if name.isdigit() and any(tf.io.gfile.exists(os.path.join(base_path, name, f)) for f in model_files):
+            if int(name) in versions:
+                log.warning("%s: directories %s and %s are both version %d; serving %s",
+                            base_path, os.path.basename(versions[int(name)]), name, int(name), os.path.basename(versions[int(name)]))
+                continue
+            versions[int(name)] = os.path.join(base_path, name)
+    return versions
 
 
 def wanted_versions(config: model_server_config_pb2.ModelConfig, on_disk: list[int]) -> list[int]:
@@ -87,13 +96,24 @@ class ModelManager:
         config: model_server_config_pb2.ModelServerConfig,
         poll_seconds: float = 1.0,
         warmup: Callable[[ServableVersion], int] | None = None,
-        session_config: tf.compat.v1.ConfigProto | None = None,
+        load_options: LoadOptions | None = None,
+        max_load_retries: int = 5,
+        load_retry_interval_seconds: float = 60.0,
+        metrics: Metrics | None = None,
     ) -> None:
+        """``warmup`` replays a version's warmup requests before it serves (None: no warmup);
+        a version that fails to load is retried ``max_load_retries`` times, at most once per poll
+        and not sooner than ``load_retry_interval_seconds`` after the last attempt (TF Serving's
+        ``--max_num_load_retries`` / ``--load_retry_interval_micros``)."""
         self._lock = threading.RLock()
         self._models: dict[str, ManagedModel] = {}
         self._poll_seconds = poll_seconds
         self._warmup = warmup
-        self._session_config = session_config
+        self._load_options = load_options or LoadOptions()
+        self._model_files = ("saved_model.pb", TFLITE_FILE) if self._load_options.prefer_tflite else ("saved_model.pb",)
+        self._max_attempts = 1 + max(0, max_load_retries)
+        self._retry_interval = load_retry_interval_seconds
+        self._metrics = metrics or Metrics()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.reload(config)
@@ -152,29 +172,33 @@ class ModelManager:
         with self._lock:
             models = list(self._models.items())
         for name, model in models:
-            wanted = wanted_versions(model.config, available_versions(model.config.base_path))
+            on_disk = available_versions(model.config.base_path, self._model_files)
+            wanted = wanted_versions(model.config, sorted(on_disk))
             for version in wanted:
                 if version not in model.loaded:
-                    self._load(name, model, version)
+                    self._load(name, model, version, on_disk[version])
             with self._lock:
                 # never leave a model without a version while its wanted ones failed to load
                 if any(v in model.loaded for v in wanted):
                     for version in [v for v in model.loaded if v not in wanted]:
                         self._unload(name, model, version)
 
-    def _load(self, name: str, model: ManagedModel, version: int) -> None:
+    def _load(self, name: str, model: ManagedModel, version: int, path: str) -> None:
         status = model.status.setdefault(version, VersionStatus(State.START))
-        if status.error and status.attempts >= MAX_LOAD_ATTEMPTS:
+        if status.error and (status.attempts >= self._max_attempts or time.monotonic() < status.next_attempt):
             return
         status.state, status.attempts = State.LOADING, status.attempts + 1
-        path = os.path.join(model.config.base_path, str(version))
+        started = time.monotonic()
         try:
-            servable = ServableVersion(name, version, path, self._session_config)
+            servable = load_version(name, version, path, self._load_options)
             replayed = self._warmup(servable) if self._warmup else 0
         except Exception as e:  # a broken version must not take the server down
+            self._metrics.model_loaded(path, False, time.monotonic() - started)
             status.state, status.error = State.END, f"{type(e).__name__}: {e}"
+            status.next_attempt = time.monotonic() + self._retry_interval
             log.error("model %s version %d failed to load (attempt %d): %s", name, version, status.attempts, e)
             return
+        self._metrics.model_loaded(path, True, time.monotonic() - started)
         with self._lock:
             model.loaded[version] = servable
             status.state, status.error = State.AVAILABLE, ""
@@ -227,13 +251,13 @@ class ModelManager:
             return sorted(model.status.items())
 
 
-def load_config_file(path: str) -> model_server_config_pb2.ModelServerConfig:
-    """Parse a ModelServerConfig text proto (``--model_config_file``)."""
+def parse_model_config(text: str, path: str) -> model_server_config_pb2.ModelServerConfig:
+    """Parse a ModelServerConfig text proto read from ``path`` (named in the error)."""
     from google.protobuf import text_format
 
-    with tf.io.gfile.GFile(path) as f:
-        text = f.read()
     try:
         return text_format.Parse(text, model_server_config_pb2.ModelServerConfig())
     except text_format.ParseError as e:
-        raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, f"{path}: {e}") from e
+        # TF Serving's own wording (ParseProtoTextFile), which scripts and its tests look for
+        raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                           f"{path}: Error parsing text-format tensorflow.serving.ModelServerConfig: {e}") from e

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+from dataclasses import dataclass
 from typing import Callable, Mapping
 
 import grpc
@@ -17,6 +18,19 @@ from serving.errors import ServingError, invalid
 
 DEFAULT_SIGNATURE = "serving_default"
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
+TFLITE_FILE = "model.tflite"
+PREDICT_METHOD, CLASSIFY_METHOD, REGRESS_METHOD = "tensorflow/serving/predict", "tensorflow/serving/classify", "tensorflow/serving/regress"
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """How every version is loaded and called (``--saved_model_tags``, the session flags,
+    ``--enable_signature_method_name_check``)."""
+
+    session_config: tf.compat.v1.ConfigProto | None = None
+    tags: tuple[str, ...] = ("serve",)
+    method_name_check: bool = False
+    prefer_tflite: bool = False  # --prefer_tflite_model: model.tflite of a version directory when it has one
 
 
 def _set(names: set[str]) -> str:
@@ -45,29 +59,23 @@ def examples_from_input(request_input: input_pb2.Input) -> list[bytes]:
     return serialized
 
 
-# (numpy dtype, None for strings; dims with None for unknown ones, or None for any rank)
-_InputCheck = tuple[np.dtype | None, tuple[int | None, ...] | None]
+# The numpy dtype an input must have, None for strings. Shapes are not checked before the call:
+# TF Serving feeds the tensor and lets the graph decide (a [1] tensor for a [None, 1] input runs),
+# and a shape the graph cannot take fails in the call with TensorFlow's INVALID_ARGUMENT.
+_InputCheck = np.dtype | None
 
 
 def _input_check(spec: tf.TensorSpec) -> _InputCheck:
-    dtype = None if spec.dtype == tf.string else np.dtype(spec.dtype.as_numpy_dtype)
-    dims = None if spec.shape.rank is None else tuple(spec.shape.as_list())
-    return dtype, dims
+    return None if spec.dtype == tf.string else np.dtype(spec.dtype.as_numpy_dtype)
 
 
-def _passes(array: np.ndarray | None, check: _InputCheck) -> bool:
-    """Whether an input has the dtype and a shape compatible with its spec (the common, valid case)."""
+def _passes(array: np.ndarray | None, dtype: _InputCheck) -> bool:
+    """Whether an input has its spec's dtype (the common, valid case)."""
     if array is None:
         return False
-    dtype, dims = check
     if dtype is None:
-        if array.dtype != object and array.dtype.kind not in "SU":
-            return False
-    elif array.dtype != dtype:
-        return False
-    if dims is None:
-        return True
-    return len(dims) == array.ndim and all(d is None or d == n for d, n in zip(dims, array.shape, strict=True))
+        return array.dtype == object or array.dtype.kind in "SU"
+    return array.dtype == dtype
 
 
 def _status_from_tf(e: tf.errors.OpError) -> ServingError:
@@ -87,15 +95,12 @@ class ServableVersion:
     thread-safe, so concurrent requests share the version.
     """
 
-    def __init__(self, name: str, version: int, path: str, session_config: tf.compat.v1.ConfigProto | None = None) -> None:
+    def __init__(self, name: str, version: int, path: str, options: LoadOptions | None = None) -> None:
         self.name = name
         self.version = version
         self.path = path
-        self._graph = tf.Graph()
-        self._session = tf.compat.v1.Session(graph=self._graph, config=session_config)
-        with self._graph.as_default():
-            meta_graph = loader_impl.SavedModelLoader(path).load(self._session, ["serve"])
-        self.signature_defs: Mapping[str, meta_graph_pb2.SignatureDef] = dict(meta_graph.signature_def)
+        self.options = options or LoadOptions()
+        self.signature_defs: Mapping[str, meta_graph_pb2.SignatureDef] = self._load()
         self._specs = {
             key: {alias: tf.TensorSpec(tf.TensorShape(info.tensor_shape), tf.as_dtype(info.dtype)) for alias, info in sig.inputs.items()}
             for key, sig in self.signature_defs.items()
@@ -107,6 +112,14 @@ class ServableVersion:
         self._output_aliases = {key: tuple(sorted(self.signature_defs[key].outputs)) for key in self._specs}
         self._runners: dict[tuple[str, tuple[str, ...], tuple[str, ...]], Callable[..., list[np.ndarray]]] = {}
         self._runners_lock = threading.Lock()
+
+    def _load(self) -> dict[str, meta_graph_pb2.SignatureDef]:
+        """Load the SavedModel into a Session of its own; its SignatureDefs."""
+        self._graph = tf.Graph()
+        self._session = tf.compat.v1.Session(graph=self._graph, config=self.options.session_config)
+        with self._graph.as_default():
+            meta_graph = loader_impl.SavedModelLoader(self.path).load(self._session, list(self.options.tags))
+        return dict(meta_graph.signature_def)
 
     def signature(self, name: str) -> tuple[str, Mapping[str, tf.TensorSpec]]:
         """(resolved name, its input specs); empty name = serving_default."""
@@ -125,7 +138,8 @@ class ServableVersion:
         return set(self.signature_defs[key].outputs)
 
     def check_inputs(self, signature_name: str, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Keys, dtypes and shapes against the signature; arrays ready to feed."""
+        """Predict's checks: method name (if asked), keys and dtypes (shapes are the graph's to judge)."""
+        self.check_method(signature_name, (PREDICT_METHOD, CLASSIFY_METHOD, REGRESS_METHOD), "prediction")
         key, specs = self.signature(signature_name)
         if all(_passes(inputs.get(alias), check) for alias, check in self._input_checks[key].items()) and len(inputs) == len(specs):
             return dict(inputs)
@@ -143,8 +157,6 @@ class ServableVersion:
             actual = tf.string if array.dtype == object or array.dtype.kind in "SU" else tf.as_dtype(array.dtype)
             if actual != spec.dtype:
                 raise invalid(f"Expects arg[{sorted(specs).index(alias)}] to be {spec.dtype.name} but {actual.name} is provided")
-            if not spec.shape.is_compatible_with(array.shape):
-                raise invalid(f"input '{alias}' has shape {list(array.shape)}, but the signature expects {spec.shape.as_list()}")
         return dict(inputs)
 
     def run(self, signature_name: str, inputs: Mapping[str, np.ndarray], output_filter: list[str] | None = None) -> dict[str, np.ndarray]:
@@ -195,8 +207,18 @@ class ServableVersion:
             raise invalid(f"Input tensor '{key}' must be of type string (serialized tf.Example), got {spec.dtype.name}.")
         return key
 
+    def check_method(self, signature_name: str, allowed: tuple[str, ...], kind: str) -> None:
+        """With ``--enable_signature_method_name_check``: refuse a signature of another method (TF Serving's words)."""
+        if not self.options.method_name_check:
+            return
+        method = self.signature_defs[self.signature(signature_name)[0]].method_name
+        if method not in allowed:
+            expected = allowed[0] if len(allowed) == 1 else "one of {" + ", ".join(allowed) + "}"
+            raise invalid(f"Expected {kind} signature method_name to be {expected}. Was: {method}")
+
     def classify(self, signature_name: str, serialized: list[bytes]) -> tuple[np.ndarray | None, np.ndarray | None]:
         """(classes [batch, k] or None, scores [batch, k] or None) from a classify-shaped signature."""
+        self.check_method(signature_name, (CLASSIFY_METHOD,), "classification")
         key = self._single_input(signature_name)
         outputs = self.output_keys(signature_name)
         wanted = [k for k in ("classes", "scores") if k in outputs]
@@ -211,6 +233,7 @@ class ServableVersion:
 
     def regress(self, signature_name: str, serialized: list[bytes]) -> np.ndarray:
         """One value per example from a regress-shaped signature (output ``outputs``)."""
+        self.check_method(signature_name, (REGRESS_METHOD,), "regression")
         key = self._single_input(signature_name)
         if "outputs" not in self.output_keys(signature_name):
             raise invalid("No output Tensor with name 'outputs' found in the signature; Regress needs one.")
@@ -220,3 +243,14 @@ class ServableVersion:
         if values.ndim != 1 or values.shape[0] != len(serialized):
             raise invalid(f"Expected output Tensor shape to be either [batch_size] or [batch_size, 1] but got {list(values.shape)}")
         return values
+
+
+def load_version(name: str, version: int, path: str, options: LoadOptions | None = None) -> ServableVersion:
+    """The version at ``path``: from ``model.tflite`` with ``prefer_tflite`` when the file is there
+    (TF Serving's fallback: else the SavedModel), else from the SavedModel."""
+    options = options or LoadOptions()
+    if options.prefer_tflite and tf.io.gfile.exists(os.path.join(path, TFLITE_FILE)):
+        from serving.tflite_servable import TfLiteVersion
+
+        return TfLiteVersion(name, version, path, options)
+    return ServableVersion(name, version, path, options)

@@ -41,7 +41,7 @@ from tfx.components.infra_validator import types as infra_types
 from tfx.components.infra_validator.model_server_clients.tensorflow_serving_client import TensorFlowServingClient
 
 from serving.client import ModelClient
-from serving.servable import ServableVersion
+from serving.servable import LoadOptions, ServableVersion
 from serving.server import build_parser, session_config, start_server
 
 MODEL = "synthetic"
@@ -217,7 +217,7 @@ def test_classify_merges_context_features(stubs, expected) -> None:
 @pytest.mark.parametrize("inline", ["true", "false"])
 def test_session_options_keep_the_answers(pushed_model: str, expected, inline: str) -> None:
     config = session_config(build_parser().parse_args([f"--inline_all_functions={inline}"]))
-    servable = ServableVersion(MODEL, 1, pushed_model, config)
+    servable = ServableVersion(MODEL, 1, pushed_model, LoadOptions(session_config=config))
     scores = servable.run("", {"examples": np.array(SERIALIZED, dtype=object)})["probability"].reshape(-1)
     np.testing.assert_allclose(scores, expected, atol=1e-6)
 
@@ -393,7 +393,7 @@ def test_rest_api(own_server, expected) -> None:
     status = json.load(urllib.request.urlopen(url))
     assert status["model_version_status"][0]["state"] == "AVAILABLE"
     metadata = json.load(urllib.request.urlopen(url + "/versions/1/metadata"))
-    assert "serving_default" in metadata["metadata"]["signature_def"]["signatureDef"]
+    assert "serving_default" in metadata["metadata"]["signature_def"]["signature_def"]
 
     import base64
 
