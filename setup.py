@@ -27,6 +27,8 @@ setup(
         # s3:// for tf.io.gfile (TensorFlow 2.16 has gs:// built in, not s3://); 0.37.1 is the release
         # for TF 2.16 and the last one. Its exit abort is fixed in storage/tfio_exit_fix.py.
         "tensorflow-io==0.37.1",
+        # TF Text's kernels, which tensorflow_model_server links: models that use them must load
+        "tensorflow-text==2.16.1",
         "grpcio-health-checking==1.48.2",  # the standard grpc.health.v1 service of the model server
         "kfp==2.5.0",
         "pyyaml>=6",

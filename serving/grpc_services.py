@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from concurrent.futures import Executor
 from typing import Any, Awaitable, Callable
 
@@ -21,31 +22,43 @@ from serving.handlers import RequestHandlers
 log = logging.getLogger("embedpipe.serving")
 
 
-async def _answer(context: grpc.aio.ServicerContext, call: Callable[[], Awaitable[Any]]) -> Any:
-    try:
-        return await call()
-    except ServingError as e:
-        await context.abort(e.code, e.message)
-    except Exception as e:  # never let a bad request take the server down
-        log.exception("request failed")
-        await context.abort(grpc.StatusCode.INTERNAL, f"{type(e).__name__}: {e}")
-
-
 class _Servicer:
     def __init__(self, handlers: RequestHandlers, executor: Executor) -> None:
         self.h = handlers
         self._executor = executor
 
+    async def _answer(self, context: grpc.aio.ServicerContext, request: Any, call: Callable[[], Awaitable[Any]]) -> Any:
+        """Run ``call``; a ServingError becomes its status; count the request (serving/monitoring.py)."""
+        started, status = time.perf_counter(), grpc.StatusCode.OK
+        try:
+            return await call()
+        except ServingError as e:
+            status = e.code
+            await context.abort(e.code, e.message)
+        except Exception as e:  # never let a bad request take the server down
+            status = grpc.StatusCode.INTERNAL
+            log.exception("request failed")
+            await context.abort(grpc.StatusCode.INTERNAL, f"{type(e).__name__}: {e}")
+        finally:
+            model = request.model_spec.name if hasattr(request, "model_spec") else ""
+            self.h.metrics.request(model, _API[type(request).__name__], "GRPC", status.name, time.perf_counter() - started)
+
     async def _in_pool(self, context: grpc.aio.ServicerContext, fn: Callable[[Any], Any], request: Any) -> Any:
         loop = asyncio.get_running_loop()
-        return await _answer(context, lambda: loop.run_in_executor(self._executor, fn, request))
+        return await self._answer(context, request, lambda: loop.run_in_executor(self._executor, fn, request))
+
+
+# request message -> the API label of TF Serving's request_latency metric
+_API = {"PredictRequest": "predict", "ClassificationRequest": "classify", "RegressionRequest": "regress",
+        "MultiInferenceRequest": "multi_inference", "GetModelMetadataRequest": "get_model_metadata",
+        "GetModelStatusRequest": "get_model_status", "ReloadConfigRequest": "reload_config"}
 
 
 class PredictionService(_Servicer, prediction_service_pb2_grpc.PredictionServiceServicer):
     """tensorflow.serving.PredictionService."""
 
     async def Predict(self, request, context):  # noqa: N802 -- gRPC method names
-        return await _answer(context, lambda: self.h.predict_async(request))
+        return await self._answer(context, request, lambda: self.h.predict_async(request))
 
     async def Classify(self, request, context):  # noqa: N802
         return await self._in_pool(context, self.h.classify, request)

@@ -14,6 +14,7 @@ import base64
 import json
 import re
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -127,7 +128,10 @@ class RestApi:
             response.metadata["signature_def"].Unpack(signature_map)
             return {
                 "model_spec": {"name": name, "signature_name": "", "version": str(response.model_spec.version.value)},
-                "metadata": {"signature_def": json_format.MessageToDict(signature_map)},
+                # As TF Serving prints it (JsonPrintOptions always_print_primitive_fields and proto
+                # field names): signature_def, tensor_shape, method_name, with default values.
+                "metadata": {"signature_def": json_format.MessageToDict(
+                    signature_map, preserving_proto_field_name=True, including_default_value_fields=True)},
             }
         status = self.h.get_model_status(get_model_status_pb2.GetModelStatusRequest(model_spec=spec))
         return {
@@ -194,28 +198,59 @@ class RestApi:
         return {"predictions": [{k: _encode(v[i]) for k, v in outputs.items()} for i in range(rows)]}
 
 
-def make_rest_server(handlers: RequestHandlers, port: int, host: str = "0.0.0.0") -> ThreadingHTTPServer:
-    """A started-on-demand HTTP server for the REST API (call ``serve_forever`` in a thread)."""
+def make_rest_server(handlers: RequestHandlers, port: int, host: str = "0.0.0.0", cors: bool = False,
+                     metrics_path: str | None = None) -> ThreadingHTTPServer:
+    """The REST API on ``host:port``, served from a daemon thread. ``cors``: answer with TF Serving's
+    CORS headers (``--rest_api_enable_cors_support``) and to OPTIONS preflights; ``metrics_path``:
+    where Prometheus scrapes (``--monitoring_config_file``), None = not served."""
     api = RestApi(handlers)
 
     class Handler(BaseHTTPRequestHandler):
+        def _cors_headers(self) -> None:
+            if cors:
+                self.send_header("Access-Control-Allow-Origin", "*")
+                self.send_header("Access-Control-Allow-Methods", "POST, GET")
+                self.send_header("Access-Control-Allow-Headers", "Content-Type")
+
         def _reply(self, code: int, payload: dict[str, Any]) -> None:
             data = json.dumps(payload).encode()
             self.send_response(code)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
+            self._cors_headers()
             self.end_headers()
             self.wfile.write(data)
 
+        def do_OPTIONS(self) -> None:  # noqa: N802
+            self.send_response(204 if cors else 405)
+            self._cors_headers()
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
         def _run(self, call) -> None:
+            started, status = time.perf_counter(), "OK"
             try:
                 self._reply(200, call())
             except ServingError as e:
+                status = e.code.name
                 self._reply(_HTTP.get(e.code, 500), {"error": e.message})
             except (ValueError, TypeError, KeyError) as e:
+                status = "INVALID_ARGUMENT"
                 self._reply(400, {"error": f"{type(e).__name__}: {e}"})
+            finally:
+                m = _PATH.match(self.path)
+                model, api_name = (m.group(1), m.group(5) or ("get_model_metadata" if m.group(4) else "get_model_status")) if m else ("", "")
+                handlers.metrics.request(model, api_name, "REST", status, time.perf_counter() - started)
 
         def do_GET(self) -> None:  # noqa: N802
+            if metrics_path and self.path == metrics_path:
+                data = handlers.metrics.render().encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain; version=0.0.4")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                return
             self._run(lambda: api.get(self.path))
 
         def do_POST(self) -> None:  # noqa: N802

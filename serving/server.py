@@ -16,7 +16,7 @@ import signal
 import sys
 import threading
 from concurrent import futures
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
@@ -27,53 +27,18 @@ from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_p
 
 from serving.batching import Batcher, BatchingParameters, parse_batching_parameters
 from serving.errors import ServingError
+from serving.flags import build_parser, check_flags, grpc_channel_arguments
 from serving.grpc_services import ModelService, PredictionService
 from serving.handlers import RequestHandlers
-from serving.model_manager import ModelManager, load_config_file, single_model_config
+from serving.model_manager import ModelManager, parse_model_config, single_model_config
+from serving.monitoring import Metrics, prometheus_path
+from serving.profiler_service import profiler_handler
+from serving.servable import LoadOptions
 from storage import enable_object_storage
 
 log = logging.getLogger("embedpipe.serving")
 MAX_MESSAGE_BYTES = 2**31 - 1  # TF Serving accepts messages up to INT32_MAX
 GRPC_OPTIONS = [("grpc.max_receive_message_length", MAX_MESSAGE_BYTES), ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)]
-
-
-def _bool(text: str) -> bool:
-    if text.lower() in ("1", "true", "yes"):
-        return True
-    if text.lower() in ("0", "false", "no"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The flags, spelled as tensorflow_model_server spells them."""
-    p = argparse.ArgumentParser(prog="embedpipe serve", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--port", type=int, default=8500, help="gRPC port (0 picks a free one)")
-    p.add_argument("--grpc_host", default="0.0.0.0")
-    p.add_argument("--rest_api_port", type=int, default=0, help="REST port; 0 = no REST")
-    p.add_argument("--model_name", default="default")
-    p.add_argument("--model_base_path", default="")
-    p.add_argument("--model_config_file", default="", help="ModelServerConfig text proto (several models)")
-    p.add_argument("--file_system_poll_wait_seconds", type=float, default=1.0, help="0 = load once, never poll")
-    p.add_argument("--enable_batching", type=_bool, nargs="?", const=True, default=False)
-    p.add_argument("--batching_parameters_file", default="", help="BatchingParameters text proto")
-    p.add_argument("--max_batch_size", type=int)
-    p.add_argument("--batch_timeout_micros", type=int)
-    p.add_argument("--num_batch_threads", type=int)
-    p.add_argument("--max_enqueued_batches", type=int)
-    p.add_argument("--grpc_max_threads", type=int, default=64, help="threads for the RPCs other than Predict")
-    p.add_argument("--tensorflow_intra_op_parallelism", type=int, default=0, help="threads inside one op; 0 = TensorFlow decides")
-    p.add_argument(
-        "--tensorflow_inter_op_parallelism", type=int, default=-1,
-        help="ops run at once from a pool of this size; 0 = TensorFlow decides; -1 (default) = each request's ops run on "
-        "the thread serving it, no pool hand-offs (docs/SERVING.md)",
-    )
-    p.add_argument(
-        "--inline_all_functions", type=_bool, nargs="?", const=True, default=True,
-        help="(not a TF Serving flag) let Grappler inline every function call of a signature, including the Transform "
-        "layer's, which it otherwise keeps as a nested call (docs/SERVING.md); false = TensorFlow's default",
-    )
-    return p
 
 
 @dataclass
@@ -90,9 +55,12 @@ class RunningServer:
     rest_server: object | None = None
     rest_port: int = 0
     batcher: Batcher | None = None
+    config_poller: threading.Thread | None = None
+    stopping: threading.Event = field(default_factory=threading.Event)
 
     def stop(self, grace: float = 10.0) -> None:
         """Refuse new requests, finish in-flight ones (up to ``grace`` s), stop polling."""
+        self.stopping.set()
         self._on_loop(self.health.enter_graceful_shutdown())
         if self.rest_server is not None:
             self.rest_server.shutdown()
@@ -118,11 +86,21 @@ def batching_parameters(args: argparse.Namespace) -> BatchingParameters:
 
 
 def session_config(args: argparse.Namespace) -> tf.compat.v1.ConfigProto:
-    """The TF session options every loaded version runs with."""
-    config = tf.compat.v1.ConfigProto(
-        intra_op_parallelism_threads=args.tensorflow_intra_op_parallelism,
-        inter_op_parallelism_threads=args.tensorflow_inter_op_parallelism,
-    )
+    """The TF session options every loaded version runs with: ``--tensorflow_session_config_file``,
+    then the parallelism flags on top (``--tensorflow_session_parallelism`` fills both pools' sizes
+    where their own flags are 0, as in TF Serving)."""
+    config = tf.compat.v1.ConfigProto()
+    if args.tensorflow_session_config_file:
+        from google.protobuf import text_format
+
+        with tf.io.gfile.GFile(args.tensorflow_session_config_file) as f:
+            text_format.Parse(f.read(), config)
+    intra = args.tensorflow_intra_op_parallelism or args.tensorflow_session_parallelism
+    inter = args.tensorflow_inter_op_parallelism or args.tensorflow_session_parallelism
+    if intra:
+        config.intra_op_parallelism_threads = intra
+    if inter:
+        config.inter_op_parallelism_threads = inter
     if args.inline_all_functions:
         # Grappler's default mode keeps a function call whose stateful ops (a vocabulary table's
         # size, read by tft.apply_vocabulary) do not depend on its inputs; AGGRESSIVE inlines it too.
@@ -130,17 +108,43 @@ def session_config(args: argparse.Namespace) -> tf.compat.v1.ConfigProto:
     return config
 
 
+def register_custom_ops() -> None:
+    """TF Text's kernels, as tensorflow_model_server links them: models using them load."""
+    try:
+        import tensorflow_text  # noqa: F401 -- registers the ops
+    except ImportError:  # not installed: models with TF Text ops fail to load, naming the op
+        log.warning("tensorflow-text is not installed: models using TF Text ops will not load")
+
+
 def start_server(args: argparse.Namespace) -> RunningServer:
     """Load the models, then serve gRPC (and REST) in background threads."""
+    register_custom_ops()
+    config_text = None
     if args.model_config_file:
-        config = load_config_file(args.model_config_file)
+        with tf.io.gfile.GFile(args.model_config_file) as f:
+            config_text = f.read()
+        config = parse_model_config(config_text, args.model_config_file)
     elif args.model_base_path:
         config = single_model_config(args.model_name, args.model_base_path)
     else:
         raise SystemExit("embedpipe serve: give --model_base_path (with --model_name) or --model_config_file")
+    ignored = check_flags(args)
+    if ignored:
+        log.warning("accepted but not applied here (docs/SERVING.md): %s", ", ".join(f"--{n}" for n in ignored))
+    channel_options = grpc_channel_arguments(args.grpc_channel_arguments)
+    metrics_path = None
+    if args.monitoring_config_file:
+        with tf.io.gfile.GFile(args.monitoring_config_file) as f:
+            metrics_path = prometheus_path(f.read(), args.monitoring_config_file)
+    metrics = Metrics()
     batcher = Batcher(batching_parameters(args)) if args.enable_batching else None
-    handlers = RequestHandlers(manager=None, batcher=batcher)  # type: ignore[arg-type]
-    manager = ModelManager(config, args.file_system_poll_wait_seconds, handlers.replay_warmup, session_config(args))
+    handlers = RequestHandlers(manager=None, batcher=batcher, metrics=metrics)  # type: ignore[arg-type]
+    load_options = LoadOptions(session_config(args), tuple(t.strip() for t in args.saved_model_tags.split(",") if t.strip()),
+                               args.enable_signature_method_name_check, args.prefer_tflite_model)
+    iterations = args.num_request_iterations_for_warmup
+    warmup = (lambda servable: handlers.replay_warmup(servable, iterations)) if args.enable_model_warmup else None
+    manager = ModelManager(config, args.file_system_poll_wait_seconds, warmup, load_options,
+                           args.max_num_load_retries, args.load_retry_interval_micros / 1e6, metrics)
     handlers.manager = manager
     manager.start()
 
@@ -149,14 +153,18 @@ def start_server(args: argparse.Namespace) -> RunningServer:
     executor = futures.ThreadPoolExecutor(max_workers=args.grpc_max_threads, thread_name_prefix="embedpipe-rpc")
 
     async def start_grpc() -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
-        server = grpc.aio.server(options=GRPC_OPTIONS)
+        server = grpc.aio.server(options=GRPC_OPTIONS + channel_options)
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionService(handlers, executor), server)
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(handlers, executor), server)
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+        if args.enable_profiler:
+            server.add_generic_rpc_handlers((profiler_handler(executor),))
         port = server.add_insecure_port(f"{args.grpc_host}:{args.port}")
         if port == 0:
             raise SystemExit(f"embedpipe serve: cannot bind gRPC port {args.port}")
+        if args.grpc_socket_path and not server.add_insecure_port(f"unix:{args.grpc_socket_path}"):
+            raise SystemExit(f"embedpipe serve: cannot listen on UNIX socket {args.grpc_socket_path}")
         await server.start()
         for service in ("", "tensorflow.serving.PredictionService", "tensorflow.serving.ModelService"):
             await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
@@ -167,14 +175,40 @@ def start_server(args: argparse.Namespace) -> RunningServer:
     if args.rest_api_port:
         from serving.rest import make_rest_server
 
-        running.rest_server = make_rest_server(handlers, args.rest_api_port)
+        running.rest_server = make_rest_server(handlers, args.rest_api_port, cors=args.rest_api_enable_cors_support,
+                                               metrics_path=metrics_path)
         running.rest_port = running.rest_server.server_address[1]
+    if args.model_config_file and args.model_config_file_poll_wait_seconds > 0:
+        running.config_poller = threading.Thread(
+            target=_poll_config_file, args=(args.model_config_file, config_text, args.model_config_file_poll_wait_seconds, running),
+            name="embedpipe-config-poller", daemon=True)
+        running.config_poller.start()
     return running
+
+
+def _poll_config_file(path: str, last: str, every: float, running: RunningServer) -> None:
+    """Re-read ``--model_config_file`` every ``every`` seconds; apply it when its text differs from
+    ``last`` (the text the server runs). As TF Serving's config poller: a file that cannot be read
+    or parsed is logged and the current models keep serving.
+    """
+    while not running.stopping.wait(every):
+        try:
+            with tf.io.gfile.GFile(path) as f:
+                text = f.read()
+            if text != last:
+                running.manager.reload(parse_model_config(text, path))
+                last = text
+                log.info("applied the changed model config file %s", path)
+        except Exception as e:  # keep serving what is loaded
+            log.error("model config file %s not applied: %s", path, e)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run until SIGTERM or SIGINT; exit 0 after draining."""
     args = build_parser().parse_args(argv)
+    if args.version:
+        print(f"TensorFlow ModelServer: embedpipe (TF Serving 2.16.1 API)\nTensorFlow Library: {tf.__version__}")
+        return 0
     enable_object_storage()  # --model_base_path / --model_config_file may be s3:// (gs:// is built in)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
     try:
