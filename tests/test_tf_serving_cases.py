@@ -72,11 +72,46 @@ def _serve(tmp_path: Path, *flags: str):
     return start_server(build_parser().parse_args(args))
 
 
-@pytest.fixture(scope="module")
-def default_server(models, tmp_path_factory):
-    """``--model_name=default`` on half_plus_two, with Prometheus on: the server most cases use."""
-    running = _serve(tmp_path_factory.mktemp("uds"), "--model_name=default", f"--model_base_path={models['two']}",
-                     f"--monitoring_config_file={models['root'] / 'monitoring_config.txt'}")
+class _Binary:
+    """A real ``tensorflow_model_server`` started with the same flags (where one is on PATH)."""
+
+    def __init__(self, binary: str, flags: list[str]) -> None:
+        import portpicker
+
+        self.port, self.rest_port = portpicker.pick_unused_port(), portpicker.pick_unused_port()
+        self.process = subprocess.Popen([binary, f"--port={self.port}", f"--rest_api_port={self.rest_port}", *flags])
+        prediction, _ = _stub(f"localhost:{self.port}")
+
+        def ready() -> bool:  # TF Serving's test base: a missing model answers "Servable ..." once up
+            try:
+                prediction.Predict(_predict_request("intentionally_missing_model"), 5)
+            except grpc.RpcError as e:
+                return "Servable" in (e.details() or "")
+            return False
+
+        assert _wait_for(ready, timeout=60), "tensorflow_model_server did not come up"
+
+    def stop(self, grace: float = 1) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module", params=["embedpipe", "tensorflow_model_server"])
+def default_server(request, models, tmp_path_factory):
+    """``--model_name=default`` on half_plus_two, with Prometheus on: the server most cases use;
+    the same cases run against a real ``tensorflow_model_server`` where one is on PATH."""
+    uds = tmp_path_factory.mktemp("uds")
+    flags = ["--model_name=default", f"--model_base_path={models['two']}",
+             f"--monitoring_config_file={models['root'] / 'monitoring_config.txt'}"]
+    if request.param == "tensorflow_model_server":
+        import shutil
+
+        binary = shutil.which("tensorflow_model_server")
+        if binary is None:
+            pytest.skip("no tensorflow_model_server binary on PATH; the comparison with real TF Serving runs where one is installed")
+        running = _Binary(binary, ["--rest_api_timeout_in_ms=5000", f"--grpc_socket_path={uds / 'tf-serving.sock'}", *flags])
+    else:
+        running = _serve(uds, *flags)
     yield running
     running.stop(grace=1)
 
@@ -184,9 +219,9 @@ def test_predict_saved_model(default_server) -> None:
 
 def test_predict_over_the_unix_socket(default_server, tmp_path_factory) -> None:
     """testPredictUDS: the same services on --grpc_socket_path."""
-    sockets = sorted(Path(tmp_path_factory.getbasetemp()).glob("uds*/tf-serving.sock"))
+    sockets = sorted(Path(tmp_path_factory.getbasetemp()).glob("uds*/tf-serving.sock"), key=lambda p: p.stat().st_mtime)
     assert sockets, "the server listens on its UNIX socket"
-    prediction, _ = _stub(f"unix:{sockets[0]}")
+    prediction, _ = _stub(f"unix:{sockets[-1]}")
     _check_predict(prediction.Predict(_predict_request(), 10), 3.0)
 
 
