@@ -64,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grpc_channel_arguments", default="", help="comma-separated key=value gRPC server arguments")
     p.add_argument("--grpc_max_threads", type=int, default=64, help="threads for the RPCs other than Predict")
     p.add_argument("--rest_api_port", type=int, default=0, help="REST port; 0 = no REST")
+    p.add_argument("--rest_api_host", default="0.0.0.0", help="(not a TF Serving flag) address the REST port binds")
     _flag_bool(p, "rest_api_enable_cors_support", False, "answer REST calls with CORS headers")
     p.add_argument("--model_name", default="default")
     p.add_argument("--model_base_path", default="")

@@ -114,6 +114,7 @@ class ModelManager:
         self._max_attempts = 1 + max(0, max_load_retries)
         self._retry_interval = load_retry_interval_seconds
         self._metrics = metrics or Metrics()
+        self._last_log: dict[str, tuple[str, float]] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.reload(config)
@@ -168,11 +169,29 @@ class ModelManager:
                 log.exception("polling the model directories failed")
 
     def poll_once(self) -> None:
-        """Load wanted versions (warming them up), then unload versions no longer wanted."""
+        """Load wanted versions (warming them up), then unload versions no longer wanted.
+
+        As TF Serving's file-system source (servable_versions_always_present: false, its default):
+        a base path that cannot be found is a file-system error, logged, and the loaded versions
+        keep serving; a base path that holds no version unloads every version, with a warning.
+        """
         with self._lock:
             models = list(self._models.items())
         for name, model in models:
-            on_disk = available_versions(model.config.base_path, self._model_files)
+            base = model.config.base_path
+            if not tf.io.gfile.isdir(base):
+                self._log_throttled(name, logging.ERROR, "FileSystemStoragePathSource encountered a filesystem access error: "
+                                    f"Could not find base path {base} for servable {name}; still serving versions "
+                                    f"{sorted(model.loaded) or 'none'}")
+                continue
+            on_disk = available_versions(base, self._model_files)
+            if not on_disk:
+                self._log_throttled(name, logging.WARNING, f"No versions of servable {name} found under base path {base}. "
+                                    "Did you forget to name your leaf directory as a number (eg. '/1/')?")
+                with self._lock:
+                    self._unload_all(name)
+                continue
+            self._last_log.pop(name, None)
             wanted = wanted_versions(model.config, sorted(on_disk))
             for version in wanted:
                 if version not in model.loaded:
@@ -182,6 +201,15 @@ class ModelManager:
                 if any(v in model.loaded for v in wanted):
                     for version in [v for v in model.loaded if v not in wanted]:
                         self._unload(name, model, version)
+
+    def _log_throttled(self, name: str, level: int, message: str, every: float = 60.0) -> None:
+        """Log ``message`` when it changes, and again every ``every`` seconds while it holds
+        (TF Serving logs it at every poll: once a second by default)."""
+        last = self._last_log.get(name)
+        now = time.monotonic()
+        if last is None or last[0] != message or now - last[1] >= every:
+            log.log(level, message)
+            self._last_log[name] = (message, now)
 
     def _load(self, name: str, model: ManagedModel, version: int, path: str) -> None:
         status = model.status.setdefault(version, VersionStatus(State.START))

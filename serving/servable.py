@@ -179,6 +179,9 @@ class ServableVersion:
             values = runner(*(inputs[k] for k in feed))
         except tf.errors.OpError as e:
             raise _status_from_tf(e) from e
+        except UnicodeDecodeError as e:  # TensorFlow's own message quotes the request's bytes (ParseExample
+            # of garbage: "Could not parse example input, value: '...'"), which Python cannot decode
+            raise invalid(e.object.decode("utf-8", "backslashreplace") if isinstance(e.object, bytes) else str(e)) from e
         except (TypeError, ValueError) as e:
             raise invalid(str(e)) from e
         return dict(zip(fetch, values, strict=True))

@@ -175,7 +175,7 @@ def start_server(args: argparse.Namespace) -> RunningServer:
     if args.rest_api_port:
         from serving.rest import make_rest_server
 
-        running.rest_server = make_rest_server(handlers, args.rest_api_port, cors=args.rest_api_enable_cors_support,
+        running.rest_server = make_rest_server(handlers, args.rest_api_port, args.rest_api_host, cors=args.rest_api_enable_cors_support,
                                                metrics_path=metrics_path)
         running.rest_port = running.rest_server.server_address[1]
     if args.model_config_file and args.model_config_file_poll_wait_seconds > 0:

@@ -1,0 +1,96 @@
+"""Faults a model server meets in production, injected on purpose (docs/RELIABILITY.md lists them)."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from pathlib import Path
+
+import grpc
+import pytest
+from tensorflow_serving.apis import get_model_status_pb2, model_service_pb2_grpc, prediction_service_pb2_grpc
+
+from serving.server import build_parser, start_server
+from tests.tfs_models import write_half_plus
+
+MODEL = "half_plus_two"
+
+
+@pytest.fixture
+def served(tmp_path: Path):
+    base = tmp_path / MODEL
+    write_half_plus(str(base))
+    running = start_server(build_parser().parse_args(
+        ["--port=0", f"--model_name={MODEL}", f"--model_base_path={base}", "--file_system_poll_wait_seconds=0.2"]))
+    yield running, base
+    running.stop(grace=1)
+
+
+def _status(running) -> list:
+    stub = model_service_pb2_grpc.ModelServiceStub(grpc.insecure_channel(f"localhost:{running.port}"))
+    request = get_model_status_pb2.GetModelStatusRequest()
+    request.model_spec.name = MODEL
+    return list(stub.GetModelStatus(request, 10).model_version_status)
+
+
+def _predict(running) -> float:
+    from tests.test_tf_serving_cases import _predict_request
+
+    stub = prediction_service_pb2_grpc.PredictionServiceStub(grpc.insecure_channel(f"localhost:{running.port}"))
+    return stub.Predict(_predict_request(MODEL), 10).outputs["y"].float_val[0]
+
+
+def _wait_for_log(caplog, text: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(text in r.getMessage() for r in caplog.records):
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"no log record with {text!r}: {[r.getMessage() for r in caplog.records][-5:]}")
+
+
+def test_a_vanished_model_directory_is_logged_and_the_loaded_version_keeps_serving(served, caplog) -> None:
+    """TF Serving: 'FileSystemStoragePathSource encountered a filesystem access error: Could not find
+    base path ...', and the loaded versions stay (its source does not call back on the error)."""
+    running, base = served
+    with caplog.at_level(logging.ERROR, logger="embedpipe.serving"):
+        shutil.rmtree(base)
+        _wait_for_log(caplog, f"Could not find base path {base} for servable {MODEL}")
+    assert _predict(running) == 3.0
+    assert [s.state for s in _status(running)] == [get_model_status_pb2.ModelVersionStatus.AVAILABLE]
+
+
+def test_an_emptied_model_directory_unloads_every_version_with_a_warning(served, caplog) -> None:
+    """TF Serving (servable_versions_always_present: false, its default): no versions found ->
+    none aspired -> unloaded; requests then get NOT_FOUND."""
+    running, base = served
+    with caplog.at_level(logging.WARNING, logger="embedpipe.serving"):
+        shutil.rmtree(base / "00000123")
+        _wait_for_log(caplog, f"No versions of servable {MODEL} found under base path {base}")
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and _status(running)[0].state != get_model_status_pb2.ModelVersionStatus.END:
+        time.sleep(0.1)
+    assert _status(running)[0].state == get_model_status_pb2.ModelVersionStatus.END
+    with pytest.raises(grpc.RpcError) as e:
+        _predict(running)
+    assert e.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_both_transports_bind_the_address_they_are_given(tmp_path: Path) -> None:
+    import portpicker
+
+    from tests.reliability.test_canary_faults import _listening_addresses
+
+    base = tmp_path / MODEL
+    write_half_plus(str(base))
+    rest_port = portpicker.pick_unused_port()
+    running = start_server(build_parser().parse_args(
+        ["--port=0", "--grpc_host=127.0.0.1", f"--rest_api_port={rest_port}", "--rest_api_host=127.0.0.1",
+         f"--model_name={MODEL}", f"--model_base_path={base}"]))
+    try:
+        loopback = {"0100007F", "0000000000000000FFFF00000100007F"}
+        assert _listening_addresses(running.port) <= loopback and _listening_addresses(running.port)
+        assert _listening_addresses(rest_port) == {"0100007F"}
+    finally:
+        running.stop(grace=1)
