@@ -14,6 +14,7 @@ bucket: the server serves a scratch copy laid out as TF Serving wants it (``<bas
 the blessing in the same store, removed when the canary ends; only its log is local.
 """
 
+import glob
 import os
 import signal
 import subprocess
@@ -30,6 +31,8 @@ from tfx.utils import io_utils
 from serving.servable import WARMUP_FILE
 
 SERVING_DIR = "Format-Serving"  # where Trainer/Pusher keep the SavedModel inside a Model artifact
+SCRATCH_DIR = "canary_base"  # the served copy, <blessing>/canary_base/1, removed when the canary ends
+LOG_PREFIX = "embedpipe-canary-"  # + the canary's PID: the server's local log, removed when the canary ends
 
 
 def _eval_examples(examples_uri: str, count: int) -> list[bytes]:
@@ -90,16 +93,31 @@ def _in_process_scores(model_dir: str, serialized: list[bytes]) -> list[float]:
     return signature(examples=tf.constant(serialized))["probability"].numpy().reshape(-1).tolist()
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGKILL when the parent dies (Linux prctl PR_SET_PDEATHSIG), so a
+    killed pipeline never leaves a server running an unvetted model."""
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1  # noqa: N806 -- the constant's name in <sys/prctl.h>
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def start_model_server(base: str, model_name: str, port: int, log_path: str) -> subprocess.Popen:
+    """``python -m serving.server`` on ``base``, on 127.0.0.1 only, dying with this process; output to ``log_path``."""
+    command = [sys.executable, "-m", "serving.server", f"--port={port}", "--grpc_host=127.0.0.1", f"--model_name={model_name}",
+               f"--model_base_path={base}", "--file_system_poll_wait_seconds=0"]
+    with open(log_path, "w") as log_file:  # a local log: the one file the canary keeps outside the store
+        return subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent,
+                                env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+
+
 def _serve_and_ask(base: str, model_name: str, serialized: list[bytes], timeout: float, log_path: str) -> dict:
     """Serve ``base`` (version 1) in a subprocess; its Predict and Classify scores, start-up time and SIGTERM exit code."""
     from serving.client import ModelClient
 
     port = _free_port()
-    command = [sys.executable, "-m", "serving.server", f"--port={port}", f"--model_name={model_name}",
-               f"--model_base_path={base}", "--file_system_poll_wait_seconds=0"]
-    with open(log_path, "w") as log_file:
-        process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
-    client = ModelClient(f"localhost:{port}", model_name)
+    process = start_model_server(base, model_name, port, log_path)
+    client = ModelClient(f"127.0.0.1:{port}", model_name)
     try:
         started = time.monotonic()
         _wait_available(client, process, timeout)
@@ -134,7 +152,7 @@ def run_canary(model_dir: str, serialized: list[bytes], model_name: str, toleran
     except Exception as e:  # a SavedModel TensorFlow cannot load or run: not servable either
         report["problems"].append(f"the model does not run in-process: {type(e).__name__}: {e}")
         return report
-    log_fd, log_path = tempfile.mkstemp(prefix="embedpipe-canary-", suffix=".log")
+    log_fd, log_path = tempfile.mkstemp(prefix=f"{LOG_PREFIX}{os.getpid()}-", suffix=".log")
     os.close(log_fd)
     try:
         io_utils.copy_dir(model_dir, os.path.join(scratch, "1"))
@@ -160,6 +178,30 @@ def run_canary(model_dir: str, serialized: list[bytes], model_name: str, toleran
     if served["exit_code"] != 0:
         report["problems"].append(f"the server exited with code {served['exit_code']} after SIGTERM (expected 0)")
     return report
+
+
+def remove_leftovers(blessing_uri: str, older_than_seconds: float = 3600) -> list[str]:
+    """Remove what killed canaries left: served copies in earlier executions' blessings
+    (``<root>/ServingCanary/blessing/<execution>/canary_base``) untouched for ``older_than_seconds``
+    (a canary that is still running, of another run on the same root, is younger), and local
+    server logs of canary processes that no longer exist. The paths removed."""
+    removed = []
+    for scratch in tf.io.gfile.glob(os.path.join(os.path.dirname(blessing_uri), "*", SCRATCH_DIR)):
+        if os.path.dirname(scratch) == blessing_uri.rstrip("/"):
+            continue
+        marker = os.path.join(scratch, "1", "saved_model.pb")
+        age = time.time() - tf.io.gfile.stat(marker).mtime_nsec / 1e9 if tf.io.gfile.exists(marker) else float("inf")
+        if age >= older_than_seconds:
+            tf.io.gfile.rmtree(scratch)
+            removed.append(scratch)
+    for log_path in glob.glob(os.path.join(tempfile.gettempdir(), f"{LOG_PREFIX}*.log")):  # local by design
+        pid = os.path.basename(log_path)[len(LOG_PREFIX):].split("-", 1)[0]
+        if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+            os.remove(log_path)
+            removed.append(log_path)
+    if removed:
+        logging.warning("ServingCanary: removed what killed canaries left behind: %s", ", ".join(removed))
+    return removed
 
 
 def _bless(blessing, blessed: bool, reason: str) -> None:
@@ -190,7 +232,8 @@ def ServingCanary(  # noqa: N802 -- TFX component naming
     serialized = _eval_examples(examples.uri, num_examples)
     io_utils.copy_dir(source, target)
     write_warmup_requests(target, serialized, model_name)
-    report = run_canary(target, serialized, model_name, tolerance, timeout_seconds, scratch=os.path.join(blessing.uri, "canary_base"))
+    remove_leftovers(blessing.uri)
+    report = run_canary(target, serialized, model_name, tolerance, timeout_seconds, scratch=os.path.join(blessing.uri, SCRATCH_DIR))
     for key in ("max_abs_diff", "ready_seconds"):
         if report[key] is not None:
             blessing.set_float_custom_property(key, report[key])
