@@ -63,6 +63,12 @@ def curate(schema: schema_pb2.Schema, config: PipelineConfig) -> list[str]:
             notes.append(f"'{feature.name}' is in the data but not in the config: kept, check it")
             continue
         feature.ClearField("domain")
+        if feature.type == schema_pb2.INT and feature.HasField("bool_domain"):
+            # TFDV infers bool_domain for 0/1 integers but never checks it on an INT feature (a 2
+            # passed the gate); an int_domain it does check.
+            feature.ClearField("bool_domain")
+            feature.int_domain.min, feature.int_domain.max = 0, 1
+            notes.append(f"'{feature.name}' holds 0/1: int_domain {{min: 0 max: 1}}, which TFDV enforces")
         feature.ClearField("value_count")
         feature.ClearField("shape")
         feature.presence.min_fraction = 1.0

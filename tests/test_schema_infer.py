@@ -35,3 +35,25 @@ def test_tfrecord_input_gives_the_curated_shapes(tmp_path: Path, raw_config: dic
     assert not features["history"].HasField("shape") and features["history"].value_count.min == 0, "sequences may be empty"
     assert not features["interests"].HasField("domain") and not features["interests"].HasField("string_domain")
     assert list(features["clicked"].not_in_environment) == ["SERVING"]
+
+
+def test_a_label_outside_its_0_1_domain_is_an_anomaly_of_the_curated_schema(tmp_path: Path, raw_config: dict) -> None:
+    """schema infer writes int_domain {min: 0 max: 1} for a 0/1 label (TFDV never checks bool_domain on INT)."""
+    import json
+
+    import pandas as pd
+
+    from tests.conftest import REPO
+
+    raw_config["data"] = {"format": "jsonl", "path": str(tmp_path / "data.jsonl")}
+    config = parse_config(raw_config)
+    (tmp_path / "data.jsonl").write_text("\n".join(json.dumps(r) for r in generate_rows(200, seed=4)))
+    infer_schema_file(config, str(tmp_path / "schema.pbtxt"))
+    for schema_file in (tmp_path / "schema.pbtxt", REPO / "schema" / "synthetic.pbtxt"):
+        schema = tfdv.load_schema_text(str(schema_file))
+        clicked = next(f for f in schema.feature if f.name == "clicked")
+        assert (clicked.int_domain.min, clicked.int_domain.max) == (0, 1), schema_file
+        stats = tfdv.generate_statistics_from_dataframe(pd.DataFrame({"clicked": [0, 1, 2]}))
+        anomalies = tfdv.validate_statistics(stats, schema)
+        assert "clicked" in anomalies.anomaly_info, schema_file
+        assert anomalies.anomaly_info["clicked"].description == "Unexpectedly large value: 2."
