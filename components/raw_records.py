@@ -44,23 +44,37 @@ def column_specs(config: Mapping[str, Any]) -> dict[str, ColumnSpec]:
     return specs
 
 
-def _typed(value: Any, dtype: str, where: str, field: str) -> Any:
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+def _typed(value: Any, dtype: str, where: str, field: str, text_cells: bool = False) -> Any:
+    """``value`` as ``dtype``; strings are parsed as numbers only where every cell is text (CSV):
+    JSON has numbers, so a quoted ``"17"`` for an int field is an error there."""
     if dtype == "int":
         if isinstance(value, bool):
             raise RawDataError(f"{where}: field '{field}': {value!r} is a boolean, expected an integer")
+        number = None
         if isinstance(value, int):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, str):
+            number = value
+        elif isinstance(value, float) and value.is_integer():
+            number = int(value)
+        elif isinstance(value, str) and text_cells:
             try:
-                return int(value.strip())
+                number = int(value.strip())
             except ValueError:
                 pass
-        raise RawDataError(f"{where}: field '{field}': {value!r} is not an integer")
+        elif isinstance(value, str):
+            raise RawDataError(f"{where}: field '{field}': {value!r} is a string, expected an integer (JSON numbers are not quoted)")
+        if number is None:
+            raise RawDataError(f"{where}: field '{field}': {value!r} is not an integer")
+        if not INT64_MIN <= number <= INT64_MAX:
+            raise RawDataError(f"{where}: field '{field}': {value!r} does not fit in a 64-bit integer")
+        return number
     if dtype == "float":
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str) and not text_cells:
+            raise RawDataError(f"{where}: field '{field}': {value!r} is a string, expected a number (JSON numbers are not quoted)")
         if isinstance(value, str):
             try:
                 return float(value.strip())
@@ -98,6 +112,7 @@ def record_to_example(
     if not isinstance(record, Mapping):
         raise RawDataError(f"{where}: expected a JSON object, got {type(record).__name__}")
     features: dict[str, tf.train.Feature] = {}
+    text_cells = list_delimiter is not None  # CSV: every cell is text
     for key, value in record.items():
         if value is None:
             continue
@@ -105,7 +120,7 @@ def record_to_example(
         if spec is None:  # undeclared: keep it so validation can see it
             values = value if isinstance(value, list) else [value]
             dtype = _infer_dtype(values)
-            features[key] = _as_feature([_typed(v, dtype, where, key) for v in values], dtype)
+            features[key] = _as_feature([_typed(v, dtype, where, key, text_cells) for v in values], dtype)
             continue
         if isinstance(value, str) and spec.is_list and list_delimiter is not None:
             value = [] if value == "" else value.split(list_delimiter)
@@ -117,13 +132,23 @@ def record_to_example(
             values = [value]
         if list_delimiter is not None and not spec.is_list and value == "":
             continue  # an empty CSV cell is a missing value
-        features[key] = _as_feature([_typed(v, spec.dtype, where, key) for v in values], spec.dtype)
+        features[key] = _as_feature([_typed(v, spec.dtype, where, key, text_cells) for v in values], spec.dtype)
     return tf.train.Example(features=tf.train.Features(feature=features))
 
 
-def iter_jsonl(text_lines: Iterable[str], path: str, specs: Mapping[str, ColumnSpec]) -> Iterator[tf.train.Example]:
-    """Examples from JSON Lines; blank lines are skipped, anything else must parse."""
-    for line_no, line in enumerate(text_lines, start=1):
+def _decoded(line: str | bytes, where: str) -> str:
+    if isinstance(line, str):
+        return line
+    try:
+        return line.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise RawDataError(f"{where}: not UTF-8 text ({e.reason} at byte {e.start} of the line)") from e
+
+
+def iter_jsonl(text_lines: Iterable[str | bytes], path: str, specs: Mapping[str, ColumnSpec]) -> Iterator[tf.train.Example]:
+    """Examples from JSON Lines (text or UTF-8 bytes); blank lines are skipped, anything else must parse."""
+    for line_no, raw_line in enumerate(text_lines, start=1):
+        line = _decoded(raw_line, f"{path}:{line_no}")
         if not line.strip():
             continue
         where = f"{path}:{line_no}"
@@ -149,11 +174,27 @@ def iter_csv(text: str, path: str, specs: Mapping[str, ColumnSpec], list_delimit
 
 
 def read_file_examples(path: str, fmt: str, specs: Mapping[str, ColumnSpec], list_delimiter: str) -> Iterator[tf.train.Example]:
-    """All examples of one raw file (``fmt`` is jsonl or csv); any file system TF can open."""
-    with tf.io.gfile.GFile(path, "r") as f:
+    """All examples of one raw file (``fmt`` is jsonl or csv); any file system TF can open.
+
+    A file without a single record is an error naming it: an empty file would otherwise flow
+    through every component and fail late, in the Trainer, with Keras' "Empty logs".
+    """
+    count = 0
+    with tf.io.gfile.GFile(path, "rb") as f:
         if fmt == "jsonl":
-            yield from iter_jsonl(f, path, specs)
+            records = iter_jsonl(f, path, specs)
         elif fmt == "csv":
-            yield from iter_csv(f.read(), path, specs, list_delimiter)
+            content = f.read()
+            try:
+                text = content.decode("utf-8")
+            except UnicodeDecodeError as e:
+                line_no = content.count(b"\n", 0, e.start) + 1
+                raise RawDataError(f"{path}:{line_no}: not UTF-8 text ({e.reason})") from e
+            records = iter_csv(text, path, specs, list_delimiter)
         else:
             raise ValueError(f"unsupported raw format {fmt!r}")
+        for example in records:
+            count += 1
+            yield example
+    if count == 0:
+        raise RawDataError(f"{path}: no records (the file is empty or holds only blank lines or a header)")

@@ -45,7 +45,7 @@ def test_bad_json_names_file_and_line(specs) -> None:
 
 
 def test_wrong_type_names_field_and_line(specs) -> None:
-    with pytest.raises(RawDataError, match=r"d\.jsonl:1: field 'history': 'x' is not an integer"):
+    with pytest.raises(RawDataError, match=r"d\.jsonl:1: field 'history': 'x' is a string, expected an integer"):
         list(iter_jsonl(['{"history": [1, "x"]}'], "d.jsonl", specs))
 
 
