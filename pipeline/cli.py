@@ -40,7 +40,7 @@ def _quiet_logs(verbose: bool) -> None:
 def _load(args: argparse.Namespace):
     from pipeline.config import load_config
 
-    config = load_config(args.config)
+    config = load_config(args.config, check_schema=args.verb != "schema")  # schema infer writes the schema
     if getattr(args, "data", None):
         config = config.with_data_path(os.path.abspath(args.data))
     return config

@@ -227,8 +227,9 @@ class PipelineConfig:
 # --------------------------------------------------------------------------- loading
 
 
-def load_config(path: str | os.PathLike[str]) -> PipelineConfig:
-    """Read and validate a YAML config file; relative paths resolve against its directory."""
+def load_config(path: str | os.PathLike[str], check_schema: bool = True) -> PipelineConfig:
+    """Read and validate a YAML config file; relative paths resolve against its directory.
+    ``check_schema``: also check it against its schema file (not for ``schema infer``, which writes it)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError("<file>", f"no config file at {path}")
@@ -236,7 +237,36 @@ def load_config(path: str | os.PathLike[str]) -> PipelineConfig:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
         raise ConfigError("<file>", f"{path} is not valid YAML: {e}") from e
-    return parse_config(raw, base_dir=path.resolve().parent, source=str(path))
+    config = parse_config(raw, base_dir=path.resolve().parent, source=str(path))
+    if check_schema:
+        check_against_schema(config)
+    return config
+
+
+def check_against_schema(config: PipelineConfig) -> None:
+    """The schema file exists, parses, and declares every configured feature and the label.
+
+    Checked when a config file loads, so a missing schema or a misspelt feature is a config error
+    at once (exit 2) instead of a traceback after 48 s or a KeyError in Transform.
+    """
+    import tensorflow as tf
+    from google.protobuf import text_format
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
+    if not tf.io.gfile.exists(config.schema_path):
+        raise ConfigError("schema", f"no schema file at {config.schema_path} (write one with `embedpipe schema infer`)")
+    schema = schema_pb2.Schema()
+    try:
+        with tf.io.gfile.GFile(config.schema_path) as f:
+            text_format.Parse(f.read(), schema)
+    except text_format.ParseError as e:
+        raise ConfigError("schema", f"{config.schema_path} is not a Schema text proto: {e}") from e
+    in_schema = {f.name for f in schema.feature}
+    for i, feature in enumerate(config.features):
+        if feature.name not in in_schema:
+            raise ConfigError(f"features[{i}].name", f"'{feature.name}' is not a feature of the schema {config.schema_path}")
+    if config.label.name not in in_schema:
+        raise ConfigError("label.name", f"'{config.label.name}' is not a feature of the schema {config.schema_path}")
 
 
 def config_from_dict(raw: Mapping[str, Any]) -> PipelineConfig:

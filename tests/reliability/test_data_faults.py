@@ -65,3 +65,33 @@ def test_bytes_that_are_not_utf8_name_file_and_line(tmp_path: Path, raw_config: 
     line = 2 if fmt == "jsonl" else 3
     with pytest.raises(RawDataError, match=rf"latin1\.{fmt}:{line}: not UTF-8 text"):
         _read(data, raw_config, fmt)
+
+
+def _write_config(tmp_path: Path, raw_config: dict) -> Path:
+    import yaml
+
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(raw_config))
+    return path
+
+
+def test_a_missing_schema_file_is_a_config_error_at_load(tmp_path: Path, raw_config: dict, capsys) -> None:
+    from pipeline.cli import main
+
+    raw_config["schema"] = str(tmp_path / "nowhere.pbtxt")
+    assert main(["run", "--config", str(_write_config(tmp_path, raw_config))]) == 2
+    assert f"config field 'schema': no schema file at {tmp_path / 'nowhere.pbtxt'}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("field", ["feature", "label"])
+def test_a_feature_or_label_absent_from_the_schema_is_a_config_error_at_load(tmp_path: Path, raw_config: dict, field: str) -> None:
+    from pipeline.config import ConfigError, load_config
+
+    if field == "feature":
+        raw_config["features"][1]["name"] = "interestz"
+        expected = r"config field 'features\[1\].name': 'interestz' is not a feature of the schema"
+    else:
+        raw_config["label"]["name"] = "klicked"
+        expected = r"config field 'label.name': 'klicked' is not a feature of the schema"
+    with pytest.raises(ConfigError, match=expected):
+        load_config(_write_config(tmp_path, raw_config))
