@@ -75,6 +75,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max_num_load_retries", type=int, default=5, help="retries after a version failed to load")
     p.add_argument("--load_retry_interval_micros", type=int, default=60_000_000, help="wait between load retries")
     p.add_argument("--saved_model_tags", default="serve", help="comma-separated MetaGraph tags to load")
+    _flag_bool(p, "allow_model_config_reload", True,
+               "(not a TF Serving flag) serve ModelService.HandleReloadConfigRequest (false: refuse every reload)")
+    p.add_argument("--model_reload_roots", default="",
+                   help="(not a TF Serving flag) comma-separated directories a reload's base paths must lie in; "
+                   "default: the base paths the server started with")
     _flag_bool(p, "enable_model_warmup", True, "replay assets.extra/tf_serving_warmup_requests at load")
     p.add_argument("--num_request_iterations_for_warmup", type=int, default=1, help="times each warmup request is replayed")
     _flag_bool(p, "enable_signature_method_name_check", False,

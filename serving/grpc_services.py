@@ -18,6 +18,7 @@ from tensorflow_serving.apis import model_management_pb2, model_service_pb2_grpc
 
 from serving.errors import ServingError
 from serving.handlers import RequestHandlers
+from serving.reload_policy import ReloadPolicy
 
 log = logging.getLogger("embedpipe.serving")
 
@@ -74,13 +75,18 @@ class PredictionService(_Servicer, prediction_service_pb2_grpc.PredictionService
 
 
 class ModelService(_Servicer, model_service_pb2_grpc.ModelServiceServicer):
-    """tensorflow.serving.ModelService."""
+    """tensorflow.serving.ModelService; reloads only as ``reload_policy`` allows (serving/reload_policy.py)."""
+
+    def __init__(self, handlers: RequestHandlers, executor: Executor, reload_policy: ReloadPolicy) -> None:
+        super().__init__(handlers, executor)
+        self.reload_policy = reload_policy
 
     async def GetModelStatus(self, request, context):  # noqa: N802
         return await self._in_pool(context, self.h.get_model_status, request)
 
     async def HandleReloadConfigRequest(self, request, context):  # noqa: N802
         def reload(request: model_management_pb2.ReloadConfigRequest) -> model_management_pb2.ReloadConfigResponse:
+            self.reload_policy.check(request.config)
             self.h.manager.reload(request.config)
             return model_management_pb2.ReloadConfigResponse()  # status left empty = OK
 

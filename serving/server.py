@@ -33,6 +33,7 @@ from serving.handlers import RequestHandlers
 from serving.model_manager import ModelManager, parse_model_config, single_model_config
 from serving.monitoring import Metrics, prometheus_path
 from serving.profiler_service import profiler_handler
+from serving.reload_policy import ReloadPolicy
 from serving.servable import LoadOptions
 from storage import enable_object_storage
 
@@ -132,6 +133,8 @@ def start_server(args: argparse.Namespace) -> RunningServer:
     if ignored:
         log.warning("accepted but not applied here (docs/SERVING.md): %s", ", ".join(f"--{n}" for n in ignored))
     channel_options = grpc_channel_arguments(args.grpc_channel_arguments)
+    roots = args.model_reload_roots.split(",") if args.model_reload_roots else [m.base_path for m in config.model_config_list.config]
+    reload_policy = ReloadPolicy.of(args.allow_model_config_reload, roots)
     metrics_path = None
     if args.monitoring_config_file:
         with tf.io.gfile.GFile(args.monitoring_config_file) as f:
@@ -155,7 +158,7 @@ def start_server(args: argparse.Namespace) -> RunningServer:
     async def start_grpc() -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
         server = grpc.aio.server(options=GRPC_OPTIONS + channel_options)
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionService(handlers, executor), server)
-        model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(handlers, executor), server)
+        model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(handlers, executor, reload_policy), server)
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         if args.enable_profiler:

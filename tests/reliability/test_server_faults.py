@@ -94,3 +94,49 @@ def test_both_transports_bind_the_address_they_are_given(tmp_path: Path) -> None
         assert _listening_addresses(rest_port) == {"0100007F"}
     finally:
         running.stop(grace=1)
+
+
+def _reload(running, name: str, base_path: str) -> None:
+    from google.protobuf import text_format
+    from tensorflow_serving.apis import model_management_pb2
+    from tensorflow_serving.config import model_server_config_pb2
+
+    config = text_format.Parse(f'model_config_list {{ config {{ name: "{name}" base_path: "{base_path}" model_platform: "tensorflow" }} }}',
+                               model_server_config_pb2.ModelServerConfig())
+    stub = model_service_pb2_grpc.ModelServiceStub(grpc.insecure_channel(f"localhost:{running.port}"))
+    stub.HandleReloadConfigRequest(model_management_pb2.ReloadConfigRequest(config=config), 30)
+
+
+def test_a_reload_cannot_load_a_model_from_outside_the_model_roots(served, tmp_path: Path) -> None:
+    running, base = served
+    elsewhere = tmp_path / "elsewhere" / "evil"
+    write_half_plus(str(elsewhere), b=100.0)
+    (base / "link").symlink_to(elsewhere)
+    for path in (str(elsewhere), f"{base}/../elsewhere/evil", str(base / "link")):
+        with pytest.raises(grpc.RpcError) as e:
+            _reload(running, "evil", path)
+        assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED and "outside the allowed model roots" in e.value.details(), path
+    assert _predict(running) == 3.0, "the served model is untouched"
+
+
+def test_reloads_inside_the_roots_work_and_can_be_turned_off(tmp_path: Path) -> None:
+    models = tmp_path / "models"
+    write_half_plus(str(models / MODEL))
+    write_half_plus(str(models / "half_plus_three"), b=3.0)
+    common = ["--port=0", f"--model_name={MODEL}", f"--model_base_path={models / MODEL}"]
+    running = start_server(build_parser().parse_args([*common, f"--model_reload_roots={models}"]))
+    try:
+        _reload(running, "half_plus_three", str(models / "half_plus_three"))  # inside the widened root
+        from tests.test_tf_serving_cases import _predict_request
+
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(grpc.insecure_channel(f"localhost:{running.port}"))
+        assert stub.Predict(_predict_request("half_plus_three"), 10).outputs["y"].float_val[0] == 4.0
+    finally:
+        running.stop(grace=1)
+    running = start_server(build_parser().parse_args([*common, "--allow_model_config_reload=false"]))
+    try:
+        with pytest.raises(grpc.RpcError) as e:
+            _reload(running, MODEL, str(models / MODEL))
+        assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED and "turned off" in e.value.details()
+    finally:
+        running.stop(grace=1)
