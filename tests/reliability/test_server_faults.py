@@ -140,3 +140,18 @@ def test_reloads_inside_the_roots_work_and_can_be_turned_off(tmp_path: Path) -> 
         assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED and "turned off" in e.value.details()
     finally:
         running.stop(grace=1)
+
+
+def test_garbage_bytes_as_a_serialized_example_are_named_as_tf_serving_names_them(served) -> None:
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2
+
+    running, _ = served
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name, request.model_spec.signature_name = MODEL, "regress_x_to_y"
+    request.inputs["inputs"].CopyFrom(tf.make_tensor_proto([b"\xff\xfe\x00garbage\x80"], dtype=tf.string))
+    stub = prediction_service_pb2_grpc.PredictionServiceStub(grpc.insecure_channel(f"localhost:{running.port}"))
+    with pytest.raises(grpc.RpcError) as e:
+        stub.Predict(request, 10)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert e.value.details().startswith("Could not parse example input")
