@@ -14,9 +14,11 @@ from typing import Any
 
 from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
+from tfx.dsl.components.base import executor_spec
 
 from components.example_gen import make_example_gen
 from components.preprocessing import CUSTOM_CONFIG_KEY
+from components.pusher import Executor as AtomicPusherExecutor
 from components.run_parameters import RunParameters
 from components.schema_gate import SchemaGate
 from components.serving_canary import ServingCanary
@@ -132,6 +134,8 @@ def create_components(config: PipelineConfig, compiled: bool = False) -> list[An
         push_destination=tfx.proto.PushDestination(
             filesystem=tfx.proto.PushDestination.Filesystem(base_directory=config.push.model_directory)
         ),
+        # TFX's Pusher with atomic, idempotent pushes (components/pusher.py)
+        custom_executor_spec=executor_spec.ExecutorClassSpec(AtomicPusherExecutor),
     ).with_id(PUSHER)
 
     components = [example_gen, schema_importer, statistics_gen, example_validator, schema_gate, transform, run_parameters, trainer]
