@@ -36,7 +36,6 @@ ACCEPTED_NOT_APPLIED = {
 # flag -> why a non-default value stops the server
 REFUSED = {
     "use_alts_credentials": "Google ALTS credentials are not available to this server",
-    "ssl_config_file": "TLS is not implemented yet: refusing rather than serving in the clear",
     "platform_config_file": "only the TensorFlow platform is served (no custom PlatformConfigMap)",
 }
 
@@ -63,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grpc_socket_path", default="", help="also listen for gRPC on this UNIX socket")
     p.add_argument("--grpc_channel_arguments", default="", help="comma-separated key=value gRPC server arguments")
     p.add_argument("--grpc_max_threads", type=int, default=64, help="threads for the RPCs other than Predict")
+    p.add_argument("--ssl_config_file", default="", help="SSLConfig text proto: TLS (client_verify: mutual TLS), gRPC and REST")
     p.add_argument("--rest_api_port", type=int, default=0, help="REST port; 0 = no REST")
     p.add_argument("--rest_api_host", default="0.0.0.0", help="(not a TF Serving flag) address the REST port binds")
     _flag_bool(p, "rest_api_enable_cors_support", False, "answer REST calls with CORS headers")
@@ -113,7 +113,6 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(f"--{name}", default=None, help=f"accepted, not applied: {ACCEPTED_NOT_APPLIED[name]}")
     # ---- refused unless left at their default
     _flag_bool(p, "use_alts_credentials", False, f"refused: {REFUSED['use_alts_credentials']}")
-    p.add_argument("--ssl_config_file", default="", help=f"refused: {REFUSED['ssl_config_file']}")
     p.add_argument("--platform_config_file", default="", help=f"refused: {REFUSED['platform_config_file']}")
     return p
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import ssl
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -198,11 +199,28 @@ class RestApi:
         return {"predictions": [{k: _encode(v[i]) for k, v in outputs.items()} for i in range(rows)]}
 
 
+class _TlsHTTPServer(ThreadingHTTPServer):
+    """HTTPS: each accepted connection is wrapped in TLS in its own handler thread, so a slow or
+    failed handshake does not hold up the accept loop."""
+
+    def __init__(self, address, handler, context: ssl.SSLContext) -> None:
+        self.context = context
+        super().__init__(address, handler)
+
+    def finish_request(self, request, client_address) -> None:
+        try:
+            request = self.context.wrap_socket(request, server_side=True)
+        except (ssl.SSLError, OSError):  # no certificate, a plain-HTTP client: drop the connection
+            return
+        super().finish_request(request, client_address)
+
+
 def make_rest_server(handlers: RequestHandlers, port: int, host: str = "0.0.0.0", cors: bool = False,
-                     metrics_path: str | None = None) -> ThreadingHTTPServer:
+                     metrics_path: str | None = None, tls: ssl.SSLContext | None = None) -> ThreadingHTTPServer:
     """The REST API on ``host:port``, served from a daemon thread. ``cors``: answer with TF Serving's
     CORS headers (``--rest_api_enable_cors_support``) and to OPTIONS preflights; ``metrics_path``:
-    where Prometheus scrapes (``--monitoring_config_file``), None = not served."""
+    where Prometheus scrapes (``--monitoring_config_file``), None = not served; ``tls``: serve HTTPS
+    (``--ssl_config_file``), the handshake done per connection in its own thread."""
     api = RestApi(handlers)
 
     class Handler(BaseHTTPRequestHandler):
@@ -268,7 +286,7 @@ def make_rest_server(handlers: RequestHandlers, port: int, host: str = "0.0.0.0"
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 -- quiet access log
             pass
 
-    server = ThreadingHTTPServer((host, port), Handler)
+    server = _TlsHTTPServer((host, port), Handler, tls) if tls else ThreadingHTTPServer((host, port), Handler)
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, name="embedpipe-rest", daemon=True).start()
     return server

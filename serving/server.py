@@ -35,6 +35,7 @@ from serving.monitoring import Metrics, prometheus_path
 from serving.profiler_service import profiler_handler
 from serving.reload_policy import ReloadPolicy
 from serving.servable import LoadOptions
+from serving.tls import grpc_credentials, parse_ssl_config, rest_context
 from storage import enable_object_storage
 
 log = logging.getLogger("embedpipe.serving")
@@ -133,6 +134,10 @@ def start_server(args: argparse.Namespace) -> RunningServer:
     if ignored:
         log.warning("accepted but not applied here (docs/SERVING.md): %s", ", ".join(f"--{n}" for n in ignored))
     channel_options = grpc_channel_arguments(args.grpc_channel_arguments)
+    tls = None
+    if args.ssl_config_file:  # TLS (and with client_verify, mutual TLS) on both transports
+        with tf.io.gfile.GFile(args.ssl_config_file) as f:
+            tls = parse_ssl_config(f.read(), args.ssl_config_file)
     roots = args.model_reload_roots.split(",") if args.model_reload_roots else [m.base_path for m in config.model_config_list.config]
     reload_policy = ReloadPolicy.of(args.allow_model_config_reload, roots)
     metrics_path = None
@@ -163,10 +168,13 @@ def start_server(args: argparse.Namespace) -> RunningServer:
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         if args.enable_profiler:
             server.add_generic_rpc_handlers((profiler_handler(executor),))
-        port = server.add_insecure_port(f"{args.grpc_host}:{args.port}")
+        def listen(address: str) -> int:
+            return server.add_secure_port(address, grpc_credentials(tls)) if tls else server.add_insecure_port(address)
+
+        port = listen(f"{args.grpc_host}:{args.port}")
         if port == 0:
             raise SystemExit(f"embedpipe serve: cannot bind gRPC port {args.port}")
-        if args.grpc_socket_path and not server.add_insecure_port(f"unix:{args.grpc_socket_path}"):
+        if args.grpc_socket_path and not listen(f"unix:{args.grpc_socket_path}"):
             raise SystemExit(f"embedpipe serve: cannot listen on UNIX socket {args.grpc_socket_path}")
         await server.start()
         for service in ("", "tensorflow.serving.PredictionService", "tensorflow.serving.ModelService"):
@@ -179,7 +187,7 @@ def start_server(args: argparse.Namespace) -> RunningServer:
         from serving.rest import make_rest_server
 
         running.rest_server = make_rest_server(handlers, args.rest_api_port, args.rest_api_host, cors=args.rest_api_enable_cors_support,
-                                               metrics_path=metrics_path)
+                                               metrics_path=metrics_path, tls=rest_context(tls) if tls else None)
         running.rest_port = running.rest_server.server_address[1]
     if args.model_config_file and args.model_config_file_poll_wait_seconds > 0:
         running.config_poller = threading.Thread(
