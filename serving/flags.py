@@ -62,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grpc_socket_path", default="", help="also listen for gRPC on this UNIX socket")
     p.add_argument("--grpc_channel_arguments", default="", help="comma-separated key=value gRPC server arguments")
     p.add_argument("--grpc_max_threads", type=int, default=64, help="threads for the RPCs other than Predict")
+    p.add_argument("--max_request_elements", type=int, default=2**24,
+                   help="(not a TF Serving flag) most elements one request tensor may declare (checked before allocating)")
     p.add_argument("--ssl_config_file", default="", help="SSLConfig text proto: TLS (client_verify: mutual TLS), gRPC and REST")
     p.add_argument("--rest_api_port", type=int, default=0, help="REST port; 0 = no REST")
     p.add_argument("--rest_api_host", default="0.0.0.0", help="(not a TF Serving flag) address the REST port binds")

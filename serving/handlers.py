@@ -26,7 +26,7 @@ from serving.errors import invalid
 from serving.model_manager import ModelManager
 from serving.monitoring import Metrics
 from serving.servable import ServableVersion, examples_from_input
-from serving.tensors import fill_tensor_proto, to_ndarray
+from serving.tensors import DEFAULT_MAX_ELEMENTS, fill_tensor_proto, to_ndarray
 
 CLASSIFY_METHOD = "tensorflow/serving/classify"
 REGRESS_METHOD = "tensorflow/serving/regress"
@@ -48,10 +48,12 @@ class PredictCall(NamedTuple):
 class RequestHandlers:
     """Predict / Classify / Regress / MultiInference / metadata / status over a ModelManager."""
 
-    def __init__(self, manager: ModelManager, batcher: Batcher | None = None, metrics: Metrics | None = None) -> None:
+    def __init__(self, manager: ModelManager, batcher: Batcher | None = None, metrics: Metrics | None = None,
+                 max_request_elements: int = DEFAULT_MAX_ELEMENTS) -> None:
         self.manager = manager
         self.batcher = batcher
         self.metrics = metrics or Metrics()
+        self.max_request_elements = max_request_elements
 
     # ------------------------------------------------------------------ helpers
     def lookup(self, spec: model_pb2.ModelSpec) -> ServableVersion:
@@ -90,7 +92,7 @@ class RequestHandlers:
         """The version, signature, decoded inputs and output filter a PredictRequest names."""
         servable = servable or self.lookup(request.model_spec)
         signature, _ = servable.signature(request.model_spec.signature_name)
-        inputs = {k: to_ndarray(v, k) for k, v in request.inputs.items()}
+        inputs = {k: to_ndarray(v, k, self.max_request_elements) for k, v in request.inputs.items()}
         return PredictCall(servable, signature, inputs, list(request.output_filter) or None)
 
     def predict_response(self, call: PredictCall, outputs: dict[str, np.ndarray]) -> predict_pb2.PredictResponse:

@@ -199,7 +199,42 @@ class RestApi:
         return {"predictions": [{k: _encode(v[i]) for k, v in outputs.items()} for i in range(rows)]}
 
 
-class _TlsHTTPServer(ThreadingHTTPServer):
+# Bounds of the REST transport (the gRPC one has TF Serving's 2 GB message limit):
+MAX_BODY_BYTES = 2**28  # 256 MiB of JSON; a larger Content-Length is answered 413 before reading
+READ_TIMEOUT_SECONDS = 60  # per socket read: a connection that stops sending is closed
+MAX_CONNECTIONS = 128  # connections served at once (a thread each); more are closed at once
+LISTEN_BACKLOG = 128  # http.server's default is 5
+
+
+class _BoundedHTTPServer(ThreadingHTTPServer):
+    """http.server's threading server with a bounded number of connection threads and a real
+    backlog: 300 half-open connections made 323 threads before."""
+
+    request_queue_size = LISTEN_BACKLOG
+    daemon_threads = True
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        super().__init__(*args, **kwargs)
+
+    def process_request(self, request, client_address) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.shutdown_request(request)  # at capacity: close rather than queue a thread
+            return
+        try:
+            super().process_request(request, client_address)
+        except Exception:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request, client_address) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+
+class _TlsHTTPServer(_BoundedHTTPServer):
     """HTTPS: each accepted connection is wrapped in TLS in its own handler thread, so a slow or
     failed handshake does not hold up the accept loop."""
 
@@ -271,8 +306,19 @@ def make_rest_server(handlers: RequestHandlers, port: int, host: str = "0.0.0.0"
                 return
             self._run(lambda: api.get(self.path))
 
+        timeout = READ_TIMEOUT_SECONDS  # a client that stops sending is dropped, its thread freed
+
         def do_POST(self) -> None:  # noqa: N802
-            length = int(self.headers.get("Content-Length", 0))
+            declared = self.headers.get("Content-Length", "0").strip()
+            if not declared.isdigit():
+                self._reply(400, {"error": f"Content-Length {declared!r} is not a number of bytes"})
+                self.close_connection = True
+                return
+            length = int(declared)
+            if length > MAX_BODY_BYTES:  # refused before reading (or allocating) any of it
+                self._reply(413, {"error": f"the request body of {length} bytes is larger than {MAX_BODY_BYTES} bytes"})
+                self.close_connection = True
+                return
 
             def call() -> dict[str, Any]:
                 try:
@@ -286,7 +332,7 @@ def make_rest_server(handlers: RequestHandlers, port: int, host: str = "0.0.0.0"
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 -- quiet access log
             pass
 
-    server = _TlsHTTPServer((host, port), Handler, tls) if tls else ThreadingHTTPServer((host, port), Handler)
+    server = _TlsHTTPServer((host, port), Handler, tls) if tls else _BoundedHTTPServer((host, port), Handler)
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, name="embedpipe-rest", daemon=True).start()
     return server

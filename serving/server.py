@@ -146,7 +146,8 @@ def start_server(args: argparse.Namespace) -> RunningServer:
             metrics_path = prometheus_path(f.read(), args.monitoring_config_file)
     metrics = Metrics()
     batcher = Batcher(batching_parameters(args)) if args.enable_batching else None
-    handlers = RequestHandlers(manager=None, batcher=batcher, metrics=metrics)  # type: ignore[arg-type]
+    handlers = RequestHandlers(manager=None, batcher=batcher, metrics=metrics,  # type: ignore[arg-type]
+                               max_request_elements=args.max_request_elements)
     load_options = LoadOptions(session_config(args), tuple(t.strip() for t in args.saved_model_tags.split(",") if t.strip()),
                                args.enable_signature_method_name_check, args.prefer_tflite_model)
     iterations = args.num_request_iterations_for_warmup

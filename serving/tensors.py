@@ -71,11 +71,44 @@ def _decode_directly(proto: tensor_pb2.TensorProto) -> np.ndarray | None:
     return np.array(values, dtype=np_dtype).reshape(shape)
 
 
-def to_ndarray(proto: tensor_pb2.TensorProto, name: str) -> np.ndarray:
-    """Decode a request tensor; INVALID_ARGUMENT naming the input when it is malformed."""
+DEFAULT_MAX_ELEMENTS = 2**24  # --max_request_elements: 64 MiB of float32, far past any 1-request batch here
+MAX_REPEATED_VALUES = 2**16  # values TensorFlow would repeat to fill a declared shape (see check_declared_size)
+
+
+def _values_given(proto: tensor_pb2.TensorProto) -> int:
+    field = _TYPED_FIELD.get(proto.dtype)
+    return len(getattr(proto, field)) if field else 0
+
+
+def check_declared_size(proto: tensor_pb2.TensorProto, name: str, max_elements: int = DEFAULT_MAX_ELEMENTS) -> None:
+    """Refuse, before anything is allocated, a tensor whose declared shape costs far more than it carries.
+
+    A 20-byte request declaring a float tensor of 2^28 elements took 1 GB and 6.4 s before
+    TensorFlow refused it; one serialized example with shape [2^20] is repeated by TensorFlow's
+    rule (short typed fields repeat their last value) into 2^20 examples, 19 s of parsing. So: at
+    most ``max_elements`` elements, and at most MAX_REPEATED_VALUES of them filled by repetition.
+    """
+    shape = [d.size for d in proto.tensor_shape.dim]
+    if any(size < 0 for size in shape):
+        return  # TensorFlow refuses it, with its own message
+    count = math.prod(shape)
+    if count > max_elements:
+        raise invalid(f"Input '{name}' declares {count} elements, more than this server takes in one tensor "
+                      f"({max_elements}, --max_request_elements)")
+    if not proto.tensor_content:
+        given = _values_given(proto)
+        if 0 < given < count and count - given > MAX_REPEATED_VALUES:
+            raise invalid(f"Input '{name}' declares {count} elements but carries {given} values; filling more than "
+                          f"{MAX_REPEATED_VALUES} by repeating the last one is refused")
+
+
+def to_ndarray(proto: tensor_pb2.TensorProto, name: str, max_elements: int = DEFAULT_MAX_ELEMENTS) -> np.ndarray:
+    """Decode a request tensor; INVALID_ARGUMENT naming the input when it is malformed or far
+    larger than what it carries (:func:`check_declared_size`)."""
     array = _decode_directly(proto)
     if array is not None:
         return array
+    check_declared_size(proto, name, max_elements)
     try:
         return tf.make_ndarray(proto)
     except Exception as e:  # TF raises TypeError/ValueError for bad dtypes, sizes and shapes

@@ -1,0 +1,102 @@
+"""Cheap requests that would cost a lot: refused before anything large is allocated or run."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from pathlib import Path
+
+import grpc
+import pytest
+import tensorflow as tf
+from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+from serving import rest
+from serving.server import build_parser, start_server
+from tests.tfs_models import example, write_half_plus
+
+MODEL = "half_plus_two"
+
+
+@pytest.fixture
+def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    import portpicker
+
+    monkeypatch.setattr(rest, "READ_TIMEOUT_SECONDS", 1)
+    monkeypatch.setattr(rest, "MAX_CONNECTIONS", 4)
+    write_half_plus(str(tmp_path / MODEL))
+    running = start_server(build_parser().parse_args(
+        ["--port=0", f"--rest_api_port={portpicker.pick_unused_port()}", f"--model_name={MODEL}", f"--model_base_path={tmp_path / MODEL}"]))
+    yield running
+    running.stop(grace=1)
+
+
+def _predict(running, request: predict_pb2.PredictRequest):
+    return prediction_service_pb2_grpc.PredictionServiceStub(grpc.insecure_channel(f"localhost:{running.port}")).Predict(request, 30)
+
+
+def _request(signature: str, key: str, dtype, values: list, dims: list[int]) -> predict_pb2.PredictRequest:
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name, request.model_spec.signature_name = MODEL, signature
+    tensor = request.inputs[key]
+    tensor.dtype = dtype.as_datatype_enum
+    (tensor.string_val if dtype == tf.string else tensor.float_val).extend(values)
+    for size in dims:
+        tensor.tensor_shape.dim.add().size = size
+    return request
+
+
+def test_a_tiny_request_declaring_a_huge_tensor_is_refused_at_once(server) -> None:
+    started = time.monotonic()
+    with pytest.raises(grpc.RpcError) as e:
+        _predict(server, _request("serving_default", "x", tf.float32, [1.0], [2**28]))
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "declares 268435456 elements" in e.value.details()
+    assert time.monotonic() - started < 5  # was 6.4 s and 1 GB before the answer
+
+
+def test_one_example_repeated_to_a_million_rows_is_refused(server) -> None:
+    serialized = example(2.0).SerializeToString()
+    with pytest.raises(grpc.RpcError) as e:
+        _predict(server, _request("regress_x_to_y", "inputs", tf.string, [serialized], [2**20]))
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "by repeating the last one is refused" in e.value.details()
+
+
+def test_tensorflows_own_repetition_rule_still_holds_for_small_tensors(server) -> None:
+    response = _predict(server, _request("serving_default", "x", tf.float32, [2.0], [4, 1]))
+    assert list(response.outputs["y"].float_val) == [3.0] * 4
+
+
+def _raw_http(running, data: bytes) -> bytes:
+    with socket.create_connection(("localhost", running.rest_port), timeout=10) as s:
+        s.sendall(data)
+        chunks = []
+        while chunk := s.recv(65536):
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+
+@pytest.mark.parametrize("declared, status", [("abc", b"400"), ("100000000000", b"413")])
+def test_a_bad_or_huge_content_length_gets_an_http_answer(server, declared: str, status: bytes) -> None:
+    answer = _raw_http(server, f"POST /v1/models/{MODEL}:predict HTTP/1.1\r\nHost: x\r\nContent-Length: {declared}\r\n\r\n".encode())
+    assert answer.startswith(b"HTTP/1.0 " + status) or answer.startswith(b"HTTP/1.1 " + status), answer[:200]
+    assert b'"error"' in answer
+
+
+def test_a_client_that_stops_sending_is_dropped(server) -> None:
+    with socket.create_connection(("localhost", server.rest_port), timeout=10) as s:
+        s.sendall(b"POST /v1/models/x:predict HTTP/1.1\r\nHost: x\r\n")  # and nothing more
+        started = time.monotonic()
+        assert s.recv(1024) == b""  # closed by the server after its read timeout (1 s here)
+        assert time.monotonic() - started < 8
+
+
+def test_idle_connections_do_not_take_a_thread_each(server) -> None:
+    before = threading.active_count()
+    sockets = [socket.create_connection(("localhost", server.rest_port), timeout=10) for _ in range(20)]
+    try:
+        time.sleep(0.5)
+        assert threading.active_count() - before <= 4  # MAX_CONNECTIONS here; the rest are closed
+    finally:
+        for s in sockets:
+            s.close()
