@@ -6,6 +6,7 @@ workers) and writes real ``int64_list`` / ``bytes_list`` features, which CsvExam
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any, Iterator, Mapping
 
@@ -21,6 +22,13 @@ from tfx.types import standard_component_specs
 from components.raw_records import RawDataError, column_specs, read_file_examples
 
 _READER_KEY = "embedpipe_reader"
+_REJECTS = "rejects"
+_REJECTS_DIR_KEY = "embedpipe_rejects_dir"  # set by RawExampleGenExecutor.Do for the PTransform
+
+
+def _count_lines(path: str) -> int:
+    with tf.io.gfile.GFile(path) as f:
+        return sum(1 for line in f if line.strip())
 
 
 def reader_custom_config(config: Mapping[str, Any]) -> tfx.proto.CustomConfig:
@@ -31,6 +39,8 @@ def reader_custom_config(config: Mapping[str, Any]) -> tfx.proto.CustomConfig:
             _READER_KEY: {
                 "format": config["data"]["format"],
                 "list_delimiter": config["data"]["list_delimiter"],
+                "on_bad_record": config["data"]["on_bad_record"],
+                "max_bad_fraction": config["data"]["max_bad_fraction"],
                 "features": [{k: f[k] for k in ("name", "kind", "dtype")} for f in config["features"]],
                 "label": {k: config["label"][k] for k in ("name", "dtype")},
             }
@@ -59,6 +69,24 @@ def _read_one_file(path: str, settings: Mapping[str, Any]) -> Iterator[tf.train.
     yield from read_file_examples(path, settings["format"], specs, settings["list_delimiter"])
 
 
+def _reject(where: str, reason: str) -> dict[str, Any]:
+    file, _, line = where.rpartition(":")
+    return {"file": file, "line": int(line), "reason": reason}
+
+
+def _read_one_file_skipping(path: str, settings: Mapping[str, Any]) -> Iterator[Any]:
+    """Examples, and each bad record as a ``rejects`` output {file_line, reason} (on_bad_record: skip)."""
+    rejects: list[dict[str, str]] = []
+    specs = column_specs(settings)
+    for example in read_file_examples(path, settings["format"], specs, settings["list_delimiter"],
+                                      rejected=lambda where, reason: rejects.append(_reject(where, reason))):
+        yield example
+        while rejects:
+            yield beam.pvalue.TaggedOutput(_REJECTS, json.dumps(rejects.pop(0)))
+    for reject in rejects:
+        yield beam.pvalue.TaggedOutput(_REJECTS, json.dumps(reject))
+
+
 @beam.ptransform_fn
 @beam.typehints.with_input_types(beam.Pipeline)
 @beam.typehints.with_output_types(tf.train.Example)
@@ -70,16 +98,48 @@ def _RawFilesToExample(  # noqa: N802 -- Beam PTransform naming
     files = matching_files(base, split_pattern)
     if not files:
         raise RawDataError(f"no input files match {os.path.join(base, split_pattern)}")
-    return (
-        pipeline
-        | "ListFiles" >> beam.Create(files)
-        | "SpreadFiles" >> beam.Reshuffle()
-        | "ParseRecords" >> beam.FlatMap(_read_one_file, settings)
-    )
+    spread = pipeline | "ListFiles" >> beam.Create(files) | "SpreadFiles" >> beam.Reshuffle()
+    if settings.get("on_bad_record", "fail") == "fail":
+        return spread | "ParseRecords" >> beam.FlatMap(_read_one_file, settings)
+    # skip: rejects and the count of accepted records go next to the examples (see Do)
+    parsed = spread | "ParseRecords" >> beam.FlatMap(_read_one_file_skipping, settings).with_outputs(_REJECTS, main="examples")
+    out = exec_properties[_REJECTS_DIR_KEY]
+    name = "".join(c if c.isalnum() else "_" for c in split_pattern)
+    _ = parsed[_REJECTS] | "WriteRejects" >> beam.io.WriteToText(os.path.join(out, f"rejects-{name}"), file_name_suffix=".jsonl")
+    _ = (parsed.examples | "CountAccepted" >> beam.combiners.Count.Globally() | "AsText" >> beam.Map(str)
+         | "WriteCount" >> beam.io.WriteToText(os.path.join(out, f"accepted-{name}"), file_name_suffix=".txt"))
+    return parsed.examples
 
 
 class RawExampleGenExecutor(BaseExampleGenExecutor):
-    """TFX ExampleGen executor for JSON Lines and CSV files with list-valued fields."""
+    """TFX ExampleGen executor for JSON Lines and CSV files with list-valued fields.
+
+    With ``data.on_bad_record: skip`` every rejected record is written, with its file, line and
+    reason, to ``<examples artifact>/rejects/rejects-*.jsonl`` (in the pipeline root); the count is
+    recorded on the Examples artifact (``rejected_records``, ``rejects_uri``, shown by the run
+    summary), and more than ``data.max_bad_fraction`` of the records rejected fails the run.
+    """
+
+    def Do(self, input_dict: dict[str, list[Any]], output_dict: dict[str, list[Any]], exec_properties: dict[str, Any]) -> None:  # noqa: N802
+        """TFX's ExampleGen, then the reject count and the bad-fraction check (skip policy)."""
+        settings = _reader_settings(exec_properties)
+        if settings.get("on_bad_record", "fail") == "fail":
+            super().Do(input_dict, output_dict, exec_properties)
+            return
+        examples = output_dict[standard_component_specs.EXAMPLES_KEY][0]
+        rejects_dir = os.path.join(examples.uri, "rejects")
+        super().Do(input_dict, output_dict, {**exec_properties, _REJECTS_DIR_KEY: rejects_dir})
+        rejected = sum(_count_lines(path) for path in tf.io.gfile.glob(os.path.join(rejects_dir, "rejects-*")))
+        accepted = 0
+        for path in tf.io.gfile.glob(os.path.join(rejects_dir, "accepted-*")):
+            with tf.io.gfile.GFile(path) as f:
+                accepted += sum(int(line) for line in f if line.strip())
+        examples.set_int_custom_property("rejected_records", rejected)
+        examples.set_string_custom_property("rejects_uri", rejects_dir)
+        total = accepted + rejected
+        if total and rejected / total > float(settings["max_bad_fraction"]):
+            raise RawDataError(f"{rejected} of {total} records rejected ({rejected / total:.2%}), more than data.max_bad_fraction "
+                               f"{float(settings['max_bad_fraction']):.2%}; every one with file, line and reason: {rejects_dir}")
 
     def GetInputSourceToExamplePTransform(self) -> beam.PTransform:  # noqa: N802 -- TFX API
         """The PTransform that turns one split's files into tf.Examples."""

@@ -16,7 +16,7 @@ import csv
 import io
 import json
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import tensorflow as tf
 
@@ -145,44 +145,75 @@ def _decoded(line: str | bytes, where: str) -> str:
         raise RawDataError(f"{where}: not UTF-8 text ({e.reason} at byte {e.start} of the line)") from e
 
 
-def iter_jsonl(text_lines: Iterable[str | bytes], path: str, specs: Mapping[str, ColumnSpec]) -> Iterator[tf.train.Example]:
-    """Examples from JSON Lines (text or UTF-8 bytes); blank lines are skipped, anything else must parse."""
+Rejected = Callable[[str, str], None]  # (where: "file:line", reason): a bad record skipped
+
+
+def iter_jsonl(text_lines: Iterable[str | bytes], path: str, specs: Mapping[str, ColumnSpec],
+               rejected: Rejected | None = None) -> Iterator[tf.train.Example]:
+    """Examples from JSON Lines (text or UTF-8 bytes); blank lines are skipped, anything else must
+    parse. A bad record raises RawDataError, or with ``rejected`` is reported there and skipped."""
     for line_no, raw_line in enumerate(text_lines, start=1):
-        line = _decoded(raw_line, f"{path}:{line_no}")
-        if not line.strip():
-            continue
         where = f"{path}:{line_no}"
         try:
-            record = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise RawDataError(f"{where}: not valid JSON ({e.msg} at column {e.colno}): {line[:80]!r}") from e
-        yield record_to_example(record, specs, where)
+            line = _decoded(raw_line, where)
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise RawDataError(f"{where}: not valid JSON ({e.msg} at column {e.colno}): {line[:80]!r}") from e
+            example = record_to_example(record, specs, where)
+        except RawDataError as e:
+            if rejected is None:
+                raise
+            rejected(where, str(e))
+            continue
+        yield example
 
 
-def iter_csv(text: str, path: str, specs: Mapping[str, ColumnSpec], list_delimiter: str) -> Iterator[tf.train.Example]:
-    """Examples from CSV with a header row; list cells are split on ``list_delimiter``."""
+def iter_csv(text: str, path: str, specs: Mapping[str, ColumnSpec], list_delimiter: str,
+             rejected: Rejected | None = None) -> Iterator[tf.train.Example]:
+    """Examples from CSV with a header row; list cells are split on ``list_delimiter``. A bad row
+    raises RawDataError, or with ``rejected`` is reported there and skipped."""
     reader = csv.DictReader(io.StringIO(text))
     if not reader.fieldnames:
         return
     for row in reader:
         where = f"{path}:{reader.line_num}"
-        if None in row:
-            raise RawDataError(f"{where}: {len(reader.fieldnames) + len(row[None])} cells but the header has {len(reader.fieldnames)}")
-        if any(v is None for v in row.values()):
-            raise RawDataError(f"{where}: fewer cells than the header's {len(reader.fieldnames)}")
-        yield record_to_example(row, specs, where, list_delimiter=list_delimiter)
+        try:
+            if None in row:
+                raise RawDataError(f"{where}: {len(reader.fieldnames) + len(row[None])} cells but the header has {len(reader.fieldnames)}")
+            if any(v is None for v in row.values()):
+                raise RawDataError(f"{where}: fewer cells than the header's {len(reader.fieldnames)}")
+            example = record_to_example(row, specs, where, list_delimiter=list_delimiter)
+        except RawDataError as e:
+            if rejected is None:
+                raise
+            rejected(where, str(e))
+            continue
+        yield example
 
 
-def read_file_examples(path: str, fmt: str, specs: Mapping[str, ColumnSpec], list_delimiter: str) -> Iterator[tf.train.Example]:
+def read_file_examples(path: str, fmt: str, specs: Mapping[str, ColumnSpec], list_delimiter: str,
+                       rejected: Rejected | None = None) -> Iterator[tf.train.Example]:
     """All examples of one raw file (``fmt`` is jsonl or csv); any file system TF can open.
+    ``rejected``: skip bad records, reporting each there (else the first one raises).
 
     A file without a single record is an error naming it: an empty file would otherwise flow
     through every component and fail late, in the Trainer, with Keras' "Empty logs".
     """
     count = 0
+    if rejected is not None:
+        report = rejected
+
+        def rejected(where: str, reason: str) -> None:  # rejected records count as records of the file
+            nonlocal count
+            count += 1
+            report(where, reason)
+
     with tf.io.gfile.GFile(path, "rb") as f:
         if fmt == "jsonl":
-            records = iter_jsonl(f, path, specs)
+            records = iter_jsonl(f, path, specs, rejected)
         elif fmt == "csv":
             content = f.read()
             try:
@@ -190,7 +221,7 @@ def read_file_examples(path: str, fmt: str, specs: Mapping[str, ColumnSpec], lis
             except UnicodeDecodeError as e:
                 line_no = content.count(b"\n", 0, e.start) + 1
                 raise RawDataError(f"{path}:{line_no}: not UTF-8 text ({e.reason})") from e
-            records = iter_csv(text, path, specs, list_delimiter)
+            records = iter_csv(text, path, specs, list_delimiter, rejected)
         else:
             raise ValueError(f"unsupported raw format {fmt!r}")
         for example in records:

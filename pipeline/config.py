@@ -19,6 +19,7 @@ import yaml
 LABEL_KEY = "label"  # name of the transformed 0/1 label; raw features may not use it
 
 DATA_FORMATS = ("jsonl", "csv", "tfrecord")
+BAD_RECORD_POLICIES = ("fail", "skip")
 FEATURE_KINDS = ("sequence", "id")
 DTYPES = ("string", "int")
 TRUNCATIONS = ("keep_last", "keep_first")
@@ -120,6 +121,8 @@ class DataConfig:
     list_delimiter: str = "|"
     hash_buckets: Mapping[str, int] | None = None  # {"train": 4, "eval": 1}
     split_files: Mapping[str, str] | None = None  # {"train": "train*", "eval": "eval*"}
+    on_bad_record: str = "fail"  # fail: stop at the first bad record | skip: reject it to the rejects file
+    max_bad_fraction: float = 0.01  # with skip: the run fails when more records than this are rejected
 
 
 @dataclasses.dataclass(frozen=True)
@@ -467,6 +470,10 @@ def _parse_data(s: _Section, base_dir: Path | None) -> DataConfig:
     fmt = s.get("format", str, choices=DATA_FORMATS)
     path = _resolve(base_dir, s.get("path", str))
     delimiter = s.get("list_delimiter", str, "|")
+    on_bad_record = s.get("on_bad_record", str, "fail", choices=BAD_RECORD_POLICIES)
+    max_bad_fraction = s.get("max_bad_fraction", float, 0.01, minimum=0)
+    if max_bad_fraction > 1:
+        raise ConfigError("data.max_bad_fraction", f"must be between 0 and 1, got {max_bad_fraction}")
     if len(delimiter) != 1:
         raise ConfigError("data.list_delimiter", f"must be one character, got {delimiter!r}")
     split = s.section("split", required=False)
@@ -486,7 +493,8 @@ def _parse_data(s: _Section, base_dir: Path | None) -> DataConfig:
         for split_name, value in mapping.items():
             if not isinstance(value, kind) or isinstance(value, bool) or (kind is int and value < 1):
                 raise ConfigError(f"{field}.{split_name}", f"must be {'a positive integer' if kind is int else 'a file pattern'}, got {value!r}")
-    return DataConfig(format=fmt, path=path, list_delimiter=delimiter, hash_buckets=hash_buckets, split_files=split_files)
+    return DataConfig(format=fmt, path=path, list_delimiter=delimiter, hash_buckets=hash_buckets, split_files=split_files,
+                      on_bad_record=on_bad_record, max_bad_fraction=float(max_bad_fraction))
 
 
 def _parse_feature(raw: Any, path: str) -> FeatureConfig:

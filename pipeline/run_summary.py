@@ -28,6 +28,8 @@ class RunSummary:
     pushed_path: str | None
     model_path: str | None
     cached_components: list[str]
+    rejected_records: int | None = None  # data.on_bad_record: skip
+    rejects_uri: str | None = None
 
     def render(self) -> str:
         """The summary as printed at the end of ``embedpipe run``."""
@@ -50,6 +52,8 @@ class RunSummary:
         lines.append(f"pushed: {self.pushed_path}" if self.pushed else "pushed: no (only models blessed by the Evaluator and the canary are pushed)")
         if self.model_path:
             lines.append(f"trained model: {self.model_path}")
+        if self.rejected_records is not None:
+            lines.append(f"rejected records: {self.rejected_records} (each with file, line and reason in {self.rejects_uri})")
         if self.cached_components:
             lines.append(f"reused from cache: {', '.join(self.cached_components)}")
         lines.append(f"artifacts: {self.pipeline_root}")
@@ -174,4 +178,11 @@ def summarize_run(pipeline_name: str, pipeline_root: str, metadata_path: str) ->
         models = _outputs(store, trainer).get("model")
         if models:
             model_path = os.path.join(models[0].uri, "Format-Serving")
-    return RunSummary(pipeline_root, metrics, baseline, blessed, failures, infra_blessed, infra_reason, pushed, pushed_path, model_path, cached)
+    rejected, rejects_uri = None, None
+    example_gen = _latest_execution(store, pipeline_name, nodes.EXAMPLE_GEN)
+    if example_gen is not None:
+        examples = _outputs(store, example_gen).get("examples")
+        if examples and _custom(examples[0], "rejects_uri"):
+            rejected, rejects_uri = int(_custom(examples[0], "rejected_records") or 0), str(_custom(examples[0], "rejects_uri"))
+    return RunSummary(pipeline_root, metrics, baseline, blessed, failures, infra_blessed, infra_reason, pushed, pushed_path, model_path,
+                      cached, rejected, rejects_uri)

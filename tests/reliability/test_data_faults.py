@@ -95,3 +95,62 @@ def test_a_feature_or_label_absent_from_the_schema_is_a_config_error_at_load(tmp
         expected = r"config field 'label.name': 'klicked' is not a feature of the schema"
     with pytest.raises(ConfigError, match=expected):
         load_config(_write_config(tmp_path, raw_config))
+
+
+def _skip_config(raw_config: dict, data: Path, max_bad_fraction: float) -> dict:
+    raw_config["data"] = {"format": "jsonl", "path": str(data), "on_bad_record": "skip", "max_bad_fraction": max_bad_fraction}
+    return parse_config(raw_config).to_dict()
+
+
+def _rows_with_bad(data: Path, good: int, bad_lines: dict[int, str]) -> None:
+    import json
+
+    from pipeline.datasets.synthetic import generate_rows
+
+    rows = [json.dumps(r) for r in generate_rows(good, seed=3)]
+    for line, text in sorted(bad_lines.items()):
+        rows.insert(line - 1, text)
+    data.write_text("\n".join(rows) + "\n")
+
+
+def test_skip_writes_every_rejected_record_with_file_line_and_reason(tmp_path: Path, raw_config: dict) -> None:
+    import json
+
+    import tensorflow as tf
+
+    data = tmp_path / "mixed.jsonl"
+    _rows_with_bad(data, 200, {3: '{"user": "u", "target": "17", "clicked": 1}', 50: "not json", 120: '{"user": "u", "history": [1, 99999999999999999999]}'})
+    examples = _run(_skip_config(raw_config, data, 0.05), tmp_path / "out")
+
+    assert examples.get_int_custom_property("rejected_records") == 3
+    rejects_dir = examples.get_string_custom_property("rejects_uri")
+    rejects = [json.loads(line) for path in tf.io.gfile.glob(f"{rejects_dir}/rejects-*") for line in open(path) if line.strip()]
+    assert sorted((r["file"], r["line"]) for r in rejects) == [(str(data), 3), (str(data), 50), (str(data), 120)]
+    assert any("'17' is a string" in r["reason"] for r in rejects) and any("not valid JSON" in r["reason"] for r in rejects)
+    files = tf.io.gfile.glob(str(tmp_path / "out" / "Split-*" / "*"))
+    assert sum(1 for _ in tf.data.TFRecordDataset(files, compression_type="GZIP")) == 200, "every good record kept"
+
+
+def test_skip_fails_the_run_past_max_bad_fraction(tmp_path: Path, raw_config: dict) -> None:
+    data = tmp_path / "bad.jsonl"
+    _rows_with_bad(data, 20, {i: "not json" for i in range(1, 6)})  # 5 of 25 = 20%
+    with pytest.raises(Exception, match=r"5 of 25 records rejected \(20.00%\), more than data.max_bad_fraction 10.00%"):
+        _run(_skip_config(raw_config, data, 0.1), tmp_path / "out")
+
+
+def test_the_default_policy_stops_at_the_first_bad_record(tmp_path: Path, raw_config: dict) -> None:
+    data = tmp_path / "bad.jsonl"
+    _rows_with_bad(data, 20, {7: "not json"})
+    raw_config["data"] = {"format": "jsonl", "path": str(data)}
+    with pytest.raises(Exception, match=r"bad\.jsonl:7: not valid JSON"):
+        _run(parse_config(raw_config).to_dict(), tmp_path / "out")
+
+
+@pytest.mark.parametrize("data, message", [({"on_bad_record": "ignore"}, "'ignore' is not allowed"),
+                                           ({"max_bad_fraction": 1.5}, "must be between 0 and 1")])
+def test_the_policy_is_validated(raw_config: dict, data: dict, message: str) -> None:
+    from pipeline.config import ConfigError
+
+    raw_config["data"].update(data)
+    with pytest.raises(ConfigError, match=message):
+        parse_config(raw_config)
