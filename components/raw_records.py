@@ -13,6 +13,7 @@ Rules, the same for every format:
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 from dataclasses import dataclass
@@ -148,27 +149,46 @@ def _decoded(line: str | bytes, where: str) -> str:
 Rejected = Callable[[str, str], None]  # (where: "file:line", reason): a bad record skipped
 
 
-def iter_jsonl(text_lines: Iterable[str | bytes], path: str, specs: Mapping[str, ColumnSpec],
-               rejected: Rejected | None = None) -> Iterator[tf.train.Example]:
-    """Examples from JSON Lines (text or UTF-8 bytes); blank lines are skipped, anything else must
-    parse. A bad record raises RawDataError, or with ``rejected`` is reported there and skipped."""
-    for line_no, raw_line in enumerate(text_lines, start=1):
-        where = f"{path}:{line_no}"
+def _reject_or_raise(pairs: Iterable[tuple[str, Callable[[], tf.train.Example | None]]],
+                     rejected: Rejected | None) -> Iterator[tf.train.Example]:
+    """Run each (where, convert); a RawDataError raises, or with ``rejected`` is reported and skipped."""
+    for where, convert in pairs:
         try:
-            line = _decoded(raw_line, where)
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise RawDataError(f"{where}: not valid JSON ({e.msg} at column {e.colno}): {line[:80]!r}") from e
-            example = record_to_example(record, specs, where)
+            example = convert()
         except RawDataError as e:
             if rejected is None:
                 raise
             rejected(where, str(e))
             continue
-        yield example
+        if example is not None:
+            yield example
+
+
+def _jsonl_example(raw_line: str | bytes, where: str, specs: Mapping[str, ColumnSpec]) -> tf.train.Example | None:
+    line = _decoded(raw_line, where)
+    if not line.strip():
+        return None
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise RawDataError(f"{where}: not valid JSON ({e.msg} at column {e.colno}): {line[:80]!r}") from e
+    return record_to_example(record, specs, where)
+
+
+def iter_jsonl(text_lines: Iterable[str | bytes], path: str, specs: Mapping[str, ColumnSpec],
+               rejected: Rejected | None = None) -> Iterator[tf.train.Example]:
+    """Examples from JSON Lines (text or UTF-8 bytes); blank lines are skipped, anything else must
+    parse. A bad record raises RawDataError, or with ``rejected`` is reported there and skipped."""
+    pairs = ((f"{path}:{n}", functools.partial(_jsonl_example, line, f"{path}:{n}", specs)) for n, line in enumerate(text_lines, start=1))
+    yield from _reject_or_raise(pairs, rejected)
+
+
+def _csv_example(row: dict, header: Sequence[str], where: str, specs: Mapping[str, ColumnSpec], list_delimiter: str) -> tf.train.Example:
+    if None in row:
+        raise RawDataError(f"{where}: {len(header) + len(row[None])} cells but the header has {len(header)}")
+    if any(v is None for v in row.values()):
+        raise RawDataError(f"{where}: fewer cells than the header's {len(header)}")
+    return record_to_example(row, specs, where, list_delimiter=list_delimiter)
 
 
 def iter_csv(text: str, path: str, specs: Mapping[str, ColumnSpec], list_delimiter: str,
@@ -178,20 +198,10 @@ def iter_csv(text: str, path: str, specs: Mapping[str, ColumnSpec], list_delimit
     reader = csv.DictReader(io.StringIO(text))
     if not reader.fieldnames:
         return
-    for row in reader:
-        where = f"{path}:{reader.line_num}"
-        try:
-            if None in row:
-                raise RawDataError(f"{where}: {len(reader.fieldnames) + len(row[None])} cells but the header has {len(reader.fieldnames)}")
-            if any(v is None for v in row.values()):
-                raise RawDataError(f"{where}: fewer cells than the header's {len(reader.fieldnames)}")
-            example = record_to_example(row, specs, where, list_delimiter=list_delimiter)
-        except RawDataError as e:
-            if rejected is None:
-                raise
-            rejected(where, str(e))
-            continue
-        yield example
+    header = reader.fieldnames
+    pairs = ((f"{path}:{reader.line_num}", functools.partial(_csv_example, row, header, f"{path}:{reader.line_num}", specs, list_delimiter))
+             for row in reader)
+    yield from _reject_or_raise(pairs, rejected)
 
 
 def read_file_examples(path: str, fmt: str, specs: Mapping[str, ColumnSpec], list_delimiter: str,

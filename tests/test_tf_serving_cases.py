@@ -137,6 +137,16 @@ def _predict_request(model: str = "default", signature: str = "serving_default")
     return request
 
 
+def _multi_inference_request() -> inference_pb2.MultiInferenceRequest:
+    """A regress and a classify task on one example (x=2), as testMultiInference sends them."""
+    request = inference_pb2.MultiInferenceRequest()
+    request.input.example_list.examples.add().CopyFrom(example(2.0))
+    for signature, method in (("regress_x_to_y", "tensorflow/serving/regress"), ("classify_x_to_y", "tensorflow/serving/classify")):
+        task = request.tasks.add()
+        task.model_spec.name, task.model_spec.signature_name, task.method_name = "default", signature, method
+    return request
+
+
 def _check_predict(response: predict_pb2.PredictResponse, y: float, model: str = "default") -> None:
     assert list(response.outputs["y"].float_val) == [y]  # typed values, not tensor_content
     assert response.model_spec.name == model and response.model_spec.signature_name == "serving_default"
@@ -196,12 +206,7 @@ def test_regress(default_server) -> None:
 def test_multi_inference(default_server) -> None:
     """testMultiInference: a regress and a classify task on one input, each result with its model_spec."""
     prediction, _ = _stub(f"localhost:{default_server.port}")
-    request = inference_pb2.MultiInferenceRequest()
-    request.input.example_list.examples.add().CopyFrom(example(2.0))
-    for signature, method in (("regress_x_to_y", "tensorflow/serving/regress"), ("classify_x_to_y", "tensorflow/serving/classify")):
-        task = request.tasks.add()
-        task.model_spec.name, task.model_spec.signature_name, task.method_name = "default", signature, method
-    results = prediction.MultiInference(request, 10).results
+    results = prediction.MultiInference(_multi_inference_request(), 10).results
     assert len(results) == 2
     assert results[0].regression_result.regressions[0].value == 3.0
     assert results[1].classification_result.classifications[0].classes[0].score == 3.0
@@ -250,12 +255,7 @@ def test_tf2_signatures_with_the_predict_method_name(models, tmp_path: Path, rpc
             request.input.example_list.examples.add().CopyFrom(example(2.0))
             assert prediction.Regress(request, 10).result.regressions[0].value == 3.0
         else:
-            request = inference_pb2.MultiInferenceRequest()
-            request.input.example_list.examples.add().CopyFrom(example(2.0))
-            for signature, method in (("regress_x_to_y", "tensorflow/serving/regress"), ("classify_x_to_y", "tensorflow/serving/classify")):
-                task = request.tasks.add()
-                task.model_spec.name, task.model_spec.signature_name, task.method_name = "default", signature, method
-            results = prediction.MultiInference(request, 10).results
+            results = prediction.MultiInference(_multi_inference_request(), 10).results
             assert results[0].regression_result.regressions[0].value == 3.0
             assert results[1].classification_result.classifications[0].classes[0].score == 3.0
     finally:
