@@ -43,6 +43,7 @@ class _Servicer:
         finally:
             model = request.model_spec.name if hasattr(request, "model_spec") else ""
             self.h.metrics.request(model, _API[type(request).__name__], "GRPC", status.name, time.perf_counter() - started)
+            self.h.memory.after_request(request.ByteSize())
 
     async def _in_pool(self, context: grpc.aio.ServicerContext, fn: Callable[[Any], Any], request: Any) -> Any:
         loop = asyncio.get_running_loop()

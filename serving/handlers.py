@@ -23,6 +23,7 @@ from tensorflow_serving.apis import (
 
 from serving.batching import Batcher
 from serving.errors import invalid
+from serving.memory import MemoryTrimmer
 from serving.model_manager import ModelManager
 from serving.monitoring import Metrics
 from serving.servable import ServableVersion, examples_from_input
@@ -54,6 +55,7 @@ class RequestHandlers:
         self.batcher = batcher
         self.metrics = metrics or Metrics()
         self.max_request_elements = max_request_elements
+        self.memory = MemoryTrimmer()
 
     # ------------------------------------------------------------------ helpers
     def lookup(self, spec: model_pb2.ModelSpec) -> ServableVersion:

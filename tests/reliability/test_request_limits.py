@@ -100,3 +100,19 @@ def test_idle_connections_do_not_take_a_thread_each(server) -> None:
     finally:
         for s in sockets:
             s.close()
+
+
+def test_memory_is_trimmed_after_a_large_request(server) -> None:
+    import numpy as np
+
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = MODEL
+    request.inputs["x"].CopyFrom(tf.make_tensor_proto(np.ones((2**21, 1), np.float32)))  # 8 MiB
+    before = server.handlers.memory.trims
+    stub = prediction_service_pb2_grpc.PredictionServiceStub(grpc.insecure_channel(
+        f"localhost:{server.port}", options=[("grpc.max_send_message_length", 2**30), ("grpc.max_receive_message_length", 2**30)]))
+    assert stub.Predict(request, 60).outputs["y"].float_val[0] == 2.5
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and server.handlers.memory.trims == before:
+        time.sleep(0.05)
+    assert server.handlers.memory.trims > before
