@@ -19,8 +19,12 @@ $(STAMP): constraints.txt setup.py
 run: $(STAMP)
 	$(BIN)/embedpipe run $(ARGS)
 
+# Both cores, one test file per worker (files share their module fixtures): 251 tests took
+# 16 min 42 s in one process and 10 min 51 s in two on a fresh clone (2026-12-01).
+PYTEST_XDIST ?= -n 2 --dist loadfile
+
 test: $(STAMP)
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest $(PYTEST_XDIST) $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
