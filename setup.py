@@ -29,6 +29,9 @@ setup(
         "tensorflow-io==0.37.1",
         # TF Text's kernels, which tensorflow_model_server links: models that use them must load
         "tensorflow-text==2.16.1",
+        # REST transport: header/body deadlines and asyncio connections (serving/rest_server.py);
+        # already in the stack through TFX's notebook dependencies, now used directly
+        "tornado>=6.4,<7",
         "grpcio-health-checking==1.48.2",  # the standard grpc.health.v1 service of the model server
         "kfp==2.5.0",
         "pyyaml>=6",

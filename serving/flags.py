@@ -19,8 +19,6 @@ import argparse
 
 # flag -> why it is parsed but has no effect here
 ACCEPTED_NOT_APPLIED = {
-    "rest_api_num_threads": "the REST server runs a thread per connection",
-    "rest_api_timeout_in_ms": "REST calls run to completion (no per-call deadline yet)",
     "allow_version_labels_for_unavailable_models": "labels may only name loaded versions",
     "enable_per_model_batching_parameters": "one batching configuration for all models",
     "num_load_threads": "versions load one after another in the polling thread",
@@ -68,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rest_api_port", type=int, default=0, help="REST port; 0 = no REST")
     p.add_argument("--rest_api_host", default="0.0.0.0", help="(not a TF Serving flag) address the REST port binds")
     _flag_bool(p, "rest_api_enable_cors_support", False, "answer REST calls with CORS headers")
+    p.add_argument("--rest_api_num_threads", type=int, default=0, help="threads running REST calls; 0 = 4 per CPU")
+    p.add_argument("--rest_api_timeout_in_ms", type=int, default=30_000,
+                   help="a REST call not answered by then gets 504 (its computation, once started, runs to its end)")
     p.add_argument("--model_name", default="default")
     p.add_argument("--model_base_path", default="")
     p.add_argument("--model_config_file", default="", help="ModelServerConfig text proto (several models)")

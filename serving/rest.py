@@ -1,22 +1,18 @@
-"""TF Serving's REST API (``--rest_api_port``) over the same handlers as gRPC.
+"""TF Serving's REST API (``--rest_api_port``) over the same handlers as gRPC: JSON in, JSON out.
 
 GET  /v1/models/M[/versions/V | /labels/L]            model status
 GET  /v1/models/M[...]/metadata                        signature_def metadata
 POST /v1/models/M[...]:predict   {"instances": [...]} (row) or {"inputs": ...} (columnar)
 POST /v1/models/M[...]:classify  {"examples": [...], "context": {...}}
 POST /v1/models/M[...]:regress   same body
-Binary values travel as {"b64": "..."}; errors as {"error": "..."}.
+Binary values travel as {"b64": "..."}; errors as {"error": "..."}. The HTTP transport (limits,
+timeouts, TLS) is serving/rest_server.py.
 """
 
 from __future__ import annotations
 
 import base64
-import json
 import re
-import ssl
-import threading
-import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import grpc
@@ -38,12 +34,38 @@ from serving.handlers import RequestHandlers
 from serving.tensors import fill_tensor_proto
 
 _PATH = re.compile(r"^/v1/models/([^/:]+)(?:/versions/(\d+)|/labels/([^/:]+))?(?:/(metadata)|:(predict|classify|regress))?$")
+# gRPC status -> HTTP status, as TF Serving's http_server.cc ToHTTPStatusCode maps them
 _HTTP = {
+    grpc.StatusCode.OK: 200,
+    grpc.StatusCode.CANCELLED: 499,
     grpc.StatusCode.INVALID_ARGUMENT: 400,
-    grpc.StatusCode.FAILED_PRECONDITION: 400,
+    grpc.StatusCode.DEADLINE_EXCEEDED: 504,
     grpc.StatusCode.NOT_FOUND: 404,
+    grpc.StatusCode.ALREADY_EXISTS: 409,
+    grpc.StatusCode.PERMISSION_DENIED: 403,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
+    grpc.StatusCode.FAILED_PRECONDITION: 400,
+    grpc.StatusCode.ABORTED: 409,
+    grpc.StatusCode.OUT_OF_RANGE: 400,
+    grpc.StatusCode.UNIMPLEMENTED: 501,
     grpc.StatusCode.UNAVAILABLE: 503,
+    grpc.StatusCode.UNAUTHENTICATED: 401,
 }
+
+
+def http_status(code: grpc.StatusCode) -> int:
+    """The HTTP status TF Serving answers for a gRPC status (500 for UNKNOWN, INTERNAL, DATA_LOSS)."""
+    return _HTTP.get(code, 500)
+
+
+def call_name(path: str) -> tuple[str, str]:
+    """(model, API) of a REST path for the request metrics; ("", "") when it names no model."""
+    m = _PATH.match(path)
+    if not m:
+        return "", ""
+    return m.group(1), m.group(5) or ("get_model_metadata" if m.group(4) else "get_model_status")
+
+
 _STATE_NAMES = {v: k for k, v in get_model_status_pb2.ModelVersionStatus.State.items()}
 
 
@@ -197,142 +219,3 @@ class RestApi:
         if len(outputs) == 1:
             return {"predictions": _encode(next(iter(outputs.values())))}
         return {"predictions": [{k: _encode(v[i]) for k, v in outputs.items()} for i in range(rows)]}
-
-
-# Bounds of the REST transport (the gRPC one has TF Serving's 2 GB message limit):
-MAX_BODY_BYTES = 2**28  # 256 MiB of JSON; a larger Content-Length is answered 413 before reading
-READ_TIMEOUT_SECONDS = 60  # per socket read: a connection that stops sending is closed
-MAX_CONNECTIONS = 128  # connections served at once (a thread each); more are closed at once
-LISTEN_BACKLOG = 128  # http.server's default is 5
-
-
-class _BoundedHTTPServer(ThreadingHTTPServer):
-    """http.server's threading server with a bounded number of connection threads and a real
-    backlog: 300 half-open connections made 323 threads before."""
-
-    request_queue_size = LISTEN_BACKLOG
-    daemon_threads = True
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
-        super().__init__(*args, **kwargs)
-
-    def process_request(self, request, client_address) -> None:
-        if not self._slots.acquire(blocking=False):
-            self.shutdown_request(request)  # at capacity: close rather than queue a thread
-            return
-        try:
-            super().process_request(request, client_address)
-        except Exception:
-            self._slots.release()
-            raise
-
-    def process_request_thread(self, request, client_address) -> None:
-        try:
-            super().process_request_thread(request, client_address)
-        finally:
-            self._slots.release()
-
-
-class _TlsHTTPServer(_BoundedHTTPServer):
-    """HTTPS: each accepted connection is wrapped in TLS in its own handler thread, so a slow or
-    failed handshake does not hold up the accept loop."""
-
-    def __init__(self, address, handler, context: ssl.SSLContext) -> None:
-        self.context = context
-        super().__init__(address, handler)
-
-    def finish_request(self, request, client_address) -> None:
-        try:
-            request = self.context.wrap_socket(request, server_side=True)
-        except (ssl.SSLError, OSError):  # no certificate, a plain-HTTP client: drop the connection
-            return
-        super().finish_request(request, client_address)
-
-
-def make_rest_server(handlers: RequestHandlers, port: int, host: str = "0.0.0.0", cors: bool = False,
-                     metrics_path: str | None = None, tls: ssl.SSLContext | None = None) -> ThreadingHTTPServer:
-    """The REST API on ``host:port``, served from a daemon thread. ``cors``: answer with TF Serving's
-    CORS headers (``--rest_api_enable_cors_support``) and to OPTIONS preflights; ``metrics_path``:
-    where Prometheus scrapes (``--monitoring_config_file``), None = not served; ``tls``: serve HTTPS
-    (``--ssl_config_file``), the handshake done per connection in its own thread."""
-    api = RestApi(handlers)
-
-    class Handler(BaseHTTPRequestHandler):
-        def _cors_headers(self) -> None:
-            if cors:
-                self.send_header("Access-Control-Allow-Origin", "*")
-                self.send_header("Access-Control-Allow-Methods", "POST, GET")
-                self.send_header("Access-Control-Allow-Headers", "Content-Type")
-
-        def _reply(self, code: int, payload: dict[str, Any]) -> None:
-            data = json.dumps(payload).encode()
-            self.send_response(code)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self._cors_headers()
-            self.end_headers()
-            self.wfile.write(data)
-
-        def do_OPTIONS(self) -> None:  # noqa: N802
-            self.send_response(204 if cors else 405)
-            self._cors_headers()
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def _run(self, call) -> None:
-            started, status = time.perf_counter(), "OK"
-            try:
-                self._reply(200, call())
-            except ServingError as e:
-                status = e.code.name
-                self._reply(_HTTP.get(e.code, 500), {"error": e.message})
-            except (ValueError, TypeError, KeyError) as e:
-                status = "INVALID_ARGUMENT"
-                self._reply(400, {"error": f"{type(e).__name__}: {e}"})
-            finally:
-                m = _PATH.match(self.path)
-                model, api_name = (m.group(1), m.group(5) or ("get_model_metadata" if m.group(4) else "get_model_status")) if m else ("", "")
-                handlers.metrics.request(model, api_name, "REST", status, time.perf_counter() - started)
-
-        def do_GET(self) -> None:  # noqa: N802
-            if metrics_path and self.path == metrics_path:
-                data = handlers.metrics.render().encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "text/plain; version=0.0.4")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-                return
-            self._run(lambda: api.get(self.path))
-
-        timeout = READ_TIMEOUT_SECONDS  # a client that stops sending is dropped, its thread freed
-
-        def do_POST(self) -> None:  # noqa: N802
-            declared = self.headers.get("Content-Length", "0").strip()
-            if not declared.isdigit():
-                self._reply(400, {"error": f"Content-Length {declared!r} is not a number of bytes"})
-                self.close_connection = True
-                return
-            length = int(declared)
-            if length > MAX_BODY_BYTES:  # refused before reading (or allocating) any of it
-                self._reply(413, {"error": f"the request body of {length} bytes is larger than {MAX_BODY_BYTES} bytes"})
-                self.close_connection = True
-                return
-
-            def call() -> dict[str, Any]:
-                try:
-                    body = json.loads(self.rfile.read(length) or b"null")
-                except json.JSONDecodeError as e:
-                    raise invalid(f"JSON Parse error: {e}") from e
-                return api.post(self.path, body)
-
-            self._run(call)
-
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 -- quiet access log
-            pass
-
-    server = _TlsHTTPServer((host, port), Handler, tls) if tls else _BoundedHTTPServer((host, port), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, name="embedpipe-rest", daemon=True).start()
-    return server

@@ -34,6 +34,7 @@ from serving.model_manager import ModelManager, parse_model_config, single_model
 from serving.monitoring import Metrics, prometheus_path
 from serving.profiler_service import profiler_handler
 from serving.reload_policy import ReloadPolicy
+from serving.rest_server import RestServer, start_rest_server
 from serving.servable import LoadOptions
 from serving.tls import grpc_credentials, parse_ssl_config, rest_context
 from storage import enable_object_storage
@@ -45,7 +46,7 @@ GRPC_OPTIONS = [("grpc.max_receive_message_length", MAX_MESSAGE_BYTES), ("grpc.m
 
 @dataclass
 class RunningServer:
-    """A started server; ``stop`` drains it. gRPC runs on its own asyncio loop in a daemon thread."""
+    """A started server; ``stop`` drains it. gRPC and REST run on one asyncio loop in a daemon thread."""
 
     grpc_server: grpc.aio.Server
     port: int
@@ -54,7 +55,7 @@ class RunningServer:
     health: health.aio.HealthServicer
     loop: asyncio.AbstractEventLoop
     executor: futures.ThreadPoolExecutor
-    rest_server: object | None = None
+    rest_server: RestServer | None = None
     rest_port: int = 0
     batcher: Batcher | None = None
     config_poller: threading.Thread | None = None
@@ -65,7 +66,7 @@ class RunningServer:
         self.stopping.set()
         self._on_loop(self.health.enter_graceful_shutdown())
         if self.rest_server is not None:
-            self.rest_server.shutdown()
+            self.rest_server.stop(grace)
         self._on_loop(self.grpc_server.stop(grace))
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.executor.shutdown(wait=True)
@@ -185,11 +186,10 @@ def start_server(args: argparse.Namespace) -> RunningServer:
     server, port, health_servicer = asyncio.run_coroutine_threadsafe(start_grpc(), loop).result()
     running = RunningServer(server, port, manager, handlers, health_servicer, loop, executor, batcher=batcher)
     if args.rest_api_port:
-        from serving.rest import make_rest_server
-
-        running.rest_server = make_rest_server(handlers, args.rest_api_port, args.rest_api_host, cors=args.rest_api_enable_cors_support,
-                                               metrics_path=metrics_path, tls=rest_context(tls) if tls else None)
-        running.rest_port = running.rest_server.server_address[1]
+        running.rest_server = start_rest_server(
+            handlers, loop, args.rest_api_port, args.rest_api_host, cors=args.rest_api_enable_cors_support, metrics_path=metrics_path,
+            tls=rest_context(tls) if tls else None, num_threads=args.rest_api_num_threads, timeout_ms=args.rest_api_timeout_in_ms)
+        running.rest_port = running.rest_server.port
     if args.model_config_file and args.model_config_file_poll_wait_seconds > 0:
         running.config_poller = threading.Thread(
             target=_poll_config_file, args=(args.model_config_file, config_text, args.model_config_file_poll_wait_seconds, running),

@@ -61,9 +61,9 @@ def test_a_refused_flag_stops_the_server_naming_it(flag: str, capsys) -> None:
 
 
 def test_accepted_flags_are_named_once_and_boolean_flags_take_tf_serving_syntax() -> None:
-    args = build_parser().parse_args(["--rest_api_timeout_in_ms=1000", "--flush_filesystem_caches=false", "--enable_batching",
+    args = build_parser().parse_args(["--num_load_threads=4", "--flush_filesystem_caches=false", "--enable_batching",
                                       "--enable_model_warmup=false", "--rest_api_enable_cors_support=true"])
-    assert check_flags(args) == ["rest_api_timeout_in_ms", "flush_filesystem_caches"]
+    assert check_flags(args) == ["num_load_threads", "flush_filesystem_caches"]
     assert args.enable_batching is True and args.enable_model_warmup is False and args.rest_api_enable_cors_support is True
 
 

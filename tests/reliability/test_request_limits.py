@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-from serving import rest
+from serving import rest_server
 from serving.server import build_parser, start_server
 from tests.tfs_models import example, write_half_plus
 
@@ -23,8 +23,8 @@ MODEL = "half_plus_two"
 def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     import portpicker
 
-    monkeypatch.setattr(rest, "READ_TIMEOUT_SECONDS", 1)
-    monkeypatch.setattr(rest, "MAX_CONNECTIONS", 4)
+    monkeypatch.setattr(rest_server, "READ_TIMEOUT_SECONDS", 1)
+    monkeypatch.setattr(rest_server, "MAX_CONNECTIONS", 4)
     write_half_plus(str(tmp_path / MODEL))
     running = start_server(build_parser().parse_args(
         ["--port=0", f"--rest_api_port={portpicker.pick_unused_port()}", f"--model_name={MODEL}", f"--model_base_path={tmp_path / MODEL}"]))
@@ -91,15 +91,65 @@ def test_a_client_that_stops_sending_is_dropped(server) -> None:
         assert time.monotonic() - started < 8
 
 
-def test_idle_connections_do_not_take_a_thread_each(server) -> None:
+def test_a_client_that_stops_sending_its_body_is_dropped(server) -> None:
+    with socket.create_connection(("localhost", server.rest_port), timeout=10) as s:
+        s.sendall(f"POST /v1/models/{MODEL}:predict HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{{".encode())
+        started = time.monotonic()
+        assert s.recv(1024) == b""  # 1 of 100 bytes sent: closed after the body timeout (1 s here)
+        assert time.monotonic() - started < 8
+
+
+def test_idle_connections_take_no_thread_and_past_the_bound_are_closed(server) -> None:
     before = threading.active_count()
     sockets = [socket.create_connection(("localhost", server.rest_port), timeout=10) for _ in range(20)]
     try:
         time.sleep(0.5)
-        assert threading.active_count() - before <= 4  # MAX_CONNECTIONS here; the rest are closed
+        assert threading.active_count() == before  # connections are coroutines on the event loop
+        closed = 0
+        for s in sockets[4:]:  # MAX_CONNECTIONS is 4 here: the 16 others were closed at once
+            s.settimeout(2)
+            closed += s.recv(1) == b""
+        assert closed == 16
     finally:
         for s in sockets:
             s.close()
+    time.sleep(0.2)  # once they are closed, new connections are served again
+    answer = _raw_http(server, f"GET /v1/models/{MODEL} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+    assert answer.startswith(b"HTTP/1.1 200") and b"AVAILABLE" in answer
+
+
+def test_a_rest_call_past_its_deadline_is_answered_504(tmp_path: Path) -> None:
+    import json
+    import urllib.error
+    import urllib.request
+
+    import portpicker
+
+    write_half_plus(str(tmp_path / MODEL))
+    running = start_server(build_parser().parse_args(
+        ["--port=0", f"--rest_api_port={portpicker.pick_unused_port()}", "--rest_api_timeout_in_ms=200",
+         "--rest_api_num_threads=1", f"--model_name={MODEL}", f"--model_base_path={tmp_path / MODEL}"]))
+    try:
+        servable = running.manager.get(MODEL, None, None)
+        slow_run = servable.run
+
+        def run_slowly(*args, **kwargs):
+            time.sleep(1)
+            return slow_run(*args, **kwargs)
+
+        servable.run = run_slowly  # the model itself takes 1 s; the deadline is 200 ms
+        url = f"http://localhost:{running.rest_port}/v1/models/{MODEL}:predict"
+        request = urllib.request.Request(url, json.dumps({"instances": [1.0]}).encode(), {"Content-Type": "application/json"})
+        started = time.monotonic()
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(request, timeout=10)
+        assert e.value.code == 504 and "--rest_api_timeout_in_ms" in json.loads(e.value.read())["error"]
+        assert time.monotonic() - started < 0.9
+        servable.run = slow_run
+        time.sleep(1)  # the abandoned call finishes in its thread; the next one is served
+        assert json.loads(urllib.request.urlopen(request, timeout=10).read()) == {"predictions": [2.5]}
+    finally:
+        running.stop(grace=1)
 
 
 def test_memory_is_trimmed_after_a_large_request(server) -> None:
