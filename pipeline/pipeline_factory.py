@@ -79,7 +79,8 @@ def create_components(config: PipelineConfig, compiled: bool = False) -> list[An
         statistics=statistics_gen.outputs["statistics"], schema=schema_importer.outputs["schema"]
     ).with_id(EXAMPLE_VALIDATOR)
     schema_gate = SchemaGate(
-        anomalies=example_validator.outputs["anomalies"], statistics=statistics_gen.outputs["statistics"]
+        anomalies=example_validator.outputs["anomalies"], statistics=statistics_gen.outputs["statistics"],
+        schema=schema_importer.outputs["schema"],
     ).with_id(SCHEMA_GATE)
 
     transform = tfx.components.Transform(

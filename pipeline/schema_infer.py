@@ -64,8 +64,9 @@ def curate(schema: schema_pb2.Schema, config: PipelineConfig) -> list[str]:
             continue
         feature.ClearField("domain")
         if feature.type == schema_pb2.INT and feature.HasField("bool_domain"):
-            # TFDV infers bool_domain for 0/1 integers but never checks it on an INT feature (a 2
-            # passed the gate); an int_domain it does check.
+            # TFDV infers bool_domain for 0/1 integers; StatisticsGen, given that schema, computes
+            # the feature as categorical and ExampleValidator then lets a 2 pass (tests/test_schema_gate.py).
+            # An int_domain it checks.
             feature.ClearField("bool_domain")
             feature.int_domain.min, feature.int_domain.max = 0, 1
             notes.append(f"'{feature.name}' holds 0/1: int_domain {{min: 0 max: 1}}, which TFDV enforces")

@@ -19,7 +19,7 @@ import pytest
 from pipeline.config import parse_config
 from pipeline.datasets.synthetic import write_synthetic
 from pipeline.local_runner import run_locally
-from tests.conftest import synthetic_raw_config
+from tests.conftest import REPO, synthetic_raw_config
 
 HERE = Path(__file__).resolve().parent
 
@@ -92,4 +92,25 @@ def test_bad_data_stops_at_the_schema_gate(tmp_path: Path) -> None:
     with pytest.raises(Exception) as info:
         run_locally(config, out=out)
     assert "feature 'target'" in str(info.value), str(info.value)
+    assert "Transform ..." not in out.getvalue(), "nothing runs after the gate"
+
+
+def test_a_label_of_2_under_a_bool_domain_stops_at_the_schema_gate(tmp_path: Path) -> None:
+    """A hand-written schema may say bool_domain on the INT label: StatisticsGen then computes it as
+    categorical and ExampleValidator lets a 2 through; the gate names it (issue 14, item 9)."""
+    data = tmp_path / "data"
+    write_synthetic(str(data), rows=300, seed=3)
+    rows = [json.loads(line) for line in (data / "examples.jsonl").read_text().splitlines()]
+    rows[7]["clicked"] = 2
+    (data / "examples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    schema_text = (REPO / "schema" / "synthetic.pbtxt").read_text()
+    curated = "int_domain {\n    min: 0\n    max: 1\n  }"
+    assert curated in schema_text
+    (tmp_path / "bool.pbtxt").write_text(schema_text.replace(curated, "bool_domain {\n  }", 1))
+    raw = synthetic_raw_config(tmp_path, data, name="embedpipe-bool-label")
+    raw["schema"] = str(tmp_path / "bool.pbtxt")
+    out = io.StringIO()
+    with pytest.raises(Exception) as info:
+        run_locally(parse_config(raw), out=out)
+    assert "feature 'clicked': values 2 seen, but the schema declares bool_domain" in str(info.value), str(info.value)
     assert "Transform ..." not in out.getvalue(), "nothing runs after the gate"

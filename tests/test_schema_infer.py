@@ -38,7 +38,7 @@ def test_tfrecord_input_gives_the_curated_shapes(tmp_path: Path, raw_config: dic
 
 
 def test_a_label_outside_its_0_1_domain_is_an_anomaly_of_the_curated_schema(tmp_path: Path, raw_config: dict) -> None:
-    """schema infer writes int_domain {min: 0 max: 1} for a 0/1 label (TFDV never checks bool_domain on INT)."""
+    """schema infer writes int_domain {min: 0 max: 1} for a 0/1 label (ExampleValidator lets a 2 pass a bool_domain on INT)."""
     import json
 
     import pandas as pd
