@@ -13,7 +13,7 @@ setup(
     python_requires=">=3.10,<3.11",
     # Never a top-level package named 'kubeflow': it would shadow the real kubeflow namespace.
     packages=find_packages(
-        include=["storage", "storage.*", "pipeline", "pipeline.*", "components", "components.*", "serving", "serving.*"]
+        include=["embedconfig", "records", "models", "storage", "storage.*", "pipeline", "pipeline.*", "components", "components.*", "serving", "serving.*"]
     ),
     install_requires=[
         "tfx[kfp]==1.16.0",

@@ -21,7 +21,7 @@ from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from serving.server import GRPC_OPTIONS  # noqa: E402 -- the same server options as embedpipe serve
+from serving.grpc_options import GRPC_OPTIONS  # noqa: E402 -- the same server options as embedpipe serve
 
 
 def prebuilt_response() -> predict_pb2.PredictResponse:

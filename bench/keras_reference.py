@@ -20,7 +20,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 import pipeline  # noqa: F401 -- TF_USE_LEGACY_KERAS before TensorFlow
-from pipeline.config import FeatureConfig, PipelineConfig, label_is_positive
+from embedconfig.config import FeatureConfig, PipelineConfig, label_is_positive
 
 
 def read_jsonl(path: str) -> list[dict[str, Any]]:
@@ -48,7 +48,7 @@ class Encoded:
 
 
 def encode(config: PipelineConfig, train_rows: list[dict], eval_rows: list[dict]) -> Encoded:
-    """Encode rows like components/preprocessing.py does, with vocabularies from ``train_rows``."""
+    """Encode rows like models/preprocessing.py does, with vocabularies from ``train_rows``."""
     arrays: dict[str, dict[str, np.ndarray]] = {"train": {}, "eval": {}}
     sizes: dict[str, int] = {}
     for owner in (f for f in config.features if f.share_embedding_with is None):

@@ -4,7 +4,7 @@
 
 Synthetic ``late`` data (pipeline/datasets/synthetic.py): the label depends on the last two items
 of ``history`` (0-30 items) next to a shorter random ``interests`` (1-5 tokens) and a ``target``
-id. Every variant is built by ``components.model.build_model`` and fitted on the same in-memory
+id. Every variant is built by ``models.model.build_model`` and fitted on the same in-memory
 arrays (bench/keras_reference.py encodes them like Transform does); the table shows held-out AUC
 after each epoch. Writes bench/out/late_signal_variants.json.
 """
@@ -25,8 +25,8 @@ import tf_keras as keras  # noqa: E402
 
 from bench.keras_reference import encode  # noqa: E402
 from bench.pipeline_wall_time import machine  # noqa: E402
-from components.model import build_model  # noqa: E402
-from pipeline.config import parse_config  # noqa: E402
+from embedconfig.config import parse_config  # noqa: E402
+from models.model import build_model  # noqa: E402
 from pipeline.datasets.synthetic import generate_rows  # noqa: E402
 
 BASE = {

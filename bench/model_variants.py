@@ -6,7 +6,7 @@ DIR holds ``train.jsonl`` / ``eval.jsonl`` from ``embedpipe data movielens``. Fo
 whole pipeline runs (one metadata store, so ExampleGen/statistics/Transform are reused when the
 features do not change); its eval AUC comes from the Evaluator (TFMA) and its training time from
 the Trainer's ``training.json`` (training batches only, validation excluded). The same Keras model
-(``components.model.build_model``) is then fitted in memory on numpy arrays for the same number of
+(``models.model.build_model``) is then fitted in memory on numpy arrays for the same number of
 epochs: the throughput ratio pipeline / in-memory is the Trainer's input overhead. The classic
 references (``bench/keras_reference.py``) run in the same invocation.
 
@@ -39,8 +39,8 @@ from bench.keras_reference import (  # noqa: E402
     read_jsonl,
 )
 from bench.pipeline_wall_time import machine  # noqa: E402
-from components.model import build_model  # noqa: E402
-from pipeline.config import PipelineConfig, parse_config  # noqa: E402
+from embedconfig.config import PipelineConfig, parse_config  # noqa: E402
+from models.model import build_model  # noqa: E402
 from pipeline.local_runner import run_locally  # noqa: E402
 
 SEQUENCES_50 = ["history", "history_ratings", "liked_genres"]  # the three length-50 sequences

@@ -19,7 +19,7 @@ import tempfile
 import time
 
 import pipeline  # noqa: F401 -- TF_USE_LEGACY_KERAS before TensorFlow
-from pipeline.config import load_config
+from embedconfig.config import load_config
 from pipeline.local_runner import run_locally
 
 

@@ -1,8 +1,4 @@
-"""Custom TFX components and the module code TFX runs (Transform, Trainer).
+"""The custom TFX components: ExampleGen's executor, SchemaGate, RunParameters, ServingCanary and
+the Pusher's executor. The module code they run lives in models/."""
 
-Keras 2 on purpose (see pipeline/__init__.py): set before TensorFlow is imported by this package.
-"""
-
-import os
-
-os.environ["TF_USE_LEGACY_KERAS"] = "1"
+import embedconfig  # noqa: F401 -- Keras 2, before TensorFlow is imported

@@ -19,7 +19,8 @@ from tfx.components.example_gen.base_example_gen_executor import BaseExampleGenE
 from tfx.dsl.components.base import executor_spec
 from tfx.types import standard_component_specs
 
-from components.raw_records import RawDataError, column_specs, read_file_examples
+from embedconfig.config import DataConfig, PipelineConfig
+from records.raw_records import RawDataError, ReaderSettings, read_file_examples
 
 _READER_KEY = "embedpipe_reader"
 _REJECTS = "rejects"
@@ -31,27 +32,17 @@ def _count_lines(path: str) -> int:
         return sum(1 for line in f if line.strip())
 
 
-def reader_custom_config(config: Mapping[str, Any]) -> tfx.proto.CustomConfig:
-    """Pack what the reader needs (format, delimiter, column types) into ExampleGen's CustomConfig."""
+def reader_custom_config(config: PipelineConfig) -> tfx.proto.CustomConfig:
+    """Pack the reader settings (format, delimiter, bad-record policy, column types) into
+    ExampleGen's CustomConfig."""
     settings = struct_pb2.Struct()
-    settings.update(
-        {
-            _READER_KEY: {
-                "format": config["data"]["format"],
-                "list_delimiter": config["data"]["list_delimiter"],
-                "on_bad_record": config["data"]["on_bad_record"],
-                "max_bad_fraction": config["data"]["max_bad_fraction"],
-                "features": [{k: f[k] for k in ("name", "kind", "dtype")} for f in config["features"]],
-                "label": {k: config["label"][k] for k in ("name", "dtype")},
-            }
-        }
-    )
+    settings.update({_READER_KEY: ReaderSettings.of(config).to_dict()})
     custom = tfx.proto.CustomConfig()
     custom.custom_config.Pack(settings)
     return custom
 
 
-def _reader_settings(exec_properties: Mapping[str, Any]) -> dict[str, Any]:
+def _reader_settings(exec_properties: Mapping[str, Any]) -> ReaderSettings:
     raw = exec_properties.get(standard_component_specs.CUSTOM_CONFIG_KEY)
     custom = tfx.proto.CustomConfig()
     if isinstance(raw, str):
@@ -61,12 +52,11 @@ def _reader_settings(exec_properties: Mapping[str, Any]) -> dict[str, Any]:
     settings = struct_pb2.Struct()
     if not custom.custom_config.Unpack(settings) or _READER_KEY not in settings:
         raise ValueError("RawExampleGen needs custom_config from components.example_gen.reader_custom_config()")
-    return json_format.MessageToDict(settings)[_READER_KEY]
+    return ReaderSettings.from_dict(json_format.MessageToDict(settings)[_READER_KEY])
 
 
-def _read_one_file(path: str, settings: Mapping[str, Any]) -> Iterator[tf.train.Example]:
-    specs = column_specs(settings)
-    yield from read_file_examples(path, settings["format"], specs, settings["list_delimiter"])
+def _read_one_file(path: str, settings: ReaderSettings) -> Iterator[tf.train.Example]:
+    yield from read_file_examples(path, settings.format, settings.specs, settings.list_delimiter)
 
 
 def _reject(where: str, reason: str) -> dict[str, Any]:
@@ -74,11 +64,10 @@ def _reject(where: str, reason: str) -> dict[str, Any]:
     return {"file": file, "line": int(line), "reason": reason}
 
 
-def _read_one_file_skipping(path: str, settings: Mapping[str, Any]) -> Iterator[Any]:
+def _read_one_file_skipping(path: str, settings: ReaderSettings) -> Iterator[Any]:
     """Examples, and each bad record as a ``rejects`` output {file_line, reason} (on_bad_record: skip)."""
     rejects: list[dict[str, str]] = []
-    specs = column_specs(settings)
-    for example in read_file_examples(path, settings["format"], specs, settings["list_delimiter"],
+    for example in read_file_examples(path, settings.format, settings.specs, settings.list_delimiter,
                                       rejected=lambda where, reason: rejects.append(_reject(where, reason))):
         yield example
         while rejects:
@@ -99,7 +88,7 @@ def _RawFilesToExample(  # noqa: N802 -- Beam PTransform naming
     if not files:
         raise RawDataError(f"no input files match {os.path.join(base, split_pattern)}")
     spread = pipeline | "ListFiles" >> beam.Create(files) | "SpreadFiles" >> beam.Reshuffle()
-    if settings.get("on_bad_record", "fail") == "fail":
+    if settings.on_bad_record == "fail":
         return spread | "ParseRecords" >> beam.FlatMap(_read_one_file, settings)
     # skip: rejects and the count of accepted records go next to the examples (see Do)
     parsed = spread | "ParseRecords" >> beam.FlatMap(_read_one_file_skipping, settings).with_outputs(_REJECTS, main="examples")
@@ -123,7 +112,7 @@ class RawExampleGenExecutor(BaseExampleGenExecutor):
     def Do(self, input_dict: dict[str, list[Any]], output_dict: dict[str, list[Any]], exec_properties: dict[str, Any]) -> None:  # noqa: N802
         """TFX's ExampleGen, then the reject count and the bad-fraction check (skip policy)."""
         settings = _reader_settings(exec_properties)
-        if settings.get("on_bad_record", "fail") == "fail":
+        if settings.on_bad_record == "fail":
             super().Do(input_dict, output_dict, exec_properties)
             return
         examples = output_dict[standard_component_specs.EXAMPLES_KEY][0]
@@ -137,9 +126,9 @@ class RawExampleGenExecutor(BaseExampleGenExecutor):
         examples.set_int_custom_property("rejected_records", rejected)
         examples.set_string_custom_property("rejects_uri", rejects_dir)
         total = accepted + rejected
-        if total and rejected / total > float(settings["max_bad_fraction"]):
+        if total and rejected / total > settings.max_bad_fraction:
             raise RawDataError(f"{rejected} of {total} records rejected ({rejected / total:.2%}), more than data.max_bad_fraction "
-                               f"{float(settings['max_bad_fraction']):.2%}; every one with file, line and reason: {rejects_dir}")
+                               f"{settings.max_bad_fraction:.2%}; every one with file, line and reason: {rejects_dir}")
 
     def GetInputSourceToExamplePTransform(self) -> beam.PTransform:  # noqa: N802 -- TFX API
         """The PTransform that turns one split's files into tf.Examples."""
@@ -162,16 +151,16 @@ def split_input_location(path: str) -> tuple[str, str]:
     return os.path.dirname(path) or ".", os.path.basename(path)
 
 
-def input_patterns(data: Mapping[str, Any]) -> tuple[str, dict[str, str]]:
+def input_patterns(data: DataConfig) -> tuple[str, dict[str, str]]:
     """input_base and split name -> file pattern for the config's data section.
 
     With ``data.split.files`` the keys are train and eval and ``data.path`` is the directory that
     holds them (it need not exist where the pipeline is compiled); otherwise one ``single_split``
     pattern that ExampleGen splits by hash buckets.
     """
-    if data["split_files"]:
-        return data["path"].rstrip("/") or "/", {name: data["split_files"][name] for name in ("train", "eval")}
-    base, pattern = split_input_location(data["path"])
+    if data.split_files:
+        return data.path.rstrip("/") or "/", {name: data.split_files[name] for name in ("train", "eval")}
+    base, pattern = split_input_location(data.path)
     return base, {"single_split": pattern}
 
 
@@ -180,7 +169,7 @@ def matching_files(base: str, pattern: str) -> list[str]:
     return sorted(tf.io.gfile.glob(os.path.join(base, pattern)))
 
 
-def example_gen_io(data: Mapping[str, Any], check_files: bool = True) -> tuple[str, tfx.proto.Input, tfx.proto.Output | None]:
+def example_gen_io(data: DataConfig, check_files: bool = True) -> tuple[str, tfx.proto.Input, tfx.proto.Output | None]:
     """input_base, input_config and output_config for the config's data section.
 
     ``check_files``: refuse a missing directory or a pattern that matches nothing, local or in a
@@ -190,13 +179,13 @@ def example_gen_io(data: Mapping[str, Any], check_files: bool = True) -> tuple[s
     if check_files and not tf.io.gfile.isdir(base):
         raise FileNotFoundError(f"data.path: {base} does not exist (or is not a directory)")
     for name, pattern in patterns.items():
-        field = f"data.split.files.{name}" if data["split_files"] else "data.path"
+        field = f"data.split.files.{name}" if data.split_files else "data.path"
         if check_files and not matching_files(base, pattern):
             raise FileNotFoundError(f"{field}: no files match {os.path.join(base, pattern)}")
     input_config = tfx.proto.Input(splits=[tfx.proto.Input.Split(name=n, pattern=p) for n, p in patterns.items()])
-    if data["split_files"]:
+    if data.split_files:
         return base, input_config, None
-    buckets = data["hash_buckets"]
+    buckets = data.hash_buckets
     output = tfx.proto.Output(
         split_config=tfx.proto.SplitConfig(
             splits=[
@@ -208,10 +197,10 @@ def example_gen_io(data: Mapping[str, Any], check_files: bool = True) -> tuple[s
     return base, input_config, output
 
 
-def make_example_gen(config: Mapping[str, Any], check_files: bool = True) -> Any:
-    """The ExampleGen component for ``config`` (a ``PipelineConfig.to_dict()``)."""
-    base, input_config, output_config = example_gen_io(config["data"], check_files)
-    if config["data"]["format"] == "tfrecord":
+def make_example_gen(config: PipelineConfig, check_files: bool = True) -> Any:
+    """The ExampleGen component for ``config``."""
+    base, input_config, output_config = example_gen_io(config.data, check_files)
+    if config.data.format == "tfrecord":
         return tfx.components.ImportExampleGen(input_base=base, input_config=input_config, output_config=output_config)
     return FileBasedExampleGen(
         input_base=base,

@@ -13,10 +13,10 @@ import os
 import tensorflow_data_validation as tfdv
 from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2, statistics_pb2
 from tfx import v1 as tfx
+from tfx.components.example_validator.executor import DEFAULT_FILE_NAME as ANOMALIES_FILE
+from tfx.components.statistics_gen import stats_artifact_utils
 from tfx.types import artifact_utils
 from tfx.utils import io_utils
-
-ANOMALIES_FILE = "SchemaDiff.pb"
 
 
 class DataAnomaliesError(RuntimeError):
@@ -106,9 +106,7 @@ def SchemaGate(  # noqa: N802 -- TFX component names are class-like
         anomalies_by_split[split] = _read_anomalies(
             os.path.join(artifact_utils.get_split_uri([anomalies], split), ANOMALIES_FILE)
         )
-        stats_by_split[split] = tfdv.load_stats_binary(
-            os.path.join(artifact_utils.get_split_uri([statistics], split), "FeatureStats.pb")
-        )
+        stats_by_split[split] = stats_artifact_utils.load_statistics(statistics, split).proto()
     schema_proto = tfdv.load_schema_text(io_utils.get_only_uri_in_dir(schema.uri))
     lines = describe_anomalies(anomalies_by_split, stats_by_split) + unchecked_bool_domain_problems(schema_proto, stats_by_split)
     if lines:

@@ -25,12 +25,12 @@ import time
 import tensorflow as tf
 from absl import logging
 from tfx import v1 as tfx
+from tfx.components.util import model_utils
 from tfx.types.standard_artifacts import Examples, InfraBlessing, Model, ModelBlessing
-from tfx.utils import io_utils
+from tfx.utils import io_utils, path_utils
 
 from serving.servable import WARMUP_FILE
 
-SERVING_DIR = "Format-Serving"  # where Trainer/Pusher keep the SavedModel inside a Model artifact
 SCRATCH_DIR = "canary_base"  # the served copy, <blessing>/canary_base/1, removed when the canary ends
 LOG_PREFIX = "embedpipe-canary-"  # + the canary's PID: the server's local log, removed when the canary ends
 
@@ -224,9 +224,9 @@ def ServingCanary(  # noqa: N802 -- TFX component naming
     timeout_seconds: tfx.dsl.components.Parameter[int] = 180,
 ) -> None:
     """Bless the model for serving only if a live server answers like the model does."""
-    source = os.path.join(model.uri, SERVING_DIR)
-    target = os.path.join(warmed_model.uri, SERVING_DIR)
-    if model_blessing.get_int_custom_property("blessed") != 1:
+    source = path_utils.serving_model_dir(model.uri)  # <uri>/Format-Serving, where the Trainer saved it
+    target = path_utils.serving_model_dir(warmed_model.uri)
+    if not model_utils.is_model_blessed(model_blessing):
         _bless(blessing, False, "skipped: the Evaluator did not bless this model")
         return
     serialized = _eval_examples(examples.uri, num_examples)

@@ -1,9 +1,3 @@
-"""embedpipe's pipeline package: config, pipeline factory, runners and the CLI.
+"""embedpipe's pipeline package: the pipeline factory, the runners, the run summary and the CLI."""
 
-Keras 2 on purpose: TF 2.16 picks tf.keras from TF_USE_LEGACY_KERAS when TensorFlow is first
-imported, so it is set here, before any module of this project imports TensorFlow.
-"""
-
-import os
-
-os.environ["TF_USE_LEGACY_KERAS"] = "1"
+import embedconfig  # noqa: F401 -- Keras 2, before TensorFlow is imported

@@ -38,7 +38,7 @@ def _quiet_logs(verbose: bool) -> None:
 
 
 def _load(args: argparse.Namespace):
-    from pipeline.config import load_config
+    from embedconfig.config import load_config
 
     config = load_config(args.config, check_schema=args.verb != "schema")  # schema infer writes the schema
     if getattr(args, "data", None):
@@ -118,10 +118,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
             rows = [json.loads(line) for line in f if line.strip()]
     specs = None
     if args.config:
-        from components.raw_records import column_specs
-        from pipeline.config import load_config
+        from embedconfig.config import load_config
+        from records.raw_records import column_specs
 
-        specs = column_specs(load_config(args.config).to_dict())
+        specs = column_specs(load_config(args.config))
     client = ModelClient(args.server, args.model, specs=specs)
     try:
         scores = client.classify(rows) if args.classify else client.predict(rows, signature=args.signature)
@@ -135,7 +135,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_compile_kubeflow(args: argparse.Namespace) -> int:
     """Compile the pipeline into a KFP v2 PipelineSpec."""
     _quiet_logs(verbose=False)
-    from pipeline.config import load_config
+    from embedconfig.config import load_config
     from pipeline.kubeflow_runner import S3_SECRET_KEYS, compile_kubeflow, describe
 
     config = load_config(args.config)
@@ -155,7 +155,7 @@ def cmd_kubeflow_submit(args: argparse.Namespace) -> int:
 
     config = None
     if args.config:
-        from pipeline.config import load_config
+        from embedconfig.config import load_config
 
         config = load_config(args.config)
     params = parse_params(args.param or [], config, args.threshold or [])
@@ -243,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         return serve_main(argv[1:])
     args = build_parser().parse_args(argv)
-    from pipeline.config import ConfigError
+    from embedconfig.config import ConfigError
 
     if args.verb in ("run", "schema"):  # data, pipeline root or push base may be s3:// (gs:// is built in)
         from storage import enable_object_storage

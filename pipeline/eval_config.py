@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import tensorflow_model_analysis as tfma
 
-from components.signatures import OUTPUT_KEY, SERVING_DEFAULT, TRANSFORM_FEATURES
-from pipeline.config import HIGHER_IS_BETTER, LABEL_KEY, EvaluationConfig
+from embedconfig.config import HIGHER_IS_BETTER, LABEL_KEY, EvaluationConfig
+from models.signatures import OUTPUT_KEY, SERVING_DEFAULT, TRANSFORM_FEATURES
 
 # A drop of exactly 0 must still pass "no regression"; TFMA compares with a strict bound.
 _SMALLEST_TOLERANCE = 1e-10

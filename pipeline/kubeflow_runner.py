@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pipeline.config import PipelineConfig
+from embedconfig.config import PipelineConfig
 from pipeline.kfp_entrypoint import wrap_command
 from pipeline.pipeline_factory import create_pipeline, runtime_parameter_defaults
 
@@ -70,7 +70,7 @@ def compile_kubeflow(config: PipelineConfig, image: str, pipeline_root: str, out
     ``env_secret``: (secret name, keys): a Kubernetes secret whose keys every task gets as
     environment variables, written as KFP's platform spec (a second YAML document).
     """
-    from pipeline.config import ConfigError
+    from embedconfig.config import ConfigError
 
     if env_secret and not output.endswith((".yaml", ".yml")):
         raise ConfigError("--env-secret", "a Kubernetes secret goes into a .yaml package (KFP's platform spec), not a PipelineJob JSON")
@@ -122,7 +122,7 @@ def write_job(job: dict[str, Any], output: str, platform: dict[str, Any] | None 
 
 def parse_params(pairs: list[str], config: PipelineConfig | None, thresholds: list[str]) -> dict[str, Any]:
     """``k=v`` run-time parameters (typed by the pipeline's parameters), plus ``METRIC=LOWER`` thresholds."""
-    from pipeline.config import ConfigError
+    from embedconfig.config import ConfigError
 
     types = {name: ptype for name, (ptype, _) in runtime_parameter_defaults(config).items()} if config else {}
     values: dict[str, Any] = {}

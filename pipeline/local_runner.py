@@ -14,7 +14,7 @@ from typing import Callable, Iterator, TextIO
 
 from tfx import v1 as tfx
 
-from pipeline.config import PipelineConfig
+from embedconfig.config import PipelineConfig
 from pipeline.pipeline_factory import create_pipeline
 from pipeline.run_summary import RunSummary, summarize_run
 

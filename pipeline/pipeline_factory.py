@@ -4,8 +4,8 @@ ExampleGen -> StatisticsGen -> ExampleValidator -> SchemaGate -> Transform -> Tr
 (against the latest blessed model) -> ServingCanary (live gRPC server on the candidate) -> Pusher,
 with the curated schema imported by ImportSchemaGen. The Pusher needs the Evaluator's blessing and
 the canary's InfraBlessing, and pushes the canary's copy of the model (with warmup requests).
-Module code is referenced by dotted path (``components.preprocessing.preprocessing_fn``,
-``components.trainer.run_fn``), so the project must be installed wherever components run.
+Module code is referenced by dotted path (``models.preprocessing.preprocessing_fn``,
+``models.trainer.run_fn``), so the project must be installed wherever components run.
 """
 
 from __future__ import annotations
@@ -17,16 +17,16 @@ from tfx import v1 as tfx
 from tfx.dsl.components.base import executor_spec
 
 from components.example_gen import make_example_gen
-from components.preprocessing import CUSTOM_CONFIG_KEY
 from components.pusher import Executor as AtomicPusherExecutor
 from components.run_parameters import RunParameters
 from components.schema_gate import SchemaGate
 from components.serving_canary import ServingCanary
-from pipeline.config import PipelineConfig
+from embedconfig.config import PipelineConfig
+from models.preprocessing import CUSTOM_CONFIG_KEY
 from pipeline.eval_config import eval_config_json, make_eval_config
 
-PREPROCESSING_FN = "components.preprocessing.preprocessing_fn"
-RUN_FN = "components.trainer.run_fn"
+PREPROCESSING_FN = "models.preprocessing.preprocessing_fn"
+RUN_FN = "models.trainer.run_fn"
 
 # Node ids, in run order; the run summary and the Kubeflow tests refer to them.
 EXAMPLE_GEN = "ExampleGen"
@@ -60,7 +60,6 @@ def create_components(config: PipelineConfig, compiled: bool = False) -> list[An
     (thresholds) become run-time parameters defaulting to the config's values, and data paths
     are not checked here (they are read in the pods).
     """
-    raw = config.to_dict()
     params: dict[str, Any] = {name: default for name, (_, default) in runtime_parameter_defaults(config).items()}
     params["eval_config"] = make_eval_config(config.evaluation)
     if compiled:
@@ -70,7 +69,7 @@ def create_components(config: PipelineConfig, compiled: bool = False) -> list[An
             name: data_types.RuntimeParameter(name=name, ptype=ptype, default=default)
             for name, (ptype, default) in runtime_parameter_defaults(config).items()
         }
-    example_gen = make_example_gen(raw, check_files=not compiled).with_id(EXAMPLE_GEN)
+    example_gen = make_example_gen(config, check_files=not compiled).with_id(EXAMPLE_GEN)
     schema_importer = tfx.components.ImportSchemaGen(schema_file=config.schema_path).with_id(SCHEMA_IMPORTER)
     statistics_gen = tfx.components.StatisticsGen(
         examples=example_gen.outputs["examples"], schema=schema_importer.outputs["schema"]
@@ -88,7 +87,7 @@ def create_components(config: PipelineConfig, compiled: bool = False) -> list[An
         schema=schema_importer.outputs["schema"],
         preprocessing_fn=PREPROCESSING_FN,
         # Only what preprocessing needs, so changing training settings keeps Transform cached.
-        custom_config={CUSTOM_CONFIG_KEY: {"features": raw["features"], "label": raw["label"]}},
+        custom_config={CUSTOM_CONFIG_KEY: config.preprocessing.to_dict()},
         disable_statistics=True,
     ).with_id(TRANSFORM)
     transform.add_upstream_node(schema_gate)  # no Transform on data that failed validation
@@ -102,7 +101,7 @@ def create_components(config: PipelineConfig, compiled: bool = False) -> list[An
         schema=schema_importer.outputs["schema"],
         train_args=tfx.proto.TrainArgs(splits=["train"]),
         eval_args=tfx.proto.EvalArgs(splits=["eval"]),
-        custom_config={CUSTOM_CONFIG_KEY: raw},
+        custom_config={CUSTOM_CONFIG_KEY: config.to_dict()},
     ).with_id(TRAINER)
 
     # The last blessed model is only needed (and only evaluated, which doubles TFMA's work) when a

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 from typing import Any
 
 import tensorflow_model_analysis as tfma
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
+from tfx.utils import path_utils
 
 from pipeline import pipeline_factory as nodes
 
@@ -177,7 +177,7 @@ def summarize_run(pipeline_name: str, pipeline_root: str, metadata_path: str) ->
     if trainer is not None:
         models = _outputs(store, trainer).get("model")
         if models:
-            model_path = os.path.join(models[0].uri, "Format-Serving")
+            model_path = path_utils.serving_model_dir(models[0].uri)
     rejected, rejects_uri = None, None
     example_gen = _latest_execution(store, pipeline_name, nodes.EXAMPLE_GEN)
     if example_gen is not None:

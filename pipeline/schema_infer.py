@@ -12,7 +12,6 @@ A person should still review presence and any extra columns before curating it i
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import tempfile
 from itertools import islice
@@ -23,14 +22,14 @@ import tensorflow_data_validation as tfdv
 from tensorflow_metadata.proto.v0 import schema_pb2
 
 from components.example_gen import input_patterns, matching_files
-from components.raw_records import column_specs, read_file_examples
-from pipeline.config import PipelineConfig
+from embedconfig.config import PipelineConfig
+from records.raw_records import column_specs, read_file_examples
 
 MAX_ROWS = 200_000
 
 
 def _input_files(config: PipelineConfig) -> list[str]:
-    base, patterns = input_patterns(dataclasses.asdict(config.data))
+    base, patterns = input_patterns(config.data)
     files = sorted({f for p in patterns.values() for f in matching_files(base, p)})
     if not files:
         raise FileNotFoundError(f"data.path: no files match {config.data.path}")
@@ -44,7 +43,7 @@ def _raw_examples(config: PipelineConfig, path: str) -> Iterator[bytes]:
         for record in tf.data.TFRecordDataset(path, compression_type=compression):
             yield record.numpy()
         return
-    specs = column_specs(config.to_dict())
+    specs = column_specs(config)
     for example in read_file_examples(path, config.data.format, specs, config.data.list_delimiter):
         yield example.SerializeToString()
 

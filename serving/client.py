@@ -23,9 +23,8 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
-from components.raw_records import ColumnSpec, record_to_example
-
-GRPC_OPTIONS = [("grpc.max_receive_message_length", 2**31 - 1), ("grpc.max_send_message_length", 2**31 - 1)]
+from records.raw_records import ColumnSpec, record_to_example
+from serving.grpc_options import GRPC_OPTIONS
 
 
 def rows_to_examples(rows: Iterable[Mapping[str, Any]], specs: Mapping[str, ColumnSpec] | None = None) -> list[bytes]:

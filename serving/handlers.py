@@ -1,4 +1,4 @@
-"""TF Serving's request semantics, independent of the transport (gRPC, REST and warmup use them).
+"""TF Serving's request semantics, independent of the transport (gRPC and REST use them).
 
 Every function takes a request proto and returns the response proto, or raises ServingError with
 the status code and message TF Serving would give.
@@ -6,10 +6,7 @@ the status code and message TF Serving would give.
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import numpy as np
-import tensorflow as tf
 from google.protobuf import any_pb2
 from tensorflow_serving.apis import (
     classification_pb2,
@@ -26,24 +23,8 @@ from serving.errors import invalid
 from serving.memory import MemoryTrimmer
 from serving.model_manager import ModelManager
 from serving.monitoring import Metrics
-from serving.servable import ServableVersion, examples_from_input
+from serving.servable import CLASSIFY_METHOD, REGRESS_METHOD, PredictCall, ServableVersion, examples_from_input
 from serving.tensors import DEFAULT_MAX_ELEMENTS, fill_tensor_proto, to_ndarray
-
-CLASSIFY_METHOD = "tensorflow/serving/classify"
-REGRESS_METHOD = "tensorflow/serving/regress"
-
-
-class PredictCall(NamedTuple):
-    """A decoded Predict request, ready to run (alone or in a batch)."""
-
-    servable: ServableVersion
-    signature: str
-    inputs: dict[str, np.ndarray]
-    output_filter: list[str] | None
-
-    def run_alone(self) -> dict[str, np.ndarray]:
-        """The outputs, computed for this request only (no batching)."""
-        return self.servable.run(self.signature, self.inputs, self.output_filter)
 
 
 class RequestHandlers:
@@ -58,11 +39,16 @@ class RequestHandlers:
         self.memory = MemoryTrimmer()
 
     # ------------------------------------------------------------------ helpers
-    def lookup(self, spec: model_pb2.ModelSpec) -> ServableVersion:
-        """The loaded version a ModelSpec names."""
+    @staticmethod
+    def version_choice(spec: model_pb2.ModelSpec) -> tuple[int | None, str | None]:
+        """(version, label) a ModelSpec asks for; both None = the latest."""
         version = spec.version.value if spec.HasField("version") else None
         label = spec.version_label if spec.WhichOneof("version_choice") == "version_label" else None
-        return self.manager.get(spec.name, version, label)
+        return version, label
+
+    def lookup(self, spec: model_pb2.ModelSpec) -> ServableVersion:
+        """The loaded version a ModelSpec names."""
+        return self.manager.get(spec.name, *self.version_choice(spec))
 
     @staticmethod
     def _answer_spec(target: model_pb2.ModelSpec, servable: ServableVersion, signature: str) -> None:
@@ -190,45 +176,11 @@ class RequestHandlers:
     def get_model_status(self, request: get_model_status_pb2.GetModelStatusRequest) -> get_model_status_pb2.GetModelStatusResponse:
         """ModelService.GetModelStatus."""
         spec = request.model_spec
-        version = spec.version.value if spec.HasField("version") else None
-        label = spec.version_label if spec.WhichOneof("version_choice") == "version_label" else None
         response = get_model_status_pb2.GetModelStatusResponse()
-        for number, status in self.manager.status(spec.name, version, label):
+        for number, status in self.manager.status(spec.name, *self.version_choice(spec)):
             entry = response.model_version_status.add()
             entry.version, entry.state = number, status.state
             if status.error:
                 entry.status.error_code = 13  # INTERNAL: the load failed
                 entry.status.error_message = status.error
         return response
-
-    def replay_warmup(self, servable: ServableVersion, iterations: int = 1) -> int:
-        """Replay ``assets.extra/tf_serving_warmup_requests`` on a version before it serves, each
-        record ``iterations`` times (``--num_request_iterations_for_warmup``); records replayed."""
-        from tensorflow_serving.apis import prediction_log_pb2
-
-        from serving.servable import WARMUP_FILE
-
-        path = f"{servable.path}/{WARMUP_FILE}"
-        if not tf.io.gfile.exists(path):
-            return 0
-        count = 0
-        for record in tf.data.TFRecordDataset(path).take(1000):
-            log = prediction_log_pb2.PredictionLog.FromString(record.numpy())
-            kind = log.WhichOneof("log_type")
-            for _ in range(max(1, iterations)):
-                self._replay(servable, log, kind)
-            count += 1
-        return count
-
-    def _replay(self, servable: ServableVersion, log, kind: str) -> None:
-        if kind == "predict_log":
-            self.predict(log.predict_log.request, servable)
-        elif kind == "classify_log":
-            r = log.classify_log.request
-            servable.classify(servable.signature(r.model_spec.signature_name)[0], examples_from_input(r.input))
-        elif kind == "regress_log":
-            r = log.regress_log.request
-            servable.regress(servable.signature(r.model_spec.signature_name)[0], examples_from_input(r.input))
-        else:
-            raise invalid(f"Unsupported log_type for warmup: {kind}")
-

@@ -249,10 +249,7 @@ class ModelManager:
         with self._lock:
             model = self._models.get(name)
             if label:
-                labels = dict(model.config.version_labels) if model else {}
-                if label not in labels:
-                    raise invalid(f"Unrecognized servable version label: {label}")
-                version = labels[label]
+                version = _labelled_version(model, label)
             if model is not None and model.loaded:
                 if version is None:
                     return model.loaded[max(model.loaded)]
@@ -268,15 +265,20 @@ class ModelManager:
             if model is None or not model.status:
                 raise not_found(f"Could not find any versions of model {name}")
             if label:
-                labels = dict(model.config.version_labels)
-                if label not in labels:
-                    raise invalid(f"Unrecognized servable version label: {label}")
-                version = labels[label]
+                version = _labelled_version(model, label)
             if version is not None:
                 if version not in model.status:
                     raise not_found(f"Could not find version {version} of model {name}")
                 return [(version, model.status[version])]
             return sorted(model.status.items())
+
+
+def _labelled_version(model: ManagedModel | None, label: str) -> int:
+    """The version ``label`` points at in ``model``'s config (None model: no labels)."""
+    labels = dict(model.config.version_labels) if model is not None else {}
+    if label not in labels:
+        raise invalid(f"Unrecognized servable version label: {label}")
+    return labels[label]
 
 
 def parse_model_config(text: str, path: str) -> model_server_config_pb2.ModelServerConfig:

@@ -29,6 +29,7 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 
+from records.raw_records import as_feature, infer_dtype
 from serving.errors import ServingError, invalid
 from serving.handlers import RequestHandlers
 from serving.tensors import fill_tensor_proto
@@ -93,13 +94,10 @@ def _encode(value: Any) -> Any:
 
 
 def _feature(value: Any) -> tf.train.Feature:
-    values = value if isinstance(value, list) else [value]
-    values = [_decode(v) for v in values]
-    if all(isinstance(v, int) and not isinstance(v, bool) for v in values):
-        return tf.train.Feature(int64_list=tf.train.Int64List(value=values))
-    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
-        return tf.train.Feature(float_list=tf.train.FloatList(value=values))
-    return tf.train.Feature(bytes_list=tf.train.BytesList(value=[v if isinstance(v, bytes) else str(v).encode() for v in values]))
+    """A JSON value (or list) as TF Serving types it with no schema: integers, numbers, else bytes."""
+    values = [_decode(v) for v in (value if isinstance(value, list) else [value])]
+    dtype = infer_dtype(values)
+    return as_feature(values if dtype != "string" else [v if isinstance(v, bytes) else str(v) for v in values], dtype)
 
 
 def _example(features: dict[str, Any]) -> tf.train.Example:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import threading
 from dataclasses import dataclass
-from typing import Callable, Mapping
+from typing import Callable, Mapping, NamedTuple
 
 import grpc
 import numpy as np
@@ -257,3 +257,16 @@ def load_version(name: str, version: int, path: str, options: LoadOptions | None
 
         return TfLiteVersion(name, version, path, options)
     return ServableVersion(name, version, path, options)
+
+
+class PredictCall(NamedTuple):
+    """A decoded Predict request, ready to run (alone or in a batch)."""
+
+    servable: ServableVersion
+    signature: str
+    inputs: dict[str, np.ndarray]
+    output_filter: list[str] | None
+
+    def run_alone(self) -> dict[str, np.ndarray]:
+        """The outputs, computed for this request only (no batching)."""
+        return self.servable.run(self.signature, self.inputs, self.output_filter)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import logging
 import signal
 import sys
@@ -28,6 +29,7 @@ from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_p
 from serving.batching import Batcher, BatchingParameters, parse_batching_parameters
 from serving.errors import ServingError
 from serving.flags import build_parser, check_flags, grpc_channel_arguments
+from serving.grpc_options import GRPC_OPTIONS
 from serving.grpc_services import ModelService, PredictionService
 from serving.handlers import RequestHandlers
 from serving.model_manager import ModelManager, parse_model_config, single_model_config
@@ -37,11 +39,10 @@ from serving.reload_policy import ReloadPolicy
 from serving.rest_server import RestServer, start_rest_server
 from serving.servable import LoadOptions
 from serving.tls import grpc_credentials, parse_ssl_config, rest_context
+from serving.warmup import replay_warmup
 from storage import enable_object_storage
 
 log = logging.getLogger("embedpipe.serving")
-MAX_MESSAGE_BYTES = 2**31 - 1  # TF Serving accepts messages up to INT32_MAX
-GRPC_OPTIONS = [("grpc.max_receive_message_length", MAX_MESSAGE_BYTES), ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)]
 
 
 @dataclass
@@ -147,15 +148,13 @@ def start_server(args: argparse.Namespace) -> RunningServer:
             metrics_path = prometheus_path(f.read(), args.monitoring_config_file)
     metrics = Metrics()
     batcher = Batcher(batching_parameters(args)) if args.enable_batching else None
-    handlers = RequestHandlers(manager=None, batcher=batcher, metrics=metrics,  # type: ignore[arg-type]
-                               max_request_elements=args.max_request_elements)
     load_options = LoadOptions(session_config(args), tuple(t.strip() for t in args.saved_model_tags.split(",") if t.strip()),
                                args.enable_signature_method_name_check, args.prefer_tflite_model)
-    iterations = args.num_request_iterations_for_warmup
-    warmup = (lambda servable: handlers.replay_warmup(servable, iterations)) if args.enable_model_warmup else None
+    warmup = (functools.partial(replay_warmup, iterations=args.num_request_iterations_for_warmup, batcher=batcher,
+                                max_request_elements=args.max_request_elements) if args.enable_model_warmup else None)
     manager = ModelManager(config, args.file_system_poll_wait_seconds, warmup, load_options,
                            args.max_num_load_retries, args.load_retry_interval_micros / 1e6, metrics)
-    handlers.manager = manager
+    handlers = RequestHandlers(manager, batcher=batcher, metrics=metrics, max_request_elements=args.max_request_elements)
     manager.start()
 
     loop = asyncio.new_event_loop()

@@ -39,7 +39,7 @@ def pipeline_runs(tmp_path_factory: pytest.TempPathFactory):
 
     (config, first summary, second summary, progress output of the first run)
     """
-    from pipeline.config import parse_config
+    from embedconfig.config import parse_config
     from pipeline.datasets.synthetic import write_synthetic
     from pipeline.local_runner import run_locally
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.config import ConfigError, config_from_dict, label_is_positive, load_config, parse_config
+from embedconfig.config import ConfigError, config_from_dict, label_is_positive, load_config, parse_config
 
 REPO = Path(__file__).resolve().parents[1]
 

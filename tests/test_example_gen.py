@@ -11,11 +11,11 @@ from tfx.proto import example_gen_pb2
 from tfx.types import standard_artifacts, standard_component_specs
 
 from components.example_gen import RawExampleGenExecutor, example_gen_io, reader_custom_config, split_input_location
-from pipeline.config import parse_config
+from embedconfig.config import PipelineConfig, parse_config
 
 
-def _exec_properties(config: dict) -> dict:
-    base, input_config, output_config = example_gen_io(config["data"])
+def _exec_properties(config: PipelineConfig) -> dict:
+    base, input_config, output_config = example_gen_io(config.data)
 
     return {
         standard_component_specs.INPUT_BASE_KEY: base,
@@ -27,12 +27,12 @@ def _exec_properties(config: dict) -> dict:
     }
 
 
-def _csv_config(raw_config: dict, data: Path) -> dict:
+def _csv_config(raw_config: dict, data: Path) -> PipelineConfig:
     raw_config["data"] = {"format": "csv", "path": str(data), "list_delimiter": ";"}
-    return parse_config(raw_config).to_dict()
+    return parse_config(raw_config)
 
 
-def _run(config: dict, out: Path) -> standard_artifacts.Examples:
+def _run(config: PipelineConfig, out: Path) -> standard_artifacts.Examples:
     examples = standard_artifacts.Examples()
     examples.uri = str(out)
     RawExampleGenExecutor().Do({}, {standard_component_specs.EXAMPLES_KEY: [examples]}, _exec_properties(config))
@@ -75,7 +75,7 @@ def test_tfrecord_input_goes_through_import_example_gen(tmp_path: Path, raw_conf
     (tmp_path / "train.tfrecord").write_bytes(b"")
     (tmp_path / "eval.tfrecord").write_bytes(b"")
     raw_config["data"] = {"format": "tfrecord", "path": str(tmp_path), "split": {"files": {"train": "train*", "eval": "eval*"}}}
-    component = make_example_gen(parse_config(raw_config).to_dict())
+    component = make_example_gen(parse_config(raw_config))
     assert isinstance(component, tfx.components.ImportExampleGen)
     input_config = json_format.Parse(component.exec_properties["input_config"], example_gen_pb2.Input())
     splits = {s.name: s.pattern for s in input_config.splits}
@@ -84,7 +84,7 @@ def test_tfrecord_input_goes_through_import_example_gen(tmp_path: Path, raw_conf
 
 def test_split_files_take_data_path_as_their_directory_even_before_it_exists(raw_config: dict, tmp_path: Path) -> None:
     raw_config["data"] = {"format": "jsonl", "path": str(tmp_path / "not-yet"), "split": {"files": {"train": "train*.jsonl", "eval": "eval*.jsonl"}}}
-    data = parse_config(raw_config).to_dict()["data"]
+    data = parse_config(raw_config).data
     base, input_config, _ = example_gen_io(data, check_files=False)  # compiling: the pods read the data
     assert base == str(tmp_path / "not-yet")
     assert [(s.name, s.pattern) for s in input_config.splits] == [("train", "train*.jsonl"), ("eval", "eval*.jsonl")]

@@ -20,8 +20,8 @@ import yaml
 from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
+from embedconfig.config import load_config
 from pipeline.cli import main as cli_main
-from pipeline.config import load_config
 from pipeline.kubeflow_runner import IMAGE_REPO_ROOT, S3_SECRET_KEYS, compile_kubeflow, parse_params
 from pipeline.pipeline_factory import BASELINE_RESOLVER, create_pipeline
 from tests.kfp_launcher import run_pipeline_spec
@@ -85,8 +85,8 @@ def test_every_executor_runs_the_image_through_the_tfx_v2_entrypoint(compiled: d
     assert classes["ServingCanary_executor"].startswith("components.serving_canary.")
     tasks = compiled["root"]["dag"]["tasks"]
     constant = lambda task, p: tasks[task]["inputs"]["parameters"][p]["runtimeValue"]["constant"]  # noqa: E731
-    assert constant("Transform", "preprocessing_fn") == "components.preprocessing.preprocessing_fn"
-    assert constant("Trainer", "run_fn") == "components.trainer.run_fn"
+    assert constant("Transform", "preprocessing_fn") == "models.preprocessing.preprocessing_fn"
+    assert constant("Trainer", "run_fn") == "models.trainer.run_fn"
     assert constant("SchemaImporter", "schema_file") == f"{IMAGE_REPO_ROOT}/schema/synthetic.pbtxt"
     assert constant("ExampleGen", "input_base") == "gs://bucket/data"
     assert "/models/synthetic" in constant("Pusher", "push_destination")

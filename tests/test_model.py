@@ -7,8 +7,8 @@ import pytest
 import tensorflow as tf
 import tf_keras as keras
 
-from components.model import AttentionPooling, ConcatenateAnyMask, MaskedPooling, build_model
-from pipeline.config import parse_config
+from embedconfig.config import parse_config
+from models.model import AttentionPooling, ConcatenateAnyMask, MaskedPooling, build_model
 
 
 def test_keras_is_keras_2() -> None:

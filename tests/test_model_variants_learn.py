@@ -26,10 +26,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from components.raw_records import column_specs, record_to_example
-from pipeline.config import parse_config
+from embedconfig.config import parse_config
 from pipeline.datasets.synthetic import write_synthetic
 from pipeline.local_runner import run_locally
+from records.raw_records import column_specs, record_to_example
 from tests.conftest import synthetic_raw_config
 
 ORDER_AWARE_AUC = 0.9
@@ -87,7 +87,7 @@ def test_variant_learns_trains_exports_and_serves(late_data, variant: str, model
     model_dir = summary.pushed_path
     assert (Path(model_dir) / "assets.extra" / "embedpipe" / "model_summary.txt").read_text().strip()
     rows = _eval_rows(work, 50)
-    specs = column_specs(config.to_dict())
+    specs = column_specs(config)
     serialized = [record_to_example(r, specs, f"row {i}").SerializeToString() for i, r in enumerate(rows)]
     loaded = tf.saved_model.load(model_dir)
     scores = loaded.signatures["serving_default"](examples=tf.constant(serialized))["probability"].numpy()

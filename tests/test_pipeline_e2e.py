@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import parse_config
+from embedconfig.config import parse_config
 from pipeline.datasets.synthetic import write_synthetic
 from pipeline.local_runner import run_locally
 from tests.conftest import REPO, synthetic_raw_config

@@ -10,8 +10,8 @@ import tensorflow as tf
 import tensorflow_transform.beam as tft_beam
 from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils
 
-from components.preprocessing import CUSTOM_CONFIG_KEY, pad_or_truncate, preprocessing_fn
-from pipeline.config import parse_config
+from embedconfig.config import parse_config
+from models.preprocessing import CUSTOM_CONFIG_KEY, pad_or_truncate, preprocessing_fn
 
 RAW_SPEC = {
     "tags": tf.io.VarLenFeature(tf.string),
@@ -41,8 +41,7 @@ def _config() -> dict:
         ],
         "label": {"name": "score", "dtype": "float", "positive_if": ">= 4"},
     }
-    config = parse_config(raw).to_dict()
-    return {CUSTOM_CONFIG_KEY: {"features": config["features"], "label": config["label"]}}
+    return {CUSTOM_CONFIG_KEY: parse_config(raw).preprocessing.to_dict()}
 
 
 @pytest.fixture(scope="module")

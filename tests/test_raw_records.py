@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from components.raw_records import RawDataError, column_specs, iter_csv, iter_jsonl
-from pipeline.config import parse_config
+from embedconfig.config import parse_config
+from records.raw_records import RawDataError, column_specs, iter_csv, iter_jsonl
 
 
 @pytest.fixture
 def specs(raw_config: dict):
-    return column_specs(parse_config(raw_config).to_dict())
+    return column_specs(parse_config(raw_config))
 
 
 def _values(example, name):

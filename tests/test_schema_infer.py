@@ -6,10 +6,10 @@ from pathlib import Path
 
 import tensorflow_data_validation as tfdv
 
-from components.raw_records import column_specs, iter_jsonl
-from pipeline.config import parse_config
+from embedconfig.config import parse_config
 from pipeline.datasets.synthetic import generate_rows
 from pipeline.schema_infer import infer_schema_file
+from records.raw_records import column_specs, iter_jsonl
 
 
 def _write_tfrecord(path: Path, config) -> None:
@@ -19,7 +19,7 @@ def _write_tfrecord(path: Path, config) -> None:
 
     lines = [json.dumps(r) for r in generate_rows(200, seed=4)]
     with tf.io.TFRecordWriter(str(path)) as writer:
-        for example in iter_jsonl(lines, "gen", column_specs(config.to_dict())):
+        for example in iter_jsonl(lines, "gen", column_specs(config)):
             writer.write(example.SerializeToString())
 
 

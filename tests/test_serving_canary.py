@@ -15,8 +15,9 @@ import tensorflow as tf
 from tensorflow_serving.apis import prediction_log_pb2
 from tfx.components.util import model_utils
 from tfx.types import standard_artifacts
+from tfx.utils import path_utils
 
-from components.serving_canary import SERVING_DIR, ServingCanary, _wait_available, run_canary, write_warmup_requests
+from components.serving_canary import ServingCanary, _wait_available, run_canary, write_warmup_requests
 from serving.servable import WARMUP_FILE
 from tests.test_serving import SERIALIZED
 
@@ -98,7 +99,7 @@ def _artifact(kind, uri: Path):
 def _run_component(pushed_model: str, tmp_path: Path, *, evaluator_blessed: bool, tolerance: float):
     """Run ServingCanary's executor as the pipeline would; (InfraBlessing, warmed Model) artifacts."""
     model = _artifact(standard_artifacts.Model, tmp_path / "model")
-    shutil.copytree(pushed_model, Path(model.uri) / SERVING_DIR)
+    shutil.copytree(pushed_model, Path(path_utils.serving_model_dir(model.uri)))
     model_blessing = _artifact(standard_artifacts.ModelBlessing, tmp_path / "model_blessing")
     model_blessing.set_int_custom_property("blessed", int(evaluator_blessed))
     examples = _artifact(standard_artifacts.Examples, tmp_path / "examples")
@@ -124,7 +125,7 @@ def test_component_refuses_a_model_whose_served_scores_differ(pushed_model: str,
     reason = (Path(blessing.uri) / "INFRA_NOT_BLESSED").read_text()
     assert reason.startswith("served scores differ from in-process scores") and "(> -1)" in reason
     assert not (Path(blessing.uri) / "INFRA_BLESSED").exists()
-    assert (Path(warmed.uri) / SERVING_DIR / WARMUP_FILE).exists()
+    assert (Path(path_utils.serving_model_dir(warmed.uri)) / WARMUP_FILE).exists()
 
 
 def test_component_skips_a_model_the_evaluator_did_not_bless(pushed_model: str, tmp_path: Path) -> None:
@@ -132,4 +133,4 @@ def test_component_skips_a_model_the_evaluator_did_not_bless(pushed_model: str, 
 
     assert blessing.get_int_custom_property("blessed") == 0
     assert (Path(blessing.uri) / "INFRA_NOT_BLESSED").read_text().startswith("skipped: the Evaluator did not bless")
-    assert not (Path(warmed.uri) / SERVING_DIR).exists()
+    assert not (Path(path_utils.serving_model_dir(warmed.uri))).exists()

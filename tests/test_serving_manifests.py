@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from pipeline.config import load_config
+from embedconfig.config import load_config
 
 MANIFESTS = Path(__file__).resolve().parents[1] / "serving" / "manifests"
 MODEL = load_config(Path(__file__).resolve().parents[1] / "configs" / "movielens.yaml").push.model_name

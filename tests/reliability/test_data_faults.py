@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from components.raw_records import RawDataError, column_specs, read_file_examples
-from pipeline.config import parse_config
+from embedconfig.config import parse_config
+from records.raw_records import RawDataError, column_specs, read_file_examples
 from tests.test_example_gen import _run
 
 
 def _specs(raw_config: dict):
-    return column_specs(parse_config(raw_config).to_dict())
+    return column_specs(parse_config(raw_config))
 
 
 def _read(path: Path, raw_config: dict, fmt: str = "jsonl") -> list:
@@ -24,7 +24,7 @@ def test_an_empty_file_stops_example_gen_naming_it(tmp_path: Path, raw_config: d
     data.write_text("\n\n")
     raw_config["data"] = {"format": "jsonl", "path": str(data)}
     with pytest.raises(Exception, match=r"empty\.jsonl: no records"):
-        _run(parse_config(raw_config).to_dict(), tmp_path / "out")
+        _run(parse_config(raw_config), tmp_path / "out")
 
 
 def test_a_csv_with_only_its_header_is_empty(tmp_path: Path, raw_config: dict) -> None:
@@ -85,7 +85,7 @@ def test_a_missing_schema_file_is_a_config_error_at_load(tmp_path: Path, raw_con
 
 @pytest.mark.parametrize("field", ["feature", "label"])
 def test_a_feature_or_label_absent_from_the_schema_is_a_config_error_at_load(tmp_path: Path, raw_config: dict, field: str) -> None:
-    from pipeline.config import ConfigError, load_config
+    from embedconfig.config import ConfigError, load_config
 
     if field == "feature":
         raw_config["features"][1]["name"] = "interestz"
@@ -97,9 +97,9 @@ def test_a_feature_or_label_absent_from_the_schema_is_a_config_error_at_load(tmp
         load_config(_write_config(tmp_path, raw_config))
 
 
-def _skip_config(raw_config: dict, data: Path, max_bad_fraction: float) -> dict:
+def _skip_config(raw_config: dict, data: Path, max_bad_fraction: float):
     raw_config["data"] = {"format": "jsonl", "path": str(data), "on_bad_record": "skip", "max_bad_fraction": max_bad_fraction}
-    return parse_config(raw_config).to_dict()
+    return parse_config(raw_config)
 
 
 def _rows_with_bad(data: Path, good: int, bad_lines: dict[int, str]) -> None:
@@ -143,13 +143,13 @@ def test_the_default_policy_stops_at_the_first_bad_record(tmp_path: Path, raw_co
     _rows_with_bad(data, 20, {7: "not json"})
     raw_config["data"] = {"format": "jsonl", "path": str(data)}
     with pytest.raises(Exception, match=r"bad\.jsonl:7: not valid JSON"):
-        _run(parse_config(raw_config).to_dict(), tmp_path / "out")
+        _run(parse_config(raw_config), tmp_path / "out")
 
 
 @pytest.mark.parametrize("data, message", [({"on_bad_record": "ignore"}, "'ignore' is not allowed"),
                                            ({"max_bad_fraction": 1.5}, "must be between 0 and 1")])
 def test_the_policy_is_validated(raw_config: dict, data: dict, message: str) -> None:
-    from pipeline.config import ConfigError
+    from embedconfig.config import ConfigError
 
     raw_config["data"].update(data)
     with pytest.raises(ConfigError, match=message):

@@ -13,12 +13,12 @@ sequence is all padding. Features that share an embedding share one vocabulary, 
 from __future__ import annotations
 
 import functools
-from typing import Any, Mapping
+from typing import Any
 
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from pipeline.config import LABEL_KEY, parse_label_rule
+from embedconfig.config import LABEL_KEY, LABEL_OPERATORS, FeatureConfig, LabelConfig, PreprocessingConfig
 
 CUSTOM_CONFIG_KEY = "embedpipe"  # where the config dict sits in Transform/Trainer custom_config
 
@@ -99,13 +99,13 @@ def _pad_or_truncate_dense(ids: tf.Tensor, length: int, truncate: str, padding: 
     return tf.pad(kept, [[0, 0], [missing, 0] if padding == "start" else [0, missing]])
 
 
-def _label(raw: Any, label: Mapping[str, Any]) -> tf.Tensor:
-    symbol, operand = parse_label_rule(label["positive_if"], label["dtype"], "label.positive_if")
+def _label(raw: Any, label: LabelConfig) -> tf.Tensor:
+    symbol, operand = label.rule
     if isinstance(raw, (tf.SparseTensor, tf.RaggedTensor)):
-        default = "" if label["dtype"] == "string" else 0
+        default = "" if label.dtype == "string" else 0
         raw = _as_ragged(raw).to_tensor(default_value=default, shape=[None, 1])
-    ops = {">=": tf.greater_equal, "<=": tf.less_equal, "==": tf.equal, "!=": tf.not_equal, ">": tf.greater, "<": tf.less}
-    return tf.cast(ops[symbol](raw, tf.constant(operand, dtype=raw.dtype)), tf.int64)
+    compare = getattr(tf.math, LABEL_OPERATORS[symbol][1])
+    return tf.cast(compare(raw, tf.constant(operand, dtype=raw.dtype)), tf.int64)
 
 
 def _shifted_ids(values: tf.Tensor, vocabulary_file: Any, num_oov_buckets: int, name: str) -> tf.Tensor:
@@ -114,25 +114,26 @@ def _shifted_ids(values: tf.Tensor, vocabulary_file: Any, num_oov_buckets: int, 
 
 
 def preprocessing_fn(inputs: dict[str, Any], custom_config: dict[str, Any]) -> dict[str, Any]:
-    """TFT entry point; ``custom_config[CUSTOM_CONFIG_KEY]`` is ``PipelineConfig.to_dict()``."""
-    config = custom_config[CUSTOM_CONFIG_KEY]
-    features = config["features"]
+    """TFT entry point; ``custom_config[CUSTOM_CONFIG_KEY]`` is ``PreprocessingConfig.to_dict()``."""
+    config = PreprocessingConfig.from_dict(custom_config[CUSTOM_CONFIG_KEY])
     outputs: dict[str, Any] = {}
-    for owner in (f for f in features if f["share_embedding_with"] is None):
-        members = [f for f in features if (f["share_embedding_with"] or f["name"]) == owner["name"]]
-        vocab = owner["vocabulary"]
+    for owner in config.vocabulary_owners():
+        users = config.vocabulary_users(owner)
+        vocab = owner.vocabulary
         vocabulary_file = tft.vocabulary(
-            tf.concat([_flat_values(inputs[f["name"]]) for f in members], axis=0),
-            top_k=vocab["top_k"],
-            frequency_threshold=vocab["frequency_threshold"] if vocab["frequency_threshold"] > 1 else None,
-            vocab_filename=vocabulary_name(owner["name"]),
-            name=f"vocabulary_{owner['name']}",
+            tf.concat([_flat_values(inputs[f.name]) for f in users], axis=0),
+            top_k=vocab.top_k,
+            frequency_threshold=vocab.frequency_threshold if vocab.frequency_threshold > 1 else None,
+            vocab_filename=vocabulary_name(owner.name),
+            name=f"vocabulary_{owner.name}",
         )
-        for f in members:
-            to_ids = functools.partial(_shifted_ids, vocabulary_file=vocabulary_file, num_oov_buckets=vocab["num_oov_buckets"], name=f["name"])
-            # the validated config holds max_length 1 for id features
-            outputs[f["name"]] = pad_or_truncate(
-                _map_values(inputs[f["name"]], to_ids), f["max_length"], f["truncate"], f.get("padding", "end")
-            )
-    outputs[LABEL_KEY] = _label(inputs[config["label"]["name"]], config["label"])
+        for f in users:
+            outputs[f.name] = _ids(inputs[f.name], f, vocabulary_file)
+    outputs[LABEL_KEY] = _label(inputs[config.label.name], config.label)
     return outputs
+
+
+def _ids(raw: Any, f: FeatureConfig, vocabulary_file: Any) -> tf.Tensor:
+    to_ids = functools.partial(_shifted_ids, vocabulary_file=vocabulary_file, num_oov_buckets=f.vocabulary.num_oov_buckets, name=f.name)
+    # f.length is max_length for sequences, 1 for ids
+    return pad_or_truncate(_map_values(raw, to_ids), f.length, f.truncate, f.padding)

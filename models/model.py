@@ -20,9 +20,9 @@ from typing import Mapping
 import tensorflow as tf
 import tf_keras as keras
 
-from components.preprocessing import embedding_rows
-from pipeline.config import FeatureConfig, PipelineConfig
-from pipeline.model_shapes import concat_features
+from embedconfig.config import FeatureConfig, PipelineConfig
+from embedconfig.model_shapes import concat_features
+from models.preprocessing import embedding_rows
 
 
 def assert_keras_2() -> None:

@@ -16,10 +16,12 @@ import csv
 import functools
 import io
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import tensorflow as tf
+
+from embedconfig.config import PipelineConfig, PreprocessingConfig
 
 
 class RawDataError(ValueError):
@@ -35,14 +37,45 @@ class ColumnSpec:
     is_list: bool
 
 
-def column_specs(config: Mapping[str, Any]) -> dict[str, ColumnSpec]:
-    """The declared columns (features and label) of a ``PipelineConfig.to_dict()``."""
-    specs = {
-        f["name"]: ColumnSpec(f["name"], f["dtype"], f["kind"] == "sequence") for f in config["features"]
-    }
-    label = config["label"]
-    specs[label["name"]] = ColumnSpec(label["name"], label["dtype"], False)
+def column_specs(config: PipelineConfig | PreprocessingConfig) -> dict[str, ColumnSpec]:
+    """The declared columns of a config: its features and its label."""
+    specs = {f.name: ColumnSpec(f.name, f.dtype, f.kind == "sequence") for f in config.features}
+    specs[config.label.name] = ColumnSpec(config.label.name, config.label.dtype, False)
     return specs
+
+
+@dataclass(frozen=True)
+class ReaderSettings:
+    """What ExampleGen needs to read raw files, and nothing more: its custom_config carries this,
+    so a change of model or training settings keeps ExampleGen's output cached."""
+
+    format: str  # jsonl | csv
+    list_delimiter: str
+    on_bad_record: str  # fail | skip
+    max_bad_fraction: float
+    columns: tuple[ColumnSpec, ...]
+
+    @staticmethod
+    def of(config: PipelineConfig) -> ReaderSettings:
+        """The reader settings of a validated config."""
+        data = config.data
+        return ReaderSettings(data.format, data.list_delimiter, data.on_bad_record, data.max_bad_fraction,
+                              tuple(column_specs(config).values()))
+
+    @property
+    def specs(self) -> dict[str, ColumnSpec]:
+        """Column name -> spec."""
+        return {c.name: c for c in self.columns}
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-safe form (for a protobuf Struct)."""
+        return {**asdict(self), "columns": [asdict(c) for c in self.columns]}
+
+    @staticmethod
+    def from_dict(raw: Mapping[str, Any]) -> ReaderSettings:
+        """Rebuild from ``to_dict()``."""
+        return ReaderSettings(raw["format"], raw["list_delimiter"], raw["on_bad_record"], float(raw["max_bad_fraction"]),
+                              tuple(ColumnSpec(**c) for c in raw["columns"]))
 
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
@@ -87,15 +120,17 @@ def _typed(value: Any, dtype: str, where: str, field: str, text_cells: bool = Fa
     return str(value)
 
 
-def _as_feature(values: Sequence[Any], dtype: str) -> tf.train.Feature:
+def as_feature(values: Sequence[Any], dtype: str) -> tf.train.Feature:
+    """Typed values as a tf.train.Feature; strings are written as UTF-8, bytes as they are."""
     if dtype == "int":
         return tf.train.Feature(int64_list=tf.train.Int64List(value=values))
     if dtype == "float":
         return tf.train.Feature(float_list=tf.train.FloatList(value=values))
-    return tf.train.Feature(bytes_list=tf.train.BytesList(value=[v.encode("utf-8") for v in values]))
+    return tf.train.Feature(bytes_list=tf.train.BytesList(value=[v if isinstance(v, bytes) else v.encode("utf-8") for v in values]))
 
 
-def _infer_dtype(values: Sequence[Any]) -> str:
+def infer_dtype(values: Sequence[Any]) -> str:
+    """The dtype of JSON values with none declared: all integers -> int, all numbers -> float, else string."""
     if all(isinstance(v, int) and not isinstance(v, bool) for v in values):
         return "int"
     if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
@@ -120,8 +155,8 @@ def record_to_example(
         spec = specs.get(key)
         if spec is None:  # undeclared: keep it so validation can see it
             values = value if isinstance(value, list) else [value]
-            dtype = _infer_dtype(values)
-            features[key] = _as_feature([_typed(v, dtype, where, key, text_cells) for v in values], dtype)
+            dtype = infer_dtype(values)
+            features[key] = as_feature([_typed(v, dtype, where, key, text_cells) for v in values], dtype)
             continue
         if isinstance(value, str) and spec.is_list and list_delimiter is not None:
             value = [] if value == "" else value.split(list_delimiter)
@@ -133,7 +168,7 @@ def record_to_example(
             values = [value]
         if list_delimiter is not None and not spec.is_list and value == "":
             continue  # an empty CSV cell is a missing value
-        features[key] = _as_feature([_typed(v, spec.dtype, where, key, text_cells) for v in values], spec.dtype)
+        features[key] = as_feature([_typed(v, spec.dtype, where, key, text_cells) for v in values], spec.dtype)
     return tf.train.Example(features=tf.train.Features(feature=features))
 
 

@@ -16,6 +16,10 @@ from typing import Any, Callable, Mapping
 
 import yaml
 
+from embedconfig.beam_profiles import RUNNERS, beam_args_for
+from embedconfig.errors import ConfigError
+from embedconfig.model_shapes import check_model_shapes
+
 LABEL_KEY = "label"  # name of the transformed 0/1 label; raw features may not use it
 
 DATA_FORMATS = ("jsonl", "csv", "tfrecord")
@@ -41,22 +45,16 @@ TFMA_METRICS = (
 )
 HIGHER_IS_BETTER = ("AUC", "BinaryAccuracy", "Precision", "Recall", "AUCPrecisionRecall")
 LOWER_IS_BETTER = ("BinaryCrossentropy",)
-_LABEL_OPS: dict[str, Callable[[Any, Any], bool]] = {
-    ">=": operator.ge,
-    "<=": operator.le,
-    "==": operator.eq,
-    "!=": operator.ne,
-    ">": operator.gt,
-    "<": operator.lt,
+# The label rule's operators, the one table of them: symbol -> (Python operator for raw values,
+# name of the tf.math function Transform applies).
+LABEL_OPERATORS: dict[str, tuple[Callable[[Any, Any], bool], str]] = {
+    ">=": (operator.ge, "greater_equal"),
+    "<=": (operator.le, "less_equal"),
+    "==": (operator.eq, "equal"),
+    "!=": (operator.ne, "not_equal"),
+    ">": (operator.gt, "greater"),
+    "<": (operator.lt, "less"),
 }
-
-
-class ConfigError(ValueError):
-    """A config value is missing or not allowed; the message starts with the field's path."""
-
-    def __init__(self, field: str, message: str):
-        super().__init__(f"config field '{field}': {message}")
-        self.field = field
 
 
 # --------------------------------------------------------------------------- sections
@@ -110,6 +108,36 @@ class LabelConfig:
     def rule(self) -> tuple[str, Any]:
         """The rule as (operator symbol, typed operand)."""
         return parse_label_rule(self.positive_if, self.dtype, "label.positive_if")
+
+
+@dataclasses.dataclass(frozen=True)
+class PreprocessingConfig:
+    """What Transform reads: the features and the label, nothing else, so that changing a training
+    setting keeps Transform's cached output."""
+
+    features: tuple[FeatureConfig, ...]
+    label: LabelConfig
+
+    def vocabulary_owners(self) -> tuple[FeatureConfig, ...]:
+        """The features that own a vocabulary (and an embedding table): every one that shares none."""
+        return tuple(f for f in self.features if f.vocabulary_owner == f.name)
+
+    def vocabulary_users(self, owner: FeatureConfig) -> tuple[FeatureConfig, ...]:
+        """``owner`` and the features sharing its vocabulary."""
+        return tuple(f for f in self.features if f.vocabulary_owner == owner.name)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-safe form Transform's ``custom_config`` carries."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    @staticmethod
+    def from_dict(raw: Mapping[str, Any]) -> PreprocessingConfig:
+        """Rebuild from ``to_dict()`` (inside Transform)."""
+        return PreprocessingConfig(features=tuple(_feature_from_dict(f) for f in raw["features"]), label=LabelConfig(**raw["label"]))
+
+
+def _feature_from_dict(raw: Mapping[str, Any]) -> FeatureConfig:
+    return FeatureConfig(**{**raw, "vocabulary": VocabularyConfig(**raw["vocabulary"])})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -218,6 +246,11 @@ class PipelineConfig:
                 return f
         raise KeyError(name)
 
+    @property
+    def preprocessing(self) -> PreprocessingConfig:
+        """The part of the config Transform reads."""
+        return PreprocessingConfig(self.features, self.label)
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-safe form, for TFX ``custom_config`` and for writing next to the model."""
         return json.loads(json.dumps(dataclasses.asdict(self)))
@@ -278,10 +311,7 @@ def config_from_dict(raw: Mapping[str, Any]) -> PipelineConfig:
         pipeline=RunConfig(**raw["pipeline"]),
         data=DataConfig(**raw["data"]),
         schema_path=raw["schema_path"],
-        features=tuple(
-            FeatureConfig(**{**f, "vocabulary": VocabularyConfig(**f["vocabulary"])})
-            for f in raw["features"]
-        ),
+        features=tuple(_feature_from_dict(f) for f in raw["features"]),
         label=LabelConfig(**raw["label"]),
         model=ModelConfig(
             **{
@@ -367,12 +397,12 @@ def _resolve(base_dir: Path | None, value: str) -> str:
 def parse_label_rule(rule: str, dtype: str, field: str) -> tuple[str, Any]:
     """Parse ``">= 4"`` into (">=", 4.0), typed by the label's dtype."""
     text = rule.strip()
-    for symbol in sorted(_LABEL_OPS, key=len, reverse=True):
+    for symbol in sorted(LABEL_OPERATORS, key=len, reverse=True):
         if text.startswith(symbol):
             operand = text[len(symbol):].strip()
             break
     else:
-        raise ConfigError(field, f"{rule!r} must start with one of {list(_LABEL_OPS)}, e.g. '>= 4'")
+        raise ConfigError(field, f"{rule!r} must start with one of {list(LABEL_OPERATORS)}, e.g. '>= 4'")
     if not operand:
         raise ConfigError(field, f"{rule!r} has no value after {symbol!r}")
     try:
@@ -387,7 +417,7 @@ def parse_label_rule(rule: str, dtype: str, field: str) -> tuple[str, Any]:
 def label_is_positive(value: Any, label: LabelConfig) -> bool:
     """Apply the label rule to one raw value (used by tests and the data tools)."""
     symbol, operand = label.rule
-    return bool(_LABEL_OPS[symbol](value, operand))
+    return bool(LABEL_OPERATORS[symbol][0](value, operand))
 
 
 def parse_config(raw: Any, base_dir: Path | None = None, source: str = "<dict>") -> PipelineConfig:
@@ -433,8 +463,6 @@ def parse_config(raw: Any, base_dir: Path | None = None, source: str = "<dict>")
     push_s.finish()
 
     beam_s = root.section("beam", required=False)
-    from pipeline.beam_profiles import RUNNERS, beam_args_for
-
     runner = beam_s.get("runner", str, "direct", choices=RUNNERS)
     options = beam_s.get("options", dict, {})
     try:
@@ -641,6 +669,4 @@ def _check_cross_fields(config: PipelineConfig) -> None:
             raise ConfigError(f"features[{i}].embedding_dim", f"{f.name!r} shares {owner.name!r}'s table, so embedding_dim must be {owner.embedding_dim}, got {f.embedding_dim}")
         if f.vocabulary not in (VocabularyConfig(), owner.vocabulary):
             raise ConfigError(f"features[{i}].vocabulary", f"{f.name!r} uses {owner.name!r}'s vocabulary; set vocabulary on {owner.name!r} only")
-    from pipeline.model_shapes import check_model_shapes  # late import: keeps config free of TF
-
     check_model_shapes(config)

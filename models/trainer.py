@@ -20,10 +20,10 @@ from absl import logging
 from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
-from components.model import assert_keras_2, build_model
-from components.preprocessing import CUSTOM_CONFIG_KEY, vocabulary_name
-from components.signatures import make_signatures
-from pipeline.config import LABEL_KEY, PipelineConfig, config_from_dict
+from embedconfig.config import LABEL_KEY, PipelineConfig, config_from_dict
+from models.model import assert_keras_2, build_model
+from models.preprocessing import CUSTOM_CONFIG_KEY, vocabulary_name
+from models.signatures import make_signatures
 
 MODEL_INFO_DIR = os.path.join("assets.extra", "embedpipe")
 
@@ -49,11 +49,7 @@ def make_dataset(
 
 def vocabulary_sizes(config: PipelineConfig, tft_output: tft.TFTransformOutput) -> dict[str, int]:
     """Vocabulary size V per vocabulary owner, read from Transform's output."""
-    return {
-        f.name: tft_output.vocabulary_size_by_name(vocabulary_name(f.name))
-        for f in config.features
-        if f.share_embedding_with is None
-    }
+    return {f.name: tft_output.vocabulary_size_by_name(vocabulary_name(f.name)) for f in config.preprocessing.vocabulary_owners()}
 
 
 def compile_model(model: keras.Model, config: PipelineConfig) -> None:

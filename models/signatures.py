@@ -22,7 +22,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 import tf_keras as keras
 
-from pipeline.config import PipelineConfig
+from embedconfig.config import FeatureConfig, PipelineConfig
 
 SERVING_DEFAULT = "serving_default"
 PREDICT_RAW = "predict_raw"
@@ -33,7 +33,7 @@ OUTPUT_KEY = "probability"
 RAW_PADDING = {tf.string: "", tf.int64: -1}
 
 
-def _raw_dtype(f: Any) -> tf.DType:
+def _raw_dtype(f: FeatureConfig) -> tf.DType:
     return tf.int64 if f.dtype == "int" else tf.string
 
 

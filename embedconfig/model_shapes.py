@@ -12,8 +12,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from pipeline.config import FeatureConfig, PipelineConfig
+from embedconfig.errors import ConfigError
+
+if TYPE_CHECKING:  # types only: config.py imports this module to run the check
+    from embedconfig.config import FeatureConfig, PipelineConfig
 
 
 def _shape(f: FeatureConfig) -> str:
@@ -31,8 +33,6 @@ def concat_features(config: PipelineConfig) -> list[FeatureConfig]:
 
 def check_model_shapes(config: PipelineConfig) -> None:
     """Raise ConfigError naming the features and shapes when the model cannot be built."""
-    from pipeline.config import ConfigError
-
     model = config.model
     names = [f.name for f in config.features]
     if model.concat is not None:

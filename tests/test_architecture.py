@@ -1,0 +1,86 @@
+"""Packages import in one direction, and no modules import each other in a circle.
+
+The layers, bottom first (docs/ARCHITECTURE.md): the config and object storage import nothing of
+the project; record conversion uses the config; the module code TFX runs uses both; the server
+uses record conversion; the custom components use the module code and the server (the canary);
+the pipeline and its CLI use everything.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+LAYERS = {"embedconfig": 0, "storage": 0, "records": 1, "models": 2, "serving": 3, "components": 4, "pipeline": 5}
+
+pytestmark = pytest.mark.unit
+
+
+def _modules() -> dict[str, Path]:
+    found = {}
+    for package in LAYERS:
+        for path in sorted((REPO / package).rglob("*.py")):
+            parts = path.relative_to(REPO).with_suffix("").parts
+            found[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return found
+
+
+def _is_type_checking(node: ast.If) -> bool:
+    return isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING"
+
+
+def _imports(path: Path, module_level_only: bool) -> set[str]:
+    """Project modules ``path`` imports (a ``from a import b`` counts as a.b when that is a module)."""
+    names: set[str] = set()
+
+    def visit(node: ast.AST, top: bool) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.If) and _is_type_checking(child):
+                continue  # annotations only: not an import at run time
+            if isinstance(child, ast.Import):
+                names.update(a.name for a in child.names)
+            elif isinstance(child, ast.ImportFrom) and child.module and child.level == 0:
+                names.add(child.module)
+                names.update(f"{child.module}.{a.name}" for a in child.names)
+            if not (module_level_only and isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))):
+                visit(child, top)
+
+    visit(ast.parse(path.read_text()), True)
+    return {n for n in names if n.split(".")[0] in LAYERS}
+
+
+def test_packages_import_only_downwards() -> None:
+    wrong = []
+    for module, path in _modules().items():
+        package = module.split(".")[0]
+        for name in _imports(path, module_level_only=False):
+            target = name.split(".")[0]
+            if target != package and LAYERS[target] >= LAYERS[package]:
+                wrong.append(f"{module} imports {name}")
+    assert not wrong, "\n".join(sorted(set(wrong)))
+
+
+def test_no_modules_import_each_other_in_a_circle() -> None:
+    modules = _modules()
+    graph = {m: {n for n in _imports(p, module_level_only=True) if n in modules and n != m} for m, p in modules.items()}
+    state: dict[str, int] = {}
+    cycles = []
+
+    def walk(m: str, trail: list[str]) -> None:
+        state[m] = 1
+        for n in sorted(graph[m]):
+            if state.get(n) == 1:
+                cycles.append(" -> ".join(trail[trail.index(n):] + [n]) if n in trail else f"{m} -> {n}")
+            elif n not in state:
+                walk(n, trail + [n])
+        state[m] = 2
+
+    for m in sorted(graph):
+        if m not in state:
+            walk(m, [m])
+    # a package's __init__ importing its own submodule is how packages work, not a cycle
+    cycles = [c for c in cycles if not any(c.startswith(f"{p} ->") for p in LAYERS)]
+    assert not cycles, "\n".join(cycles)
