@@ -29,6 +29,7 @@ from tfx.components.util import model_utils
 from tfx.types.standard_artifacts import Examples, InfraBlessing, Model, ModelBlessing
 from tfx.utils import io_utils, path_utils
 
+from serving.parent_death import PARENT_ENV
 from serving.servable import WARMUP_FILE
 
 SCRATCH_DIR = "canary_base"  # the served copy, <blessing>/canary_base/1, removed when the canary ends
@@ -93,22 +94,15 @@ def _in_process_scores(model_dir: str, serialized: list[bytes]) -> list[float]:
     return signature(examples=tf.constant(serialized))["probability"].numpy().reshape(-1).tolist()
 
 
-def _die_with_parent() -> None:
-    """In the child, before exec: SIGKILL when the parent dies (Linux prctl PR_SET_PDEATHSIG), so a
-    killed pipeline never leaves a server running an unvetted model."""
-    import ctypes
-
-    PR_SET_PDEATHSIG = 1  # noqa: N806 -- the constant's name in <sys/prctl.h>
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
 def start_model_server(base: str, model_name: str, port: int, log_path: str) -> subprocess.Popen:
     """``python -m serving.server`` on ``base``, on 127.0.0.1 only, dying with this process; output to ``log_path``."""
     command = [sys.executable, "-m", "serving.server", f"--port={port}", "--grpc_host=127.0.0.1", f"--model_name={model_name}",
                f"--model_base_path={base}", "--file_system_poll_wait_seconds=0"]
     with open(log_path, "w") as log_file:  # a local log: the one file the canary keeps outside the store
-        return subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent,
-                                env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+        # the server asks for SIGKILL when this process dies (serving/parent_death.py: not a
+        # preexec_fn, which forks a process running gRPC threads)
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", PARENT_ENV: str(os.getpid())}
+        return subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env=env)
 
 
 def _serve_and_ask(base: str, model_name: str, serialized: list[bytes], timeout: float, log_path: str) -> dict:

@@ -34,6 +34,7 @@ from serving.grpc_services import ModelService, PredictionService
 from serving.handlers import RequestHandlers
 from serving.model_manager import ModelManager, parse_model_config, single_model_config
 from serving.monitoring import Metrics, prometheus_path
+from serving.parent_death import die_with_parent_if_asked
 from serving.profiler_service import profiler_handler
 from serving.reload_policy import ReloadPolicy
 from serving.rest_server import RestServer, start_rest_server
@@ -216,6 +217,7 @@ def _poll_config_file(path: str, last: str, every: float, running: RunningServer
 
 def main(argv: list[str] | None = None) -> int:
     """Run until SIGTERM or SIGINT; exit 0 after draining."""
+    die_with_parent_if_asked()
     args = build_parser().parse_args(argv)
     if args.version:
         print(f"TensorFlow ModelServer: embedpipe (TF Serving 2.16.1 API)\nTensorFlow Library: {tf.__version__}")

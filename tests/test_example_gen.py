@@ -8,23 +8,10 @@ import pytest
 import tensorflow as tf
 from google.protobuf import json_format
 from tfx.proto import example_gen_pb2
-from tfx.types import standard_artifacts, standard_component_specs
 
-from components.example_gen import RawExampleGenExecutor, example_gen_io, reader_custom_config, split_input_location
+from components.example_gen import example_gen_io, split_input_location
 from embedconfig.config import PipelineConfig, parse_config
-
-
-def _exec_properties(config: PipelineConfig) -> dict:
-    base, input_config, output_config = example_gen_io(config.data)
-
-    return {
-        standard_component_specs.INPUT_BASE_KEY: base,
-        standard_component_specs.INPUT_CONFIG_KEY: json_format.MessageToJson(input_config),
-        standard_component_specs.OUTPUT_CONFIG_KEY: json_format.MessageToJson(output_config),
-        standard_component_specs.CUSTOM_CONFIG_KEY: json_format.MessageToJson(reader_custom_config(config)),
-        standard_component_specs.OUTPUT_DATA_FORMAT_KEY: example_gen_pb2.FORMAT_TF_EXAMPLE,
-        standard_component_specs.OUTPUT_FILE_FORMAT_KEY: example_gen_pb2.FORMAT_TFRECORDS_GZIP,
-    }
+from tests.helpers.example_gen import run_example_gen
 
 
 def _csv_config(raw_config: dict, data: Path) -> PipelineConfig:
@@ -32,19 +19,12 @@ def _csv_config(raw_config: dict, data: Path) -> PipelineConfig:
     return parse_config(raw_config)
 
 
-def _run(config: PipelineConfig, out: Path) -> standard_artifacts.Examples:
-    examples = standard_artifacts.Examples()
-    examples.uri = str(out)
-    RawExampleGenExecutor().Do({}, {standard_component_specs.EXAMPLES_KEY: [examples]}, _exec_properties(config))
-    return examples
-
-
 def test_csv_list_cells_become_lists(tmp_path: Path, raw_config: dict) -> None:
     data = tmp_path / "in.csv"
     rows = ["user,interests,history,target,target_categories,clicked"]
     rows += [f"u{i},a;b,{i};{i + 1},{i},,{i % 2}" for i in range(40)]
     data.write_text("\n".join(rows) + "\n")
-    _run(_csv_config(raw_config, data), tmp_path / "out")
+    run_example_gen(_csv_config(raw_config, data), tmp_path / "out")
     files = tf.io.gfile.glob(str(tmp_path / "out" / "Split-*" / "*"))
     examples = [tf.train.Example.FromString(r.numpy()) for r in tf.data.TFRecordDataset(files, compression_type="GZIP")]
     assert len(examples) == 40, "every row arrives, in one of the two splits"
@@ -58,7 +38,7 @@ def test_bad_row_fails_the_component_naming_file_line_and_field(tmp_path: Path, 
     data = tmp_path / "in.csv"
     data.write_text("user,history,clicked\nu1,1;2,1\nu2,1;two,0\n")
     with pytest.raises(Exception, match=r"in\.csv:3: field 'history': 'two' is not an integer"):
-        _run(_csv_config(raw_config, data), tmp_path / "out")
+        run_example_gen(_csv_config(raw_config, data), tmp_path / "out")
 
 
 def test_input_locations() -> None:

@@ -3,7 +3,7 @@
 Structural: the YAML parses into a KFP ``PipelineSpec`` whose tasks and edges are the local
 pipeline's (same factory, same config), every executor runs the pipeline image through the TFX v2
 entrypoint (behind pipeline.kfp_entrypoint) with the project's module code, and the run-time
-parameters carry the config's values as defaults. Executable: tests/kfp_launcher.py runs every
+parameters carry the config's values as defaults. Executable: tests/helpers/kfp_launcher.py runs every
 compiled task through its compiled container command on this machine, as KFP's launcher would,
 with data, pipeline root and push base on a local S3-API server, and the pushed model answers.
 """
@@ -24,7 +24,7 @@ from embedconfig.config import load_config
 from pipeline.cli import main as cli_main
 from pipeline.kubeflow_runner import IMAGE_REPO_ROOT, S3_SECRET_KEYS, compile_kubeflow, parse_params
 from pipeline.pipeline_factory import BASELINE_RESOLVER, create_pipeline
-from tests.kfp_launcher import run_pipeline_spec
+from tests.helpers.kfp_launcher import run_pipeline_spec
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs" / "synthetic.yaml"
@@ -144,6 +144,7 @@ def test_submit_parameters_are_typed_and_thresholds_rebuild_the_eval_config() ->
         parse_params(["epochs=many"], config, [])
 
 
+@pytest.mark.e2e
 def test_compiled_pipeline_runs_through_its_container_commands_on_a_bucket(s3, tmp_path: Path) -> None:
     """Data, pipeline root and push base on the local S3-API server, as on Kubeflow with MinIO."""
     from pipeline.datasets.synthetic import write_synthetic

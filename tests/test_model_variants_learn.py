@@ -30,7 +30,9 @@ from embedconfig.config import parse_config
 from pipeline.datasets.synthetic import write_synthetic
 from pipeline.local_runner import run_locally
 from records.raw_records import column_specs, record_to_example
-from tests.conftest import synthetic_raw_config
+from tests.helpers.configs import synthetic_raw_config
+
+pytestmark = pytest.mark.e2e
 
 ORDER_AWARE_AUC = 0.9
 

@@ -23,9 +23,11 @@ import yaml
 
 from storage import configure_s3_environment
 from storage.tfio_exit_fix import SHUTDOWN_SYMBOL, elf_symbol_offset
-from tests.conftest import synthetic_raw_config
-from tests.s3_server import CREDENTIALS
-from tests.test_serving import SERIALIZED
+from tests.helpers.configs import synthetic_raw_config
+from tests.helpers.s3_server import CREDENTIALS
+from tests.helpers.synthetic_requests import SERIALIZED
+
+pytestmark = pytest.mark.e2e
 
 RUN_TIMEOUT = 900  # seconds; a cold run takes ~100 s on 2 cores
 DATA, ROOT, MODELS = "embedpipe-data", "embedpipe-root", "embedpipe-models"

@@ -7,6 +7,7 @@ schema gate stops before Transform.
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import os
@@ -19,15 +20,24 @@ import pytest
 from embedconfig.config import parse_config
 from pipeline.datasets.synthetic import write_synthetic
 from pipeline.local_runner import run_locally
-from tests.conftest import REPO, synthetic_raw_config
+from tests.helpers.configs import REPO, synthetic_raw_config
 
 HERE = Path(__file__).resolve().parent
+pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def runs(pipeline_runs):
-    """(config, first summary, second summary, progress output of the first run)."""
-    return pipeline_runs
+def runs(tmp_path_factory: pytest.TempPathFactory):
+    """Two runs of the built-in example: (config, first summary, second summary, progress output of the first run)."""
+    work = tmp_path_factory.mktemp("e2e")
+    write_synthetic(str(work / "data"), rows=6000, seed=0)
+    raw = synthetic_raw_config(work, work / "data")
+    first_out = io.StringIO()
+    first = run_locally(parse_config(raw), out=first_out)
+    second_raw = copy.deepcopy(raw)
+    second_raw["training"]["seed"] = 1  # a retrain: the Trainer runs again, upstream is cached
+    second = run_locally(parse_config(second_raw), out=io.StringIO())
+    return parse_config(raw), first, second, first_out.getvalue()
 
 
 def test_first_run_is_blessed_and_pushed(runs) -> None:
@@ -55,7 +65,7 @@ def test_first_run_is_blessed_and_pushed(runs) -> None:
 def test_pushed_model_scores_raw_examples_in_a_fresh_process(runs) -> None:
     _, first, _, _ = runs
     result = subprocess.run(
-        [sys.executable, str(HERE / "score_pushed_model.py"), first.pushed_path],
+        [sys.executable, str(HERE / "helpers" / "score_pushed_model.py"), first.pushed_path],
         capture_output=True, text=True, timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
     )
     assert result.returncode == 0, result.stderr[-3000:]

@@ -43,7 +43,7 @@ def test_a_label_outside_its_0_1_domain_is_an_anomaly_of_the_curated_schema(tmp_
 
     import pandas as pd
 
-    from tests.conftest import REPO
+    from tests.helpers.configs import REPO
 
     raw_config["data"] = {"format": "jsonl", "path": str(tmp_path / "data.jsonl")}
     config = parse_config(raw_config)

@@ -1,7 +1,7 @@
 """The model server against the stock tensorflow_serving stubs and TFX's own TF Serving client.
 
-The model is the one the e2e pipeline run pushed (session fixture), copied into fresh model
-directories. Each conformance case runs against this project's server and, when a
+The model is a small one of this project, exported as the pipeline exports it (the ``small_model``
+session fixture, tests/helpers/small_model.py), copied into fresh model directories. Each conformance case runs against this project's server and, when a
 ``tensorflow_model_server`` binary is on PATH, against it too (else that case is skipped, saying so).
 """
 
@@ -43,27 +43,11 @@ from tfx.components.infra_validator.model_server_clients.tensorflow_serving_clie
 from serving.client import ModelClient
 from serving.servable import LoadOptions, ServableVersion
 from serving.server import build_parser, session_config, start_server
+from tests.helpers.synthetic_requests import ROWS, SERIALIZED, row_example
+
+pytestmark = pytest.mark.serving
 
 MODEL = "synthetic"
-ROWS = [
-    {"user": "u1", "interests": ["topic_1", "topic_2"], "history": [5, 17, 29], "target": 13, "target_categories": ["cat_1"]},
-    {"user": "nobody", "interests": [], "history": list(range(1000, 1100)), "target": 99999, "target_categories": ["x"]},
-    {"user": "u2", "interests": ["topic_3"], "history": [], "target": 4, "target_categories": []},
-]
-
-
-def _example(row: dict) -> tf.train.Example:
-    feature = {}
-    for key, value in row.items():
-        values = value if isinstance(value, list) else [value]
-        if key in ("history", "target"):
-            feature[key] = tf.train.Feature(int64_list=tf.train.Int64List(value=values))
-        else:
-            feature[key] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[v.encode() for v in values]))
-    return tf.train.Example(features=tf.train.Features(feature=feature))
-
-
-SERIALIZED = [_example(r).SerializeToString() for r in ROWS]
 
 
 def _copy_version(model_dir: str, base: Path, version: int) -> None:
@@ -74,9 +58,9 @@ def _copy_version(model_dir: str, base: Path, version: int) -> None:
 
 
 @pytest.fixture(scope="module")
-def expected(pushed_model: str) -> np.ndarray:
+def expected(small_model: str) -> np.ndarray:
     """In-process scores of ROWS: what every served answer must match."""
-    model = tf.saved_model.load(pushed_model)
+    model = tf.saved_model.load(small_model)
     return model.signatures["serving_default"](examples=tf.constant(SERIALIZED))["probability"].numpy().reshape(-1)
 
 
@@ -85,12 +69,12 @@ def _start(*flags: str):
 
 
 @pytest.fixture(scope="module", params=["embedpipe", "tensorflow_model_server"])
-def server(request, pushed_model: str, tmp_path_factory: pytest.TempPathFactory):
+def server(request, small_model: str, tmp_path_factory: pytest.TempPathFactory):
     """(endpoint, backend name) serving MODEL version 1 and 2 (same weights) with labels."""
     base = tmp_path_factory.mktemp("models") / MODEL
     base.mkdir()
-    _copy_version(pushed_model, base, 1)
-    _copy_version(pushed_model, base, 2)
+    _copy_version(small_model, base, 1)
+    _copy_version(small_model, base, 2)
     config_file = base.parent / "models.config"
     config_file.write_text(
         f'model_config_list {{ config {{ name: "{MODEL}" base_path: "{base}" model_platform: "tensorflow" '
@@ -139,7 +123,7 @@ def _classify_request(signature: str = "classify") -> classification_pb2.Classif
     request = classification_pb2.ClassificationRequest()
     request.model_spec.name, request.model_spec.signature_name = MODEL, signature
     for r in ROWS:
-        request.input.example_list.examples.add().CopyFrom(_example(r))
+        request.input.example_list.examples.add().CopyFrom(row_example(r))
     return request
 
 
@@ -208,16 +192,16 @@ def test_classify_merges_context_features(stubs, expected) -> None:
     request = classification_pb2.ClassificationRequest()
     request.model_spec.name, request.model_spec.signature_name = MODEL, "classify"
     shared = {k: v for k, v in ROWS[0].items() if k in ("user", "interests", "history")}
-    request.input.example_list_with_context.context.CopyFrom(_example(shared))
-    request.input.example_list_with_context.examples.add().CopyFrom(_example({"target": 13, "target_categories": ["cat_1"]}))
+    request.input.example_list_with_context.context.CopyFrom(row_example(shared))
+    request.input.example_list_with_context.examples.add().CopyFrom(row_example({"target": 13, "target_categories": ["cat_1"]}))
     score = prediction.Classify(request).result.classifications[0].classes[1].score
     assert score == pytest.approx(expected[0], abs=1e-6)
 
 
 @pytest.mark.parametrize("inline", ["true", "false"])
-def test_session_options_keep_the_answers(pushed_model: str, expected, inline: str) -> None:
+def test_session_options_keep_the_answers(small_model: str, expected, inline: str) -> None:
     config = session_config(build_parser().parse_args([f"--inline_all_functions={inline}"]))
-    servable = ServableVersion(MODEL, 1, pushed_model, LoadOptions(session_config=config))
+    servable = ServableVersion(MODEL, 1, small_model, LoadOptions(session_config=config))
     scores = servable.run("", {"examples": np.array(SERIALIZED, dtype=object)})["probability"].reshape(-1)
     np.testing.assert_allclose(scores, expected, atol=1e-6)
 
@@ -225,7 +209,7 @@ def test_session_options_keep_the_answers(pushed_model: str, expected, inline: s
 def test_requests_over_grpc_default_4_mib_limit_are_served(stubs, expected) -> None:
     # TF Serving takes messages up to 2 GB; gRPC's own default would refuse this one (RESOURCE_EXHAUSTED).
     prediction, _ = stubs
-    example = _example(ROWS[0])
+    example = row_example(ROWS[0])
     example.features.feature["padding_the_model_ignores"].bytes_list.value.append(b"x" * (5 << 20))
     request = _predict_request()
     request.inputs["examples"].CopyFrom(tf.make_tensor_proto([example.SerializeToString()], dtype=tf.string))
@@ -300,10 +284,10 @@ def test_unknown_model_status_is_not_found(stubs) -> None:
 
 
 @pytest.fixture
-def own_server(pushed_model: str, tmp_path: Path):
+def own_server(small_model: str, tmp_path: Path):
     base = tmp_path / MODEL
     base.mkdir()
-    _copy_version(pushed_model, base, 1)
+    _copy_version(small_model, base, 1)
     import portpicker
 
     running = _start(f"--model_name={MODEL}", f"--model_base_path={base}", f"--rest_api_port={portpicker.pick_unused_port()}")
@@ -311,9 +295,9 @@ def own_server(pushed_model: str, tmp_path: Path):
     running.stop(grace=2)
 
 
-def test_reload_config_unloads_models_left_out_and_applies_the_policy(own_server, pushed_model: str) -> None:
+def test_reload_config_unloads_models_left_out_and_applies_the_policy(own_server, small_model: str) -> None:
     running, base = own_server
-    _copy_version(pushed_model, base, 2)
+    _copy_version(small_model, base, 2)
     client = ModelClient(f"localhost:{running.port}", MODEL)
     _wait_for(lambda: client.versions() == {1: "END", 2: "AVAILABLE"})
     config = model_server_config_pb2.ModelServerConfig()
@@ -342,7 +326,7 @@ def test_a_version_that_fails_to_load_is_reported_and_the_last_good_one_serves(o
     assert client.versions()[1] == "AVAILABLE" and len(client.predict(ROWS)) == 3
 
 
-def test_hot_swap_under_load_loses_no_request(own_server, pushed_model: str) -> None:
+def test_hot_swap_under_load_loses_no_request(own_server, small_model: str) -> None:
     running, base = own_server
     endpoint = f"localhost:{running.port}"
     seen: list[list[int]] = [[] for _ in range(4)]  # versions answered, per client, in order
@@ -361,7 +345,7 @@ def test_hot_swap_under_load_loses_no_request(own_server, pushed_model: str) -> 
     for t in threads:
         t.start()
     _wait_for(lambda: all(len(mine) > 5 for mine in seen))
-    _copy_version(pushed_model, base, 2)
+    _copy_version(small_model, base, 2)
     _wait_for(lambda: all(mine[-1:] == [2] for mine in seen))
     counts = [len(mine) for mine in seen]
     _wait_for(lambda: all(len(mine) > n + 10 for mine, n in zip(seen, counts, strict=True)))
@@ -375,12 +359,12 @@ def test_hot_swap_under_load_loses_no_request(own_server, pushed_model: str) -> 
     assert ModelClient(endpoint, MODEL).versions() == {1: "END", 2: "AVAILABLE"}
 
 
-def test_warmup_requests_are_replayed_at_load(pushed_model: str, tmp_path: Path, caplog) -> None:
-    # the pushed model carries the canary's warmup file
-    assert os.path.exists(os.path.join(pushed_model, "assets.extra", "tf_serving_warmup_requests"))
+def test_warmup_requests_are_replayed_at_load(small_model: str, tmp_path: Path, caplog) -> None:
+    # the model carries the canary's warmup file, as a pushed one does
+    assert os.path.exists(os.path.join(small_model, "assets.extra", "tf_serving_warmup_requests"))
     base = tmp_path / MODEL
     base.mkdir()
-    _copy_version(pushed_model, base, 1)
+    _copy_version(small_model, base, 1)
     caplog.set_level("INFO", logger="embedpipe.serving")
     running = _start(f"--model_name={MODEL}", f"--model_base_path={base}")
     running.stop(grace=1)
@@ -407,10 +391,10 @@ def test_rest_api(own_server, expected) -> None:
     assert info.value.code == 404 and "Servable not found" in json.load(info.value)["error"]
 
 
-def test_batching_answers_concurrent_clients_correctly(pushed_model: str, tmp_path: Path, expected) -> None:
+def test_batching_answers_concurrent_clients_correctly(small_model: str, tmp_path: Path, expected) -> None:
     base = tmp_path / MODEL
     base.mkdir()
-    _copy_version(pushed_model, base, 1)
+    _copy_version(small_model, base, 1)
     running = _start(f"--model_name={MODEL}", f"--model_base_path={base}", "--enable_batching",
                      "--max_batch_size=8", "--batch_timeout_micros=5000")
     try:
@@ -437,12 +421,12 @@ def test_health_service(own_server) -> None:
         assert health.Check(health_pb2.HealthCheckRequest(service=service)).status == health_pb2.HealthCheckResponse.SERVING
 
 
-def test_embedpipe_serve_and_predict_cli_then_sigterm_exits_zero(pushed_model: str, tmp_path: Path, expected) -> None:
+def test_embedpipe_serve_and_predict_cli_then_sigterm_exits_zero(small_model: str, tmp_path: Path, expected) -> None:
     import portpicker
 
     base = tmp_path / MODEL
     base.mkdir()
-    _copy_version(pushed_model, base, 1)
+    _copy_version(small_model, base, 1)
     port = portpicker.pick_unused_port()
     embedpipe = str(Path(sys.executable).with_name("embedpipe"))
     server = subprocess.Popen([embedpipe, "serve", f"--port={port}", f"--model_name={MODEL}", f"--model_base_path={base}"],

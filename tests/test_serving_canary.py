@@ -1,6 +1,6 @@
 """The ServingCanary component: a live server on the candidate model blesses it, or refuses it with the reason.
 
-The model is the one the e2e pipeline run pushed (session fixture); each canary run starts the
+The model is the small one of tests/helpers/small_model.py (session fixture); each canary run starts the
 real ``python -m serving.server`` in a subprocess, as the pipeline does.
 """
 
@@ -19,7 +19,9 @@ from tfx.utils import path_utils
 
 from components.serving_canary import ServingCanary, _wait_available, run_canary, write_warmup_requests
 from serving.servable import WARMUP_FILE
-from tests.test_serving import SERIALIZED
+from tests.helpers.synthetic_requests import SERIALIZED
+
+pytestmark = pytest.mark.serving
 
 
 @pytest.fixture
@@ -31,9 +33,9 @@ def own_tempdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return scratch
 
 
-def test_a_model_that_serves_like_it_scores_passes_and_warmup_requests_are_written(pushed_model: str, tmp_path: Path, own_tempdir: Path) -> None:
+def test_a_model_that_serves_like_it_scores_passes_and_warmup_requests_are_written(small_model: str, tmp_path: Path, own_tempdir: Path) -> None:
     model = tmp_path / "model"
-    shutil.copytree(pushed_model, model)
+    shutil.copytree(small_model, model)
     warmup = write_warmup_requests(str(model), SERIALIZED, "m")
     logs = [prediction_log_pb2.PredictionLog.FromString(r.numpy()) for r in tf.data.TFRecordDataset(warmup)]
     assert [log.WhichOneof("log_type") for log in logs] == ["predict_log", "classify_log"]
@@ -60,8 +62,8 @@ def test_a_model_that_does_not_load_is_refused_not_raised(tmp_path: Path, own_te
     assert report["max_abs_diff"] is None
 
 
-def test_a_server_that_is_not_ready_in_time_is_refused_and_cleaned_up(pushed_model: str, tmp_path: Path, own_tempdir: Path) -> None:
-    report = run_canary(pushed_model, SERIALIZED, "m", tolerance=1e-5, timeout=0, scratch=str(tmp_path / "base"))
+def test_a_server_that_is_not_ready_in_time_is_refused_and_cleaned_up(small_model: str, tmp_path: Path, own_tempdir: Path) -> None:
+    report = run_canary(small_model, SERIALIZED, "m", tolerance=1e-5, timeout=0, scratch=str(tmp_path / "base"))
 
     assert report["problems"] == ["the model server failed: the model was not AVAILABLE within 0 s"]
     # the served copy and the server log are gone, the server killed
@@ -96,10 +98,10 @@ def _artifact(kind, uri: Path):
     return artifact
 
 
-def _run_component(pushed_model: str, tmp_path: Path, *, evaluator_blessed: bool, tolerance: float):
+def _run_component(small_model: str, tmp_path: Path, *, evaluator_blessed: bool, tolerance: float):
     """Run ServingCanary's executor as the pipeline would; (InfraBlessing, warmed Model) artifacts."""
     model = _artifact(standard_artifacts.Model, tmp_path / "model")
-    shutil.copytree(pushed_model, Path(path_utils.serving_model_dir(model.uri)))
+    shutil.copytree(small_model, Path(path_utils.serving_model_dir(model.uri)))
     model_blessing = _artifact(standard_artifacts.ModelBlessing, tmp_path / "model_blessing")
     model_blessing.set_int_custom_property("blessed", int(evaluator_blessed))
     examples = _artifact(standard_artifacts.Examples, tmp_path / "examples")
@@ -117,9 +119,9 @@ def _run_component(pushed_model: str, tmp_path: Path, *, evaluator_blessed: bool
     return blessing, warmed
 
 
-def test_component_refuses_a_model_whose_served_scores_differ(pushed_model: str, tmp_path: Path) -> None:
+def test_component_refuses_a_model_whose_served_scores_differ(small_model: str, tmp_path: Path) -> None:
     # No score can be within a negative tolerance: the comparison itself must refuse the model.
-    blessing, warmed = _run_component(pushed_model, tmp_path, evaluator_blessed=True, tolerance=-1.0)
+    blessing, warmed = _run_component(small_model, tmp_path, evaluator_blessed=True, tolerance=-1.0)
 
     assert not model_utils.is_infra_validated(blessing)  # the check TFX's Pusher makes before pushing
     reason = (Path(blessing.uri) / "INFRA_NOT_BLESSED").read_text()
@@ -128,8 +130,8 @@ def test_component_refuses_a_model_whose_served_scores_differ(pushed_model: str,
     assert (Path(path_utils.serving_model_dir(warmed.uri)) / WARMUP_FILE).exists()
 
 
-def test_component_skips_a_model_the_evaluator_did_not_bless(pushed_model: str, tmp_path: Path) -> None:
-    blessing, warmed = _run_component(pushed_model, tmp_path, evaluator_blessed=False, tolerance=1e-5)
+def test_component_skips_a_model_the_evaluator_did_not_bless(small_model: str, tmp_path: Path) -> None:
+    blessing, warmed = _run_component(small_model, tmp_path, evaluator_blessed=False, tolerance=1e-5)
 
     assert blessing.get_int_custom_property("blessed") == 0
     assert (Path(blessing.uri) / "INFRA_NOT_BLESSED").read_text().startswith("skipped: the Evaluator did not bless")

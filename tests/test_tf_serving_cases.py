@@ -2,7 +2,7 @@
 
 Each test here covers one case of tensorflow_serving/model_servers/tensorflow_model_server_test.py
 (named in its docstring), on models built as TF Serving's testdata generator builds them
-(tests/tfs_models.py), in zero-padded version folders as there, with the flags its test base
+(tests/helpers/tfs_models.py), in zero-padded version folders as there, with the flags its test base
 always passes (``--rest_api_timeout_in_ms``, ``--grpc_socket_path``).
 """
 
@@ -30,7 +30,15 @@ from tensorflow_serving.apis import (
 )
 
 from serving.server import build_parser, start_server
-from tests.tfs_models import example, write_half_plus, write_tf2_half_plus_two, write_tflite_with_signature
+from tests.helpers.tfs_models import (
+    example,
+    predict_x_request,
+    write_half_plus,
+    write_tf2_half_plus_two,
+    write_tflite_with_signature,
+)
+
+pytestmark = pytest.mark.serving
 
 MONITORING_CONFIG = 'prometheus_config: {\n  enable: true,\n  path: "/monitoring/prometheus/metrics"\n}\n'
 GOOD_MODEL_CONFIG = """model_config_list: {
@@ -84,7 +92,7 @@ class _Binary:
 
         def ready() -> bool:  # TF Serving's test base: a missing model answers "Servable ..." once up
             try:
-                prediction.Predict(_predict_request("intentionally_missing_model"), 5)
+                prediction.Predict(predict_x_request("intentionally_missing_model"), 5)
             except grpc.RpcError as e:
                 return "Servable" in (e.details() or "")
             return False
@@ -125,16 +133,6 @@ def _rest(running, path: str, body: dict | None = None):
     data = None if body is None else json.dumps(body).encode()
     with urllib.request.urlopen(f"http://localhost:{running.rest_port}{path}", data=data, timeout=30) as r:
         return r.status, r.read().decode()
-
-
-def _predict_request(model: str = "default", signature: str = "serving_default") -> predict_pb2.PredictRequest:
-    request = predict_pb2.PredictRequest()
-    request.model_spec.name = model
-    request.model_spec.signature_name = signature
-    request.inputs["x"].dtype = tf.float32.as_datatype_enum
-    request.inputs["x"].float_val.append(2.0)
-    request.inputs["x"].tensor_shape.dim.add().size = 1  # [1], on a signature declaring [-1, 1]
-    return request
 
 
 def _multi_inference_request() -> inference_pb2.MultiInferenceRequest:
@@ -216,8 +214,8 @@ def test_multi_inference(default_server) -> None:
 def test_predict_saved_model(default_server) -> None:
     """testPredictSavedModel: x of shape [1] on a [-1, 1] signature, with and without output_filter."""
     prediction, _ = _stub(f"localhost:{default_server.port}")
-    _check_predict(prediction.Predict(_predict_request(), 10), 3.0)
-    filtered = _predict_request()
+    _check_predict(prediction.Predict(predict_x_request(), 10), 3.0)
+    filtered = predict_x_request()
     filtered.output_filter.append("y")
     _check_predict(prediction.Predict(filtered, 10), 3.0)
 
@@ -227,14 +225,14 @@ def test_predict_over_the_unix_socket(default_server, tmp_path_factory) -> None:
     sockets = sorted(Path(tmp_path_factory.getbasetemp()).glob("uds*/tf-serving.sock"), key=lambda p: p.stat().st_mtime)
     assert sockets, "the server listens on its UNIX socket"
     prediction, _ = _stub(f"unix:{sockets[-1]}")
-    _check_predict(prediction.Predict(_predict_request(), 10), 3.0)
+    _check_predict(prediction.Predict(predict_x_request(), 10), 3.0)
 
 
 def test_a_missing_model_is_not_found_naming_the_servable(default_server) -> None:
     """The test base's readiness probe: Predict on a missing model answers 'Servable ...'."""
     prediction, _ = _stub(f"localhost:{default_server.port}")
     with pytest.raises(grpc.RpcError) as e:
-        prediction.Predict(_predict_request("intentionally_missing_model"), 10)
+        prediction.Predict(predict_x_request("intentionally_missing_model"), 10)
     assert e.value.code() == grpc.StatusCode.NOT_FOUND and "Servable" in e.value.details()
 
 
@@ -272,8 +270,8 @@ def test_good_model_config(models, tmp_path: Path) -> None:
     running = _serve(tmp_path, f"--model_config_file={config}")
     try:
         prediction, _ = _stub(f"localhost:{running.port}")
-        _check_predict(prediction.Predict(_predict_request("half_plus_two"), 10), 3.0, "half_plus_two")
-        _check_predict(prediction.Predict(_predict_request("half_plus_three"), 10), 4.0, "half_plus_three")
+        _check_predict(prediction.Predict(predict_x_request("half_plus_two"), 10), 3.0, "half_plus_two")
+        _check_predict(prediction.Predict(predict_x_request("half_plus_three"), 10), 4.0, "half_plus_three")
     finally:
         running.stop(grace=1)
 
@@ -304,24 +302,24 @@ def test_model_config_reload(models, tmp_path: Path, poll_seconds: int) -> None:
     running = _serve(tmp_path, f"--model_config_file={config}", f"--model_config_file_poll_wait_seconds={poll_seconds}")
     try:
         prediction, _ = _stub(f"localhost:{running.port}")
-        _check_predict(prediction.Predict(_predict_request("half_plus_two"), 10), 3.0, "half_plus_two")
+        _check_predict(prediction.Predict(predict_x_request("half_plus_two"), 10), 3.0, "half_plus_two")
         config.write_text(one_model % ("half_plus_three", models["three"]))
 
         def three_served() -> bool:
             try:
-                return list(prediction.Predict(_predict_request("half_plus_three"), 10).outputs["y"].float_val) == [4.0]
+                return list(prediction.Predict(predict_x_request("half_plus_three"), 10).outputs["y"].float_val) == [4.0]
             except grpc.RpcError:
                 return False
 
         if poll_seconds:
             assert _wait_for(three_served, timeout=10)
             with pytest.raises(grpc.RpcError) as e:  # the model left out of the new config is unloaded
-                prediction.Predict(_predict_request("half_plus_two"), 10)
+                prediction.Predict(predict_x_request("half_plus_two"), 10)
             assert e.value.code() == grpc.StatusCode.NOT_FOUND
         else:
             time.sleep(3)
             assert not three_served()
-            _check_predict(prediction.Predict(_predict_request("half_plus_two"), 10), 3.0, "half_plus_two")
+            _check_predict(prediction.Predict(predict_x_request("half_plus_two"), 10), 3.0, "half_plus_two")
     finally:
         running.stop(grace=1)
 
@@ -332,7 +330,7 @@ def test_good_grpc_channel_arguments(models, tmp_path: Path) -> None:
                      "--grpc_channel_arguments=grpc.max_connection_age_ms=2000,grpc.lb_policy_name=grpclb")
     try:
         prediction, _ = _stub(f"localhost:{running.port}")
-        _check_predict(prediction.Predict(_predict_request(), 10), 3.0)
+        _check_predict(prediction.Predict(predict_x_request(), 10), 3.0)
     finally:
         running.stop(grace=1)
 
@@ -418,7 +416,7 @@ def test_predict_on_tflite(models, tmp_path: Path, model: str) -> None:
     running = _serve(tmp_path, "--model_name=default", f"--model_base_path={models[model]}", "--prefer_tflite_model=true")
     try:
         prediction, _ = _stub(f"localhost:{running.port}")
-        _check_predict(prediction.Predict(_predict_request(), 10), 3.0)  # [1] fed to a [1, 1] input: resized
+        _check_predict(prediction.Predict(predict_x_request(), 10), 3.0)  # [1] fed to a [1, 1] input: resized
     finally:
         running.stop(grace=1)
 
@@ -513,7 +511,7 @@ def test_tf_text(tmp_path: Path) -> None:
     """test_tf_text: a model with TF Text kernels loads (the server registers them), version folder 01 is version 1."""
     import portpicker
 
-    from tests.tfs_models import write_tf_text_model
+    from tests.helpers.tfs_models import write_tf_text_model
 
     write_tf_text_model(str(tmp_path / "tf_text_regression"))
     port = portpicker.pick_unused_port()
@@ -522,7 +520,7 @@ def test_tf_text(tmp_path: Path) -> None:
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         prediction, _ = _stub(f"localhost:{port}")
-        request = _predict_request()
+        request = predict_x_request()
         request.output_filter.append("y")
 
         def answered() -> bool:

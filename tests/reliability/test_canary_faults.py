@@ -13,12 +13,14 @@ from pathlib import Path
 import pytest
 
 from components.serving_canary import LOG_PREFIX, SCRATCH_DIR, remove_leftovers
-from tests.tfs_models import write_half_plus
+from tests.helpers.tfs_models import write_half_plus
+
+pytestmark = pytest.mark.serving
 
 _HARNESS = """
 import sys, time
 sys.path.insert(0, {repo!r})
-import pipeline
+import embedconfig
 from components.serving_canary import start_model_server
 process = start_model_server({base!r}, "m", {port}, {log!r})
 print(process.pid, flush=True)

@@ -8,7 +8,7 @@ import pytest
 
 from embedconfig.config import parse_config
 from records.raw_records import RawDataError, column_specs, read_file_examples
-from tests.test_example_gen import _run
+from tests.helpers.example_gen import run_example_gen
 
 
 def _specs(raw_config: dict):
@@ -24,7 +24,7 @@ def test_an_empty_file_stops_example_gen_naming_it(tmp_path: Path, raw_config: d
     data.write_text("\n\n")
     raw_config["data"] = {"format": "jsonl", "path": str(data)}
     with pytest.raises(Exception, match=r"empty\.jsonl: no records"):
-        _run(parse_config(raw_config), tmp_path / "out")
+        run_example_gen(parse_config(raw_config), tmp_path / "out")
 
 
 def test_a_csv_with_only_its_header_is_empty(tmp_path: Path, raw_config: dict) -> None:
@@ -120,7 +120,7 @@ def test_skip_writes_every_rejected_record_with_file_line_and_reason(tmp_path: P
 
     data = tmp_path / "mixed.jsonl"
     _rows_with_bad(data, 200, {3: '{"user": "u", "target": "17", "clicked": 1}', 50: "not json", 120: '{"user": "u", "history": [1, 99999999999999999999]}'})
-    examples = _run(_skip_config(raw_config, data, 0.05), tmp_path / "out")
+    examples = run_example_gen(_skip_config(raw_config, data, 0.05), tmp_path / "out")
 
     assert examples.get_int_custom_property("rejected_records") == 3
     rejects_dir = examples.get_string_custom_property("rejects_uri")
@@ -135,7 +135,7 @@ def test_skip_fails_the_run_past_max_bad_fraction(tmp_path: Path, raw_config: di
     data = tmp_path / "bad.jsonl"
     _rows_with_bad(data, 20, {i: "not json" for i in range(1, 6)})  # 5 of 25 = 20%
     with pytest.raises(Exception, match=r"5 of 25 records rejected \(20.00%\), more than data.max_bad_fraction 10.00%"):
-        _run(_skip_config(raw_config, data, 0.1), tmp_path / "out")
+        run_example_gen(_skip_config(raw_config, data, 0.1), tmp_path / "out")
 
 
 def test_the_default_policy_stops_at_the_first_bad_record(tmp_path: Path, raw_config: dict) -> None:
@@ -143,7 +143,7 @@ def test_the_default_policy_stops_at_the_first_bad_record(tmp_path: Path, raw_co
     _rows_with_bad(data, 20, {7: "not json"})
     raw_config["data"] = {"format": "jsonl", "path": str(data)}
     with pytest.raises(Exception, match=r"bad\.jsonl:7: not valid JSON"):
-        _run(parse_config(raw_config), tmp_path / "out")
+        run_example_gen(parse_config(raw_config), tmp_path / "out")
 
 
 @pytest.mark.parametrize("data, message", [({"on_bad_record": "ignore"}, "'ignore' is not allowed"),

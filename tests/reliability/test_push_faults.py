@@ -14,7 +14,7 @@ from tfx.proto import pusher_pb2
 from tfx.types import standard_artifacts
 
 from components.pusher import STAGING_PREFIX, Executor, push_model, remove_stale_staging
-from tests.tfs_models import write_half_plus
+from tests.helpers.tfs_models import write_half_plus
 
 
 @pytest.fixture(scope="module")

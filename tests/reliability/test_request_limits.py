@@ -14,7 +14,9 @@ from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from serving import rest_server
 from serving.server import build_parser, start_server
-from tests.tfs_models import example, write_half_plus
+from tests.helpers.tfs_models import example, write_half_plus
+
+pytestmark = pytest.mark.serving
 
 MODEL = "half_plus_two"
 

@@ -12,7 +12,9 @@ import pytest
 from tensorflow_serving.apis import get_model_status_pb2, model_service_pb2_grpc, prediction_service_pb2_grpc
 
 from serving.server import build_parser, start_server
-from tests.tfs_models import write_half_plus
+from tests.helpers.tfs_models import write_half_plus
+
+pytestmark = pytest.mark.serving
 
 MODEL = "half_plus_two"
 
@@ -35,10 +37,10 @@ def _status(running) -> list:
 
 
 def _predict(running) -> float:
-    from tests.test_tf_serving_cases import _predict_request
+    from tests.helpers.tfs_models import predict_x_request
 
     stub = prediction_service_pb2_grpc.PredictionServiceStub(grpc.insecure_channel(f"localhost:{running.port}"))
-    return stub.Predict(_predict_request(MODEL), 10).outputs["y"].float_val[0]
+    return stub.Predict(predict_x_request(MODEL), 10).outputs["y"].float_val[0]
 
 
 def _wait_for_log(caplog, text: str, timeout: float = 10.0) -> None:
@@ -127,10 +129,10 @@ def test_reloads_inside_the_roots_work_and_can_be_turned_off(tmp_path: Path) -> 
     running = start_server(build_parser().parse_args([*common, f"--model_reload_roots={models}"]))
     try:
         _reload(running, "half_plus_three", str(models / "half_plus_three"))  # inside the widened root
-        from tests.test_tf_serving_cases import _predict_request
+        from tests.helpers.tfs_models import predict_x_request
 
         stub = prediction_service_pb2_grpc.PredictionServiceStub(grpc.insecure_channel(f"localhost:{running.port}"))
-        assert stub.Predict(_predict_request("half_plus_three"), 10).outputs["y"].float_val[0] == 4.0
+        assert stub.Predict(predict_x_request("half_plus_three"), 10).outputs["y"].float_val[0] == 4.0
     finally:
         running.stop(grace=1)
     running = start_server(build_parser().parse_args([*common, "--allow_model_config_reload=false"]))

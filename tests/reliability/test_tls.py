@@ -16,7 +16,9 @@ from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from serving.server import build_parser, start_server
 from serving.tls import SSLConfig
-from tests.tfs_models import write_half_plus
+from tests.helpers.tfs_models import write_half_plus
+
+pytestmark = pytest.mark.serving
 
 MODEL = "half_plus_two"
 
@@ -66,9 +68,9 @@ def tls_server(request, pki: dict, tmp_path: Path):
 
 
 def _predict(channel: grpc.Channel) -> float:
-    from tests.test_tf_serving_cases import _predict_request
+    from tests.helpers.tfs_models import predict_x_request
 
-    return prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(_predict_request(MODEL), 10).outputs["y"].float_val[0]
+    return prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(predict_x_request(MODEL), 10).outputs["y"].float_val[0]
 
 
 def test_grpc_over_tls_and_mutual_tls(tls_server, pki: dict) -> None:

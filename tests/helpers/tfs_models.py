@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 
 import tensorflow as tf
+from tensorflow_serving.apis import predict_pb2
 
 VERSION_DIR = "00000123"
 
@@ -185,6 +186,7 @@ DISTRIBUTED_KERAS_SCRIPT = """
 import os, sys
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
 import tensorflow as tf
+from tensorflow_serving.apis import predict_pb2
 import tf_keras as keras
 cpus = tf.config.list_physical_devices("CPU")
 tf.config.set_logical_device_configuration(cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
@@ -214,3 +216,14 @@ def write_tf_text_model(base_path: str, version_dir: str = "01") -> str:
     export_dir = os.path.join(base_path, version_dir)
     tf.saved_model.save(module, export_dir, module.__call__.get_concrete_function())
     return export_dir
+
+
+def predict_x_request(model: str = "default", signature: str = "serving_default") -> predict_pb2.PredictRequest:
+    """Predict x = [2.0] on a half_plus model (its signatures declare x as [-1, 1])."""
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = model
+    request.model_spec.signature_name = signature
+    request.inputs["x"].dtype = tf.float32.as_datatype_enum
+    request.inputs["x"].float_val.append(2.0)
+    request.inputs["x"].tensor_shape.dim.add().size = 1  # [1], on a signature declaring [-1, 1]
+    return request
