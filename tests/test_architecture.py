@@ -84,3 +84,25 @@ def test_no_modules_import_each_other_in_a_circle() -> None:
     # a package's __init__ importing its own submodule is how packages work, not a cycle
     cycles = [c for c in cycles if not any(c.startswith(f"{p} ->") for p in LAYERS)]
     assert not cycles, "\n".join(cycles)
+
+
+def test_the_architecture_map_names_every_module_and_cli_verb() -> None:
+    """docs/ARCHITECTURE.md is the one-page map: every module of the packages is on it, every
+    file it names exists, and its list of CLI verbs is the CLI's."""
+    text = (REPO / "docs" / "ARCHITECTURE.md").read_text()
+    missing = [str(p.relative_to(REPO)) for p in _modules().values() if p.name != "__init__.py" and p.name not in text]
+    assert not missing, f"modules missing from docs/ARCHITECTURE.md: {missing}"
+    import re
+
+    named = set(re.findall(r"\b((?:embedconfig|storage|records|models|serving|components|pipeline)/[\w/]+\.py)", text))
+    assert named and not [n for n in named if not (REPO / n).exists()], "docs/ARCHITECTURE.md names files that do not exist"
+    from pipeline.cli import build_parser
+
+    parser = build_parser()
+    verbs = next(a for a in parser._actions if a.dest == "verb").choices
+    listed = set(re.search(r"cli\.py \(`embedpipe (.*?)`\)", text, re.S).group(1).replace("\n", " ").split("|"))
+    expected = set()
+    for verb, sub in verbs.items():
+        nested = [a for a in sub._actions if a.dest.endswith("_verb")]
+        expected |= {f"{verb} {s}" for s in nested[0].choices} if nested else {verb}
+    assert {" ".join(v.split()) for v in listed} == expected
