@@ -478,7 +478,7 @@ def _predict_x(running, x, signature: str = "serving_default", batch: bool = Fal
 def test_tf2_and_keras_saved_models(tmp_path: Path, case: str) -> None:
     """test_tf_saved_model_save (12), test_tf_saved_model_save_multiple_signatures (2 and 1, scalar
     outputs), test_sequential_keras_saved_model_save and test_distrat_sequential_keras_saved_model_save (2)."""
-    from tests import tfs_models
+    from tests.helpers import tfs_models
 
     base = tmp_path / case
     if case == "checkpoint":
