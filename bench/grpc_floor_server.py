@@ -3,7 +3,7 @@ prebuilt response, no model, no request handling beyond grpcio's own (de)seriali
 
     .venv/bin/python bench/grpc_floor_server.py --port 9300
 
-bench/serving.py runs it in a subprocess next to the real server, so the report shows how much of
+bench/serving_latency.py runs it in a subprocess next to the real server, so the report shows how much of
 a request's time is grpcio's Python server itself on this machine.
 """
 

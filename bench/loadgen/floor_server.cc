@@ -1,4 +1,4 @@
-// The floor of gRPC C++ on this machine, for bench/serving.py: a server that answers every unary
+// The floor of gRPC C++ on this machine, for bench/serving_latency.py: a server that answers every unary
 // call with one pre-serialized response (e.g. the PredictResponse bench/grpc_floor_server.py
 // prebuilds), no model and no parsing. Set next to the grpc.aio floor, it shows how much of a
 // request's time the transport itself needs when the server core is not Python -- the part of
@@ -6,7 +6,7 @@
 //
 //   floor_server --port 9300 --response response.bin [--threads 2]
 //
-// Prints "floor_server on port N" once it listens; runs until killed. Built by bench/serving.py
+// Prints "floor_server on port N" once it listens; runs until killed. Built by bench/serving_latency.py
 // with: g++ -O2 -std=c++17 floor_server.cc $(pkg-config --cflags --libs grpc++)
 // (Debian: apt-get install libgrpc++-dev pkg-config).
 

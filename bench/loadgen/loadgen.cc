@@ -1,4 +1,4 @@
-// A small closed-loop gRPC load generator (ghz-style) for bench/serving.py.
+// A small closed-loop gRPC load generator (ghz-style) for bench/serving_latency.py.
 //
 // Sends one pre-serialized request (e.g. a tensorflow.serving.PredictRequest written by the
 // bench) to a unary method, from N concurrent clients. Each client has its own channel (its own
@@ -9,7 +9,7 @@
 //   loadgen --target localhost:8500 --method /tensorflow.serving.PredictionService/Predict \
 //           --request predict.bin --clients 32 --seconds 10 [--warmup 1]
 //
-// Built by bench/serving.py with: g++ -O2 -std=c++17 loadgen.cc $(pkg-config --cflags --libs grpc++)
+// Built by bench/serving_latency.py with: g++ -O2 -std=c++17 loadgen.cc $(pkg-config --cflags --libs grpc++)
 // (Debian: apt-get install libgrpc++-dev pkg-config).
 
 #include <grpcpp/generic/generic_stub.h>

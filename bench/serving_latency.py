@@ -1,6 +1,6 @@
 """Serving latency and throughput: in-process SavedModel calls vs the gRPC server, with and without batching.
 
-    .venv/bin/python bench/serving.py --model runs/synthetic/serving/synthetic/<version> [--seconds 8]
+    .venv/bin/python bench/serving_latency.py --model runs/synthetic/serving/synthetic/<version> [--seconds 8]
 
 One invocation measures, on this machine:
 - the floors: bench/grpc_floor_server.py, the same grpc.aio stack answering a prebuilt response,

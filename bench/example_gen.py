@@ -1,0 +1,129 @@
+"""ExampleGen throughput: our executor on one large JSONL file beside TFX's own ImportExampleGen on
+the same examples already serialized (the floor of TFX's ExampleGen machinery: hash split,
+shuffle, gzip TFRecord writing), in one invocation.
+
+    .venv/bin/python bench/example_gen.py --rows 300000 [--direct_num_workers 2]
+
+Prints a table (machine, date) and writes bench/out/example_gen.json. Issue 13's yardstick: the
+300K-row file took 112.5 s (~2,700 rows/s) inside `embedpipe run` on 2026-11-30.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import embedconfig  # noqa: E402,F401 -- Keras 2 before TensorFlow
+from bench.pipeline_wall_time import machine  # noqa: E402
+
+
+def _beam_args(workers: int) -> list[str]:
+    if workers <= 1:
+        return ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
+    return ["--direct_running_mode=multi_processing", f"--direct_num_workers={workers}"]
+
+
+def _context(beam_args: list[str]):
+    from tfx.dsl.components.base.base_beam_executor import BaseBeamExecutor
+
+    return BaseBeamExecutor.Context(beam_pipeline_args=beam_args)
+
+
+def _ours(config, out: Path, beam_args: list[str]) -> float:
+    from tfx.types import standard_artifacts, standard_component_specs
+
+    from components.example_gen import RawExampleGenExecutor
+    from tests.helpers.example_gen import example_gen_properties
+
+    examples = standard_artifacts.Examples()
+    examples.uri = str(out)
+    started = time.monotonic()
+    RawExampleGenExecutor(_context(beam_args)).Do(
+        {}, {standard_component_specs.EXAMPLES_KEY: [examples]}, example_gen_properties(config))
+    return time.monotonic() - started
+
+
+def _import_example_gen(tfrecord_dir: Path, out: Path, beam_args: list[str]) -> float:
+    from google.protobuf import json_format
+    from tfx.components.example_gen.import_example_gen.executor import Executor
+    from tfx.proto import example_gen_pb2
+    from tfx.types import standard_artifacts, standard_component_specs
+
+    examples = standard_artifacts.Examples()
+    examples.uri = str(out)
+    split = example_gen_pb2.SplitConfig(splits=[example_gen_pb2.SplitConfig.Split(name="train", hash_buckets=4),
+                                                example_gen_pb2.SplitConfig.Split(name="eval", hash_buckets=1)])
+    properties = {
+        standard_component_specs.INPUT_BASE_KEY: str(tfrecord_dir),
+        standard_component_specs.INPUT_CONFIG_KEY: json_format.MessageToJson(
+            example_gen_pb2.Input(splits=[example_gen_pb2.Input.Split(name="single_split", pattern="*")])),
+        standard_component_specs.OUTPUT_CONFIG_KEY: json_format.MessageToJson(example_gen_pb2.Output(split_config=split)),
+        standard_component_specs.OUTPUT_DATA_FORMAT_KEY: example_gen_pb2.FORMAT_TF_EXAMPLE,
+        standard_component_specs.OUTPUT_FILE_FORMAT_KEY: example_gen_pb2.FORMAT_TFRECORDS_GZIP,
+    }
+    started = time.monotonic()
+    Executor(_context(beam_args)).Do({}, {standard_component_specs.EXAMPLES_KEY: [examples]}, properties)
+    return time.monotonic() - started
+
+
+def _count(out: Path) -> int:
+    import tensorflow as tf
+
+    files = tf.io.gfile.glob(str(out / "Split-*" / "*"))
+    return sum(1 for _ in tf.data.TFRecordDataset(files, compression_type="GZIP"))
+
+
+def main() -> None:
+    """Generate the data, run both, report."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rows", type=int, default=300_000)
+    parser.add_argument("--direct_num_workers", type=int, default=1)
+    parser.add_argument("--output", default="bench/out/example_gen.json")
+    args = parser.parse_args()
+
+    import tensorflow as tf
+
+    from embedconfig.config import parse_config
+    from pipeline.datasets.synthetic import write_synthetic
+    from records.raw_records import column_specs, read_file_examples
+    from tests.helpers.configs import synthetic_raw_config
+
+    work = Path(tempfile.mkdtemp(prefix="embedpipe-bench-eg-"))
+    write_synthetic(str(work / "data"), rows=args.rows, seed=0)
+    config = parse_config(synthetic_raw_config(work, work / "data" / "examples.jsonl"))
+    (work / "tfrecord").mkdir()
+    with tf.io.TFRecordWriter(str(work / "tfrecord" / "examples.tfrecord")) as writer:
+        for example in read_file_examples(str(work / "data" / "examples.jsonl"), "jsonl", column_specs(config), "|"):
+            writer.write(example.SerializeToString())
+    size_mb = os.path.getsize(work / "data" / "examples.jsonl") / 2**20
+
+    beam_args = _beam_args(args.direct_num_workers)
+    rows = []
+    for name, run in (("embedpipe ExampleGen, JSONL", lambda out: _ours(config, out, beam_args)),
+                      ("TFX ImportExampleGen, same examples as TFRecord", lambda out: _import_example_gen(work / "tfrecord", out, beam_args))):
+        out = work / name.split(",")[0].replace(" ", "_")
+        seconds = run(out)
+        count = _count(out)
+        rows.append({"run": name, "seconds": seconds, "rows": count, "rows_per_s": count / seconds})
+
+    print(f"machine: {machine()}")
+    print(f"date: {datetime.datetime.now().isoformat(timespec='seconds')}")
+    print(f"data: {args.rows:,} synthetic rows, one {size_mb:.0f} MB JSONL file; Beam {' '.join(beam_args)}")
+    print(f"{'run':<50} {'seconds':>8} {'rows':>9} {'rows/s':>9}")
+    for r in rows:
+        print(f"{r['run']:<50} {r['seconds']:>8.1f} {r['rows']:>9,} {r['rows_per_s']:>9,.0f}")
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.output).write_text(json.dumps({"machine": machine(), "date": datetime.datetime.now().isoformat(timespec="seconds"),
+                                             "rows": args.rows, "beam_args": beam_args, "runs": rows}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
