@@ -1,7 +1,9 @@
 """ExampleGen for raw JSON Lines and CSV-with-list-cells files; TFRecord goes to ImportExampleGen.
 
-The executor reads every matched file in a Beam job (one file per element, so files spread over
-workers) and writes real ``int64_list`` / ``bytes_list`` features, which CsvExampleGen cannot.
+The executor reads the matched files in a Beam job and writes real ``int64_list`` /
+``bytes_list`` features, which CsvExampleGen cannot. Files spread over workers, and a large JSON
+Lines file is cut into pieces at line ends that workers share (each piece knows its first line's
+number, so errors still name file and line); a CSV file is read whole.
 """
 
 from __future__ import annotations
@@ -20,7 +22,15 @@ from tfx.dsl.components.base import executor_spec
 from tfx.types import standard_component_specs
 
 from embedconfig.config import DataConfig, PipelineConfig
-from records.raw_records import RawDataError, ReaderSettings, read_file_examples
+from records.raw_records import (
+    FileChunk,
+    RawDataError,
+    ReaderSettings,
+    Rejected,
+    jsonl_chunks,
+    read_file_examples,
+    read_jsonl_chunk,
+)
 
 _READER_KEY = "embedpipe_reader"
 _REJECTS = "rejects"
@@ -55,8 +65,27 @@ def _reader_settings(exec_properties: Mapping[str, Any]) -> ReaderSettings:
     return ReaderSettings.from_dict(json_format.MessageToDict(settings)[_READER_KEY])
 
 
-def _read_one_file(path: str, settings: ReaderSettings) -> Iterator[tf.train.Example]:
-    yield from read_file_examples(path, settings.format, settings.specs, settings.list_delimiter)
+# A worker's share of one large JSON Lines file: 300K synthetic rows are 61 MB, so 4 pieces.
+CHUNK_BYTES = 16 * 2**20
+
+
+def _pieces(path: str, settings: ReaderSettings) -> Iterator[FileChunk]:
+    """JSON Lines files in pieces several workers share; a CSV file whole (a quoted cell may hold a newline)."""
+    if settings.format == "jsonl":
+        yield from jsonl_chunks(path, CHUNK_BYTES)
+    else:
+        yield FileChunk(path, 0, -1, 1)
+
+
+def _examples(piece: FileChunk, settings: ReaderSettings, rejected: Rejected | None = None) -> Iterator[bytes]:
+    """Serialized examples, deterministically (TFX's hash split hashes these very bytes, so the
+    splits are those of TFX's own serialization; and bytes cross Beam's shuffles without pickling)."""
+    if settings.format == "jsonl":
+        examples = read_jsonl_chunk(piece, settings.specs, rejected)
+    else:
+        examples = read_file_examples(piece.path, settings.format, settings.specs, settings.list_delimiter, rejected)
+    for example in examples:
+        yield example.SerializeToString(deterministic=True)
 
 
 def _reject(where: str, reason: str) -> dict[str, Any]:
@@ -64,11 +93,10 @@ def _reject(where: str, reason: str) -> dict[str, Any]:
     return {"file": file, "line": int(line), "reason": reason}
 
 
-def _read_one_file_skipping(path: str, settings: ReaderSettings) -> Iterator[Any]:
-    """Examples, and each bad record as a ``rejects`` output {file_line, reason} (on_bad_record: skip)."""
-    rejects: list[dict[str, str]] = []
-    for example in read_file_examples(path, settings.format, settings.specs, settings.list_delimiter,
-                                      rejected=lambda where, reason: rejects.append(_reject(where, reason))):
+def _examples_and_rejects(piece: FileChunk, settings: ReaderSettings) -> Iterator[Any]:
+    """Examples, and each bad record as a ``rejects`` output {file, line, reason} (on_bad_record: skip)."""
+    rejects: list[dict[str, Any]] = []
+    for example in _examples(piece, settings, rejected=lambda where, reason: rejects.append(_reject(where, reason))):
         yield example
         while rejects:
             yield beam.pvalue.TaggedOutput(_REJECTS, json.dumps(rejects.pop(0)))
@@ -78,7 +106,7 @@ def _read_one_file_skipping(path: str, settings: ReaderSettings) -> Iterator[Any
 
 @beam.ptransform_fn
 @beam.typehints.with_input_types(beam.Pipeline)
-@beam.typehints.with_output_types(tf.train.Example)
+@beam.typehints.with_output_types(bytes)
 def _RawFilesToExample(  # noqa: N802 -- Beam PTransform naming
     pipeline: beam.Pipeline, exec_properties: dict[str, Any], split_pattern: str
 ) -> beam.pvalue.PCollection:
@@ -87,11 +115,12 @@ def _RawFilesToExample(  # noqa: N802 -- Beam PTransform naming
     files = matching_files(base, split_pattern)
     if not files:
         raise RawDataError(f"no input files match {os.path.join(base, split_pattern)}")
-    spread = pipeline | "ListFiles" >> beam.Create(files) | "SpreadFiles" >> beam.Reshuffle()
+    spread = (pipeline | "ListFiles" >> beam.Create(files) | "SpreadFiles" >> beam.Reshuffle()
+              | "CutPieces" >> beam.FlatMap(_pieces, settings) | "SpreadPieces" >> beam.Reshuffle())
     if settings.on_bad_record == "fail":
-        return spread | "ParseRecords" >> beam.FlatMap(_read_one_file, settings)
+        return spread | "ParseRecords" >> beam.FlatMap(_examples, settings)
     # skip: rejects and the count of accepted records go next to the examples (see Do)
-    parsed = spread | "ParseRecords" >> beam.FlatMap(_read_one_file_skipping, settings).with_outputs(_REJECTS, main="examples")
+    parsed = spread | "ParseRecords" >> beam.FlatMap(_examples_and_rejects, settings).with_outputs(_REJECTS, main="examples")
     out = exec_properties[_REJECTS_DIR_KEY]
     name = "".join(c if c.isalnum() else "_" for c in split_pattern)
     _ = parsed[_REJECTS] | "WriteRejects" >> beam.io.WriteToText(os.path.join(out, f"rejects-{name}"), file_name_suffix=".jsonl")

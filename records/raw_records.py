@@ -211,10 +211,12 @@ def _jsonl_example(raw_line: str | bytes, where: str, specs: Mapping[str, Column
 
 
 def iter_jsonl(text_lines: Iterable[str | bytes], path: str, specs: Mapping[str, ColumnSpec],
-               rejected: Rejected | None = None) -> Iterator[tf.train.Example]:
+               rejected: Rejected | None = None, first_line: int = 1) -> Iterator[tf.train.Example]:
     """Examples from JSON Lines (text or UTF-8 bytes); blank lines are skipped, anything else must
-    parse. A bad record raises RawDataError, or with ``rejected`` is reported there and skipped."""
-    pairs = ((f"{path}:{n}", functools.partial(_jsonl_example, line, f"{path}:{n}", specs)) for n, line in enumerate(text_lines, start=1))
+    parse. A bad record raises RawDataError, or with ``rejected`` is reported there and skipped.
+    ``first_line``: the line number of the first of ``text_lines`` in ``path`` (a chunk of it)."""
+    pairs = ((f"{path}:{n}", functools.partial(_jsonl_example, line, f"{path}:{n}", specs))
+             for n, line in enumerate(text_lines, start=first_line))
     yield from _reject_or_raise(pairs, rejected)
 
 
@@ -237,6 +239,50 @@ def iter_csv(text: str, path: str, specs: Mapping[str, ColumnSpec], list_delimit
     pairs = ((f"{path}:{reader.line_num}", functools.partial(_csv_example, row, header, f"{path}:{reader.line_num}", specs, list_delimiter))
              for row in reader)
     yield from _reject_or_raise(pairs, rejected)
+
+
+@dataclass(frozen=True)
+class FileChunk:
+    """Bytes ``start`` to ``end`` of ``path``, cut at line ends; its first line is line ``first_line``."""
+
+    path: str
+    start: int
+    end: int
+    first_line: int
+
+
+def jsonl_chunks(path: str, chunk_bytes: int) -> Iterator[FileChunk]:
+    """A JSON Lines file in pieces of about ``chunk_bytes``, cut after a newline, each knowing its
+    first line's number, so that several workers share one large file and errors still name the
+    line. (JSON Lines never has a newline inside a record; CSV may, in a quoted cell, so a CSV
+    file is read whole.) A file with no record at all is an error naming it."""
+    start, first_line, read, lines, content = 0, 1, 0, 0, False
+    with tf.io.gfile.GFile(path, "rb") as f:
+        while block := f.read(chunk_bytes):
+            read += len(block)
+            content = content or bool(block.strip())
+            last_newline = block.rfind(b"\n")
+            if last_newline < 0:  # one line longer than a chunk: it stays whole
+                continue
+            lines += block.count(b"\n")
+            end = read - len(block) + last_newline + 1
+            yield FileChunk(path, start, end, first_line)
+            start, first_line, lines = end, first_line + lines, 0
+    if not content:
+        raise RawDataError(f"{path}: no records (the file is empty or holds only blank lines or a header)")
+    if read > start:
+        yield FileChunk(path, start, read, first_line)
+
+
+def read_jsonl_chunk(chunk: FileChunk, specs: Mapping[str, ColumnSpec], rejected: Rejected | None = None) -> Iterator[tf.train.Example]:
+    """The examples of one piece of a JSON Lines file (see ``jsonl_chunks``)."""
+    with tf.io.gfile.GFile(chunk.path, "rb") as f:
+        f.seek(chunk.start)
+        data = f.read(chunk.end - chunk.start)
+    lines = data.split(b"\n")
+    if lines and not lines[-1]:
+        lines.pop()  # after the last newline
+    yield from iter_jsonl(lines, chunk.path, specs, rejected, first_line=chunk.first_line)
 
 
 def read_file_examples(path: str, fmt: str, specs: Mapping[str, ColumnSpec], list_delimiter: str,

@@ -73,3 +73,44 @@ def test_split_files_take_data_path_as_their_directory_even_before_it_exists(raw
     (tmp_path / "not-yet").mkdir()
     with pytest.raises(FileNotFoundError, match=r"data.split.files.train: no files match .*train\*.jsonl"):
         example_gen_io(data)
+
+
+def _jsonl_config(raw_config: dict, data: Path) -> PipelineConfig:
+    raw_config["data"] = {"format": "jsonl", "path": str(data)}
+    return parse_config(raw_config)
+
+
+def _read_splits(out: Path) -> dict[str, list[tf.train.Example]]:
+    splits = {}
+    for split in ("train", "eval"):
+        files = tf.io.gfile.glob(str(out / f"Split-{split}" / "*"))
+        splits[split] = [tf.train.Example.FromString(r.numpy()) for r in tf.data.TFRecordDataset(files, compression_type="GZIP")]
+    return splits
+
+
+def test_a_large_jsonl_file_is_read_in_pieces_with_nothing_lost_or_doubled(tmp_path: Path, raw_config: dict, monkeypatch) -> None:
+    import json
+
+    from components import example_gen
+
+    monkeypatch.setattr(example_gen, "CHUNK_BYTES", 4096)  # ~40 pieces of one file
+    data = tmp_path / "big.jsonl"
+    data.write_text("".join(json.dumps({"user": f"u{i}", "history": [i, i + 1], "target": i, "clicked": i % 2}) + "\n"
+                            for i in range(3000)))
+    run_example_gen(_jsonl_config(raw_config, data), tmp_path / "out")
+    splits = _read_splits(tmp_path / "out")
+    users = sorted(e.features.feature["user"].bytes_list.value[0].decode() for s in splits.values() for e in s)
+    assert users == sorted(f"u{i}" for i in range(3000))
+    assert 0.7 < len(splits["train"]) / 3000 < 0.9, "the config's 4:1 hash split"
+
+
+def test_a_bad_record_deep_in_a_large_file_names_its_line(tmp_path: Path, raw_config: dict, monkeypatch) -> None:
+    from components import example_gen
+
+    monkeypatch.setattr(example_gen, "CHUNK_BYTES", 1024)
+    data = tmp_path / "big.jsonl"
+    lines = [f'{{"user": "u{i}", "clicked": 1}}' for i in range(2000)]
+    lines[1776] = '{"user": "u1776", "target": 1.5, "clicked": 1}'
+    data.write_text("\n".join(lines) + "\n")
+    with pytest.raises(Exception, match=r"big\.jsonl:1777: field 'target': 1.5 is not an integer"):
+        run_example_gen(_jsonl_config(raw_config, data), tmp_path / "out")

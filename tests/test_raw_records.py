@@ -67,3 +67,48 @@ def test_csv_ragged_row_names_line(specs) -> None:
     text = "user,clicked\nu1,1\nu2,0,extra\n"
     with pytest.raises(RawDataError, match=r"d\.csv:3: 3 cells but the header has 2"):
         list(iter_csv(text, "d.csv", specs, "|"))
+
+
+def _jsonl_file(tmp_path, lines: list[str]):
+    path = tmp_path / "big.jsonl"
+    path.write_text("".join(line + "\n" for line in lines))
+    return str(path)
+
+
+def test_jsonl_pieces_cover_every_line_once_and_know_their_line_numbers(tmp_path, specs) -> None:
+    from records.raw_records import jsonl_chunks, read_jsonl_chunk
+
+    lines = [f'{{"user": "u{i}", "history": [{i}], "clicked": {i % 2}}}' for i in range(1, 501)]
+    lines[250] = ""  # a blank line inside: skipped, still counted
+    path = _jsonl_file(tmp_path, lines)
+    pieces = list(jsonl_chunks(path, chunk_bytes=1000))
+    assert len(pieces) > 10 and pieces[0].start == 0 and pieces[-1].end == len(open(path, "rb").read())
+    assert all(a.end == b.start for a, b in zip(pieces, pieces[1:])), "contiguous, no byte twice"
+    users = [e.features.feature["user"].bytes_list.value[0].decode() for p in pieces for e in read_jsonl_chunk(p, specs)]
+    assert users == [f"u{i}" for i in range(1, 501) if i != 251]
+    for p in pieces:  # each piece starts on the line its number says
+        first = open(path, "rb").read()[p.start:p.end].split(b"\n")[0]
+        assert first == lines[p.first_line - 1].encode()
+
+
+def test_a_bad_record_in_a_later_piece_names_its_own_line(tmp_path, specs) -> None:
+    from records.raw_records import jsonl_chunks, read_jsonl_chunk
+
+    lines = [f'{{"user": "u{i}", "clicked": 1}}' for i in range(400)]
+    lines[356] = '{"user": "u356", "history": ["x"], "clicked": 1}'
+    pieces = list(jsonl_chunks(_jsonl_file(tmp_path, lines), chunk_bytes=512))
+    with pytest.raises(RawDataError, match=r"big\.jsonl:357: field 'history': 'x' is a string"):
+        for p in pieces:
+            list(read_jsonl_chunk(p, specs))
+
+
+def test_a_line_longer_than_a_piece_stays_whole_and_an_empty_file_is_refused(tmp_path, specs) -> None:
+    from records.raw_records import jsonl_chunks, read_jsonl_chunk
+
+    long_line = '{"user": "u1", "history": [' + ", ".join(str(i) for i in range(3000)) + '], "clicked": 1}'
+    pieces = list(jsonl_chunks(_jsonl_file(tmp_path, [long_line, '{"user": "u2", "clicked": 0}']), chunk_bytes=100))
+    examples = [e for p in pieces for e in read_jsonl_chunk(p, specs)]
+    assert len(examples) == 2 and len(examples[0].features.feature["history"].int64_list.value) == 3000
+    (tmp_path / "blank.jsonl").write_text("\n \n")
+    with pytest.raises(RawDataError, match=r"blank\.jsonl: no records"):
+        list(jsonl_chunks(str(tmp_path / "blank.jsonl"), chunk_bytes=100))
