@@ -35,6 +35,9 @@ setup(
         "grpcio-health-checking==1.48.2",  # the standard grpc.health.v1 service of the model server
         "kfp==2.5.0",
         "pyyaml>=6",
+        # ExampleGen's JSON Lines parsing: 161K vs 74K lines/s for json (records/raw_records.py);
+        # already in the stack through TFX's dependencies, now used directly
+        "orjson>=3.9",
     ],
     # moto[server]: the S3-API server the object-storage tests start (a stand-in for MinIO / S3)
     # pytest-xdist: make test runs the suite on both cores (16 min 42 s -> 10 min 51 s measured)
