@@ -8,8 +8,11 @@ number, so errors still name file and line); a CSV file is read whole.
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import json
 import os
+import random
 from typing import Any, Iterator, Mapping
 
 import apache_beam as beam
@@ -17,9 +20,14 @@ import tensorflow as tf
 from google.protobuf import json_format, struct_pb2
 from tfx import v1 as tfx
 from tfx.components import FileBasedExampleGen
-from tfx.components.example_gen.base_example_gen_executor import BaseExampleGenExecutor
+from tfx.components.example_gen import utils as example_gen_utils
+from tfx.components.example_gen import write_split
+from tfx.components.example_gen.base_example_gen_executor import BaseExampleGenExecutor, _PartitionFn
+from tfx.components.util import examples_utils
 from tfx.dsl.components.base import executor_spec
-from tfx.types import standard_component_specs
+from tfx.proto import example_gen_pb2
+from tfx.types import artifact_utils, standard_component_specs
+from tfx.utils import proto_utils
 
 from embedconfig.config import DataConfig, PipelineConfig
 from records.raw_records import (
@@ -34,7 +42,6 @@ from records.raw_records import (
 
 _READER_KEY = "embedpipe_reader"
 _REJECTS = "rejects"
-_REJECTS_DIR_KEY = "embedpipe_rejects_dir"  # set by RawExampleGenExecutor.Do for the PTransform
 
 
 def _count_lines(path: str) -> int:
@@ -78,8 +85,8 @@ def _pieces(path: str, settings: ReaderSettings) -> Iterator[FileChunk]:
 
 
 def _examples(piece: FileChunk, settings: ReaderSettings, rejected: Rejected | None = None) -> Iterator[bytes]:
-    """Serialized examples, deterministically (TFX's hash split hashes these very bytes, so the
-    splits are those of TFX's own serialization; and bytes cross Beam's shuffles without pickling)."""
+    """Serialized examples, deterministically: TFX's hash split hashes these very bytes, so the
+    splits are the ones TFX's own ExampleGen would make of the same examples."""
     if settings.format == "jsonl":
         examples = read_jsonl_chunk(piece, settings.specs, rejected)
     else:
@@ -93,15 +100,48 @@ def _reject(where: str, reason: str) -> dict[str, Any]:
     return {"file": file, "line": int(line), "reason": reason}
 
 
-def _examples_and_rejects(piece: FileChunk, settings: ReaderSettings) -> Iterator[Any]:
-    """Examples, and each bad record as a ``rejects`` output {file, line, reason} (on_bad_record: skip)."""
-    rejects: list[dict[str, Any]] = []
-    for example in _examples(piece, settings, rejected=lambda where, reason: rejects.append(_reject(where, reason))):
-        yield example
-        while rejects:
-            yield beam.pvalue.TaggedOutput(_REJECTS, json.dumps(rejects.pop(0)))
-    for reject in rejects:
-        yield beam.pvalue.TaggedOutput(_REJECTS, json.dumps(reject))
+def shard_name(piece: FileChunk) -> str:
+    """The TFRecord file a piece's examples go to in each split: the same name when Beam retries it."""
+    return f"data_tfrecord-{hashlib.sha1(f'{piece.path}:{piece.start}'.encode()).hexdigest()[:16]}.gz"
+
+
+class _WritePieces(beam.DoFn):
+    """Convert a piece and write its examples straight into a gzip TFRecord file per split.
+
+    TFX's own path (Partition, Reshuffle, WriteToTFRecord) moves every example through a shuffle;
+    on DirectRunner that shuffle, not the conversion, bounded ExampleGen (bench/RESULTS.md). Each
+    piece's examples are shuffled in memory before writing, as TFX's Reshuffle left them in random
+    order: the Trainer's shuffle buffer would otherwise see a time-sorted file in order.
+    Yields the number of examples written; with ``skip``, each bad record as a ``rejects`` output.
+    """
+
+    def __init__(self, settings: ReaderSettings, split_uris: list[str], buckets: list[int] | None,
+                 split_config: example_gen_pb2.SplitConfig) -> None:
+        self.settings, self.split_uris, self.buckets, self.split_config = settings, split_uris, buckets, split_config
+
+    def process(self, piece: FileChunk) -> Iterator[Any]:
+        rejects: list[dict[str, Any]] = []
+        rejected = (lambda where, reason: rejects.append(_reject(where, reason))) if self.settings.on_bad_record == "skip" else None
+        by_split: list[list[bytes]] = [[] for _ in self.split_uris]
+        for data in _examples(piece, self.settings, rejected):
+            split = 0 if self.buckets is None else _PartitionFn(data, len(self.buckets), self.buckets, self.split_config)
+            by_split[split].append(data)
+        name = shard_name(piece)
+        shuffler = random.Random(name)
+        for uri, records in zip(self.split_uris, by_split, strict=True):
+            if records:
+                shuffler.shuffle(records)
+                with tf.io.TFRecordWriter(os.path.join(uri, name), options="GZIP") as writer:
+                    for data in records:
+                        writer.write(data)
+        yield sum(len(records) for records in by_split)
+        for reject in rejects:
+            yield beam.pvalue.TaggedOutput(_REJECTS, json.dumps(reject))
+
+
+def _pieces_of(pipeline: beam.Pipeline, label: str, files: list[str], settings: ReaderSettings) -> beam.pvalue.PCollection:
+    return (pipeline | f"ListFiles[{label}]" >> beam.Create(files) | f"SpreadFiles[{label}]" >> beam.Reshuffle()
+            | f"CutPieces[{label}]" >> beam.FlatMap(_pieces, settings) | f"SpreadPieces[{label}]" >> beam.Reshuffle())
 
 
 @beam.ptransform_fn
@@ -110,27 +150,25 @@ def _examples_and_rejects(piece: FileChunk, settings: ReaderSettings) -> Iterato
 def _RawFilesToExample(  # noqa: N802 -- Beam PTransform naming
     pipeline: beam.Pipeline, exec_properties: dict[str, Any], split_pattern: str
 ) -> beam.pvalue.PCollection:
+    """TFX's ExampleGen API: one split's files as serialized examples (Do writes directly instead)."""
     settings = _reader_settings(exec_properties)
-    base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
-    files = matching_files(base, split_pattern)
+    files = _input_files(exec_properties[standard_component_specs.INPUT_BASE_KEY], split_pattern)
+    return _pieces_of(pipeline, split_pattern, files, settings) | "ParseRecords" >> beam.FlatMap(_examples, settings)
+
+
+def _input_files(base: str, pattern: str) -> list[str]:
+    files = matching_files(base, pattern)
     if not files:
-        raise RawDataError(f"no input files match {os.path.join(base, split_pattern)}")
-    spread = (pipeline | "ListFiles" >> beam.Create(files) | "SpreadFiles" >> beam.Reshuffle()
-              | "CutPieces" >> beam.FlatMap(_pieces, settings) | "SpreadPieces" >> beam.Reshuffle())
-    if settings.on_bad_record == "fail":
-        return spread | "ParseRecords" >> beam.FlatMap(_examples, settings)
-    # skip: rejects and the count of accepted records go next to the examples (see Do)
-    parsed = spread | "ParseRecords" >> beam.FlatMap(_examples_and_rejects, settings).with_outputs(_REJECTS, main="examples")
-    out = exec_properties[_REJECTS_DIR_KEY]
-    name = "".join(c if c.isalnum() else "_" for c in split_pattern)
-    _ = parsed[_REJECTS] | "WriteRejects" >> beam.io.WriteToText(os.path.join(out, f"rejects-{name}"), file_name_suffix=".jsonl")
-    _ = (parsed.examples | "CountAccepted" >> beam.combiners.Count.Globally() | "AsText" >> beam.Map(str)
-         | "WriteCount" >> beam.io.WriteToText(os.path.join(out, f"accepted-{name}"), file_name_suffix=".txt"))
-    return parsed.examples
+        raise RawDataError(f"no input files match {os.path.join(base, pattern)}")
+    return files
 
 
 class RawExampleGenExecutor(BaseExampleGenExecutor):
     """TFX ExampleGen executor for JSON Lines and CSV files with list-valued fields.
+
+    Writes what TFX's ExampleGen writes (split directories of gzip TFRecords of serialized
+    tf.Examples, TFX's hash split, the payload and file format properties), each piece of input
+    straight into its own files (see ``_WritePieces``).
 
     With ``data.on_bad_record: skip`` every rejected record is written, with its file, line and
     reason, to ``<examples artifact>/rejects/rejects-*.jsonl`` (in the pipeline root); the count is
@@ -139,14 +177,52 @@ class RawExampleGenExecutor(BaseExampleGenExecutor):
     """
 
     def Do(self, input_dict: dict[str, list[Any]], output_dict: dict[str, list[Any]], exec_properties: dict[str, Any]) -> None:  # noqa: N802
-        """TFX's ExampleGen, then the reject count and the bad-fraction check (skip policy)."""
+        """Read, split and write the examples; then the reject count and the bad-fraction check (skip)."""
+        self._log_startup(input_dict, output_dict, exec_properties)
         settings = _reader_settings(exec_properties)
-        if settings.on_bad_record == "fail":
-            super().Do(input_dict, output_dict, exec_properties)
-            return
-        examples = output_dict[standard_component_specs.EXAMPLES_KEY][0]
+        input_config, output_config = example_gen_pb2.Input(), example_gen_pb2.Output()
+        proto_utils.json_to_proto(exec_properties[standard_component_specs.INPUT_CONFIG_KEY], input_config)
+        proto_utils.json_to_proto(exec_properties[standard_component_specs.OUTPUT_CONFIG_KEY], output_config)
+        if output_config.split_config.HasField("partition_feature_name"):
+            raise ValueError("RawExampleGen splits by hash buckets of the whole example (partition_feature_name is not supported)")
+        examples = artifact_utils.get_single_instance(output_dict[standard_component_specs.EXAMPLES_KEY])
+        names = example_gen_utils.generate_output_split_names(input_config, output_config)
+        examples.split_names = artifact_utils.encode_split_names(names)
+        uris = [artifact_utils.get_split_uri([examples], name) for name in names]
+        for uri in uris:
+            tf.io.gfile.makedirs(uri)
+        base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
+        if output_config.split_config.splits:  # one input split, cut by hash buckets
+            buckets = list(itertools.accumulate(s.hash_buckets for s in output_config.split_config.splits))
+            jobs = [(input_config.splits[0].pattern, uris, buckets)]
+        else:  # the input splits are the output splits (data.split.files)
+            jobs = [(split.pattern, [uri], None) for split, uri in zip(input_config.splits, uris, strict=True)]
         rejects_dir = os.path.join(examples.uri, "rejects")
-        super().Do(input_dict, output_dict, {**exec_properties, _REJECTS_DIR_KEY: rejects_dir})
+        with self._make_beam_pipeline() as pipeline:
+            for i, (pattern, targets, buckets) in enumerate(jobs):
+                written = (_pieces_of(pipeline, str(i), _input_files(base, pattern), settings)
+                           | f"Write[{i}]" >> beam.ParDo(_WritePieces(settings, targets, buckets, output_config.split_config))
+                           .with_outputs(_REJECTS, main="counts"))
+                if settings.on_bad_record == "skip":
+                    _ = written[_REJECTS] | f"WriteRejects[{i}]" >> beam.io.WriteToText(
+                        os.path.join(rejects_dir, f"rejects-{i}"), file_name_suffix=".jsonl")
+                    _ = (written.counts | f"CountAccepted[{i}]" >> beam.CombineGlobally(sum) | f"AsText[{i}]" >> beam.Map(str)
+                         | f"WriteCount[{i}]" >> beam.io.WriteToText(os.path.join(rejects_dir, f"accepted-{i}"), file_name_suffix=".txt"))
+        for uri in uris:  # a split no example fell into is an empty file, as TFX writes it
+            if not tf.io.gfile.glob(os.path.join(uri, "*")):
+                with tf.io.TFRecordWriter(os.path.join(uri, "data_tfrecord-empty.gz"), options="GZIP"):
+                    pass
+        payload = exec_properties.get(standard_component_specs.OUTPUT_DATA_FORMAT_KEY)
+        if payload:
+            examples_utils.set_payload_format(examples, payload)
+        file_format = exec_properties.get(standard_component_specs.OUTPUT_FILE_FORMAT_KEY)
+        if file_format:
+            examples_utils.set_file_format(examples, write_split.to_file_format_str(file_format))
+        if settings.on_bad_record == "skip":
+            self._check_rejects(examples, rejects_dir, settings)
+
+    @staticmethod
+    def _check_rejects(examples: Any, rejects_dir: str, settings: ReaderSettings) -> None:
         rejected = sum(_count_lines(path) for path in tf.io.gfile.glob(os.path.join(rejects_dir, "rejects-*")))
         accepted = 0
         for path in tf.io.gfile.glob(os.path.join(rejects_dir, "accepted-*")):
@@ -160,7 +236,7 @@ class RawExampleGenExecutor(BaseExampleGenExecutor):
                                f"{settings.max_bad_fraction:.2%}; every one with file, line and reason: {rejects_dir}")
 
     def GetInputSourceToExamplePTransform(self) -> beam.PTransform:  # noqa: N802 -- TFX API
-        """The PTransform that turns one split's files into tf.Examples."""
+        """The PTransform that turns one split's files into serialized examples."""
         return _RawFilesToExample
 
 

@@ -114,3 +114,43 @@ def test_a_bad_record_deep_in_a_large_file_names_its_line(tmp_path: Path, raw_co
     data.write_text("\n".join(lines) + "\n")
     with pytest.raises(Exception, match=r"big\.jsonl:1777: field 'target': 1.5 is not an integer"):
         run_example_gen(_jsonl_config(raw_config, data), tmp_path / "out")
+
+
+def test_the_splits_are_those_tfx_import_example_gen_makes_of_the_same_examples(tmp_path: Path, raw_config: dict, monkeypatch) -> None:
+    """The yardstick: TFX's own ImportExampleGen, given the same examples as a TFRecord file, puts
+    each in the same split (both hash the deterministic serialization with TFX's partition)."""
+    import json
+
+    from tfx.components.example_gen.import_example_gen.executor import Executor as ImportExecutor
+    from tfx.types import standard_artifacts, standard_component_specs
+
+    from components import example_gen
+    from records.raw_records import column_specs, read_file_examples
+    from tests.helpers.example_gen import example_gen_properties
+
+    monkeypatch.setattr(example_gen, "CHUNK_BYTES", 8192)
+    data = tmp_path / "data.jsonl"
+    data.write_text("".join(json.dumps({"user": f"u{i}", "interests": ["a", "b"][: i % 3], "history": list(range(i % 5)),
+                                        "target": i, "clicked": i % 2}) + "\n" for i in range(1500)))
+    config = _jsonl_config(raw_config, data)
+    run_example_gen(config, tmp_path / "ours")
+    (tmp_path / "tfrecord").mkdir()
+    with tf.io.TFRecordWriter(str(tmp_path / "tfrecord" / "data.tfrecord")) as writer:
+        for example in read_file_examples(str(data), "jsonl", column_specs(config), "|"):
+            writer.write(example.SerializeToString(deterministic=True))
+    properties = example_gen_properties(config)
+    properties[standard_component_specs.INPUT_BASE_KEY] = str(tmp_path / "tfrecord")
+    properties[standard_component_specs.INPUT_CONFIG_KEY] = json_format.MessageToJson(
+        example_gen_pb2.Input(splits=[example_gen_pb2.Input.Split(name="single_split", pattern="*")]))
+    del properties[standard_component_specs.CUSTOM_CONFIG_KEY]
+    theirs = standard_artifacts.Examples()
+    theirs.uri = str(tmp_path / "theirs")
+    ImportExecutor().Do({}, {standard_component_specs.EXAMPLES_KEY: [theirs]}, properties)
+
+    def users(out: Path) -> dict[str, set[str]]:
+        return {split: {e.features.feature["user"].bytes_list.value[0].decode() for e in examples}
+                for split, examples in _read_splits(out).items()}
+
+    ours = users(tmp_path / "ours")
+    assert ours == users(tmp_path / "theirs")
+    assert len(ours["train"]) + len(ours["eval"]) == 1500
