@@ -12,7 +12,6 @@ import hashlib
 import itertools
 import json
 import os
-import random
 from typing import Any, Iterator, Mapping
 
 import apache_beam as beam
@@ -100,25 +99,18 @@ def _reject(where: str, reason: str) -> dict[str, Any]:
     return {"file": file, "line": int(line), "reason": reason}
 
 
-def shard_name(piece: FileChunk, part: int) -> str:
-    """The TFRecord file part ``part`` of a piece's examples goes to, in each split: the same name
-    when Beam retries the piece."""
-    digest = hashlib.sha1(f"{piece.path}:{piece.start}".encode()).hexdigest()[:16]
-    return f"data_tfrecord-{digest}-{part:05d}.gz"
-
-
-# Examples of one split a piece holds before writing them out (shuffled): bounds the memory of a
-# whole CSV file, which is one piece (about 150 MB of serialized synthetic examples).
-FLUSH_RECORDS = 500_000
+def shard_name(piece: FileChunk) -> str:
+    """The TFRecord file a piece's examples go to, in each split: the same name when Beam retries it."""
+    return f"data_tfrecord-{hashlib.sha1(f'{piece.path}:{piece.start}'.encode()).hexdigest()[:16]}.gz"
 
 
 class _WritePieces(beam.DoFn):
     """Convert a piece and write its examples straight into gzip TFRecord files of its splits.
 
     TFX's own path (Partition, Reshuffle, WriteToTFRecord) moves every example through a shuffle;
-    on DirectRunner that shuffle, not the conversion, bounded ExampleGen (bench/RESULTS.md). The
-    examples are shuffled in memory before writing, as TFX's Reshuffle left them in random order:
-    the Trainer's shuffle buffer would otherwise read a time-sorted file in order.
+    on DirectRunner that shuffle, not the conversion, bounded ExampleGen (bench/RESULTS.md). Its
+    Reshuffle keeps the input order there (one random key per element, grouped in insertion order),
+    and so does this: examples are written as they are read, in input order.
     Yields the number of examples written; with ``skip``, each bad record as a ``rejects`` output.
     """
 
@@ -129,29 +121,18 @@ class _WritePieces(beam.DoFn):
     def process(self, piece: FileChunk) -> Iterator[Any]:
         rejects: list[dict[str, Any]] = []
         rejected = (lambda where, reason: rejects.append(_reject(where, reason))) if self.settings.on_bad_record == "skip" else None
-        buffers: list[list[bytes]] = [[] for _ in self.split_uris]
-        parts = [0] * len(self.split_uris)
-        shuffler = random.Random(shard_name(piece, 0))
+        writers: dict[int, tf.io.TFRecordWriter] = {}
         written = 0
-
-        def flush(split: int) -> None:
-            records = buffers[split]
-            shuffler.shuffle(records)
-            with tf.io.TFRecordWriter(os.path.join(self.split_uris[split], shard_name(piece, parts[split])), options="GZIP") as writer:
-                for data in records:
-                    writer.write(data)
-            parts[split] += 1
-            buffers[split] = []
-
-        for data in _examples(piece, self.settings, rejected):
-            split = 0 if self.buckets is None else _PartitionFn(data, len(self.buckets), self.buckets, self.split_config)
-            buffers[split].append(data)
-            written += 1
-            if len(buffers[split]) >= FLUSH_RECORDS:
-                flush(split)
-        for split, records in enumerate(buffers):
-            if records:
-                flush(split)
+        try:
+            for data in _examples(piece, self.settings, rejected):
+                split = 0 if self.buckets is None else _PartitionFn(data, len(self.buckets), self.buckets, self.split_config)
+                if split not in writers:  # a file only for splits the piece has examples of
+                    writers[split] = tf.io.TFRecordWriter(os.path.join(self.split_uris[split], shard_name(piece)), options="GZIP")
+                writers[split].write(data)
+                written += 1
+        finally:
+            for writer in writers.values():
+                writer.close()
         yield written
         for reject in rejects:
             yield beam.pvalue.TaggedOutput(_REJECTS, json.dumps(reject))

@@ -154,16 +154,3 @@ def test_the_splits_are_those_tfx_import_example_gen_makes_of_the_same_examples(
     ours = users(tmp_path / "ours")
     assert ours == users(tmp_path / "theirs")
     assert len(ours["train"]) + len(ours["eval"]) == 1500
-
-
-def test_a_large_csv_file_is_written_in_bounded_parts(tmp_path: Path, raw_config: dict, monkeypatch) -> None:
-    from components import example_gen
-
-    monkeypatch.setattr(example_gen, "FLUSH_RECORDS", 100)  # a CSV file is one piece; its buffer is flushed every 100
-    data = tmp_path / "in.csv"
-    data.write_text("user,history,clicked\n" + "".join(f"u{i},{i};{i + 1},{i % 2}\n" for i in range(1000)))
-    run_example_gen(_csv_config(raw_config, data), tmp_path / "out")
-    assert len(tf.io.gfile.glob(str(tmp_path / "out" / "Split-train" / "*"))) >= 7
-    splits = _read_splits(tmp_path / "out")
-    assert sorted(e.features.feature["user"].bytes_list.value[0].decode() for s in splits.values() for e in s) == sorted(
-        f"u{i}" for i in range(1000))
