@@ -121,15 +121,6 @@ def _typed(value: Any, dtype: str, where: str, field: str, text_cells: bool = Fa
     return str(value)
 
 
-def as_feature(values: Sequence[Any], dtype: str) -> tf.train.Feature:
-    """Typed values as a tf.train.Feature; strings are written as UTF-8, bytes as they are."""
-    if dtype == "int":
-        return tf.train.Feature(int64_list=tf.train.Int64List(value=values))
-    if dtype == "float":
-        return tf.train.Feature(float_list=tf.train.FloatList(value=values))
-    return tf.train.Feature(bytes_list=tf.train.BytesList(value=[v if isinstance(v, bytes) else v.encode("utf-8") for v in values]))
-
-
 def infer_dtype(values: Sequence[Any]) -> str:
     """The dtype of JSON values with none declared: all integers -> int, all numbers -> float, else string."""
     if all(isinstance(v, int) and not isinstance(v, bool) for v in values):
@@ -139,10 +130,11 @@ def infer_dtype(values: Sequence[Any]) -> str:
     return "string"
 
 
-def _fill(feature: tf.train.Feature, values: list, dtype: str, where: str, field: str, text_cells: bool) -> None:
-    """Write typed ``values`` into ``feature``. The common case (JSON values already of the declared
-    type) is checked in one pass and copied in one call; anything else goes value by value
-    through ``_typed``, which names the bad one. An empty list still sets the feature's kind."""
+def fill_feature(feature: tf.train.Feature, values: list, dtype: str, where: str, field: str, text_cells: bool = False) -> None:
+    """Write ``values`` into ``feature`` as ``dtype`` (the one place raw and REST values become
+    features). The common case (values already of the type) is checked in one pass and copied in
+    one call; anything else goes value by value through ``_typed``, which names the bad one. Text
+    is written as UTF-8, bytes as they are. An empty list still sets the feature's kind."""
     if dtype == "int":
         target = feature.int64_list
         fast = all(type(v) is int for v in values) and (not values or (INT64_MIN <= min(values) and max(values) <= INT64_MAX))
@@ -151,9 +143,9 @@ def _fill(feature: tf.train.Feature, values: list, dtype: str, where: str, field
         fast = all(type(v) is float or type(v) is int for v in values)
     else:
         target = feature.bytes_list
-        fast = all(type(v) is str for v in values)
+        fast = all(type(v) is str or type(v) is bytes for v in values)
         if fast:
-            values = [v.encode("utf-8") for v in values]
+            values = [v.encode("utf-8") if type(v) is str else v for v in values]
     target.SetInParent()
     if fast:
         target.value.extend(values)
@@ -180,7 +172,7 @@ def record_to_example(
         spec = specs.get(key)
         if spec is None:  # undeclared: keep it so validation can see it
             values = value if isinstance(value, list) else [value]
-            _fill(features[key], values, infer_dtype(values), where, key, text_cells)
+            fill_feature(features[key], values, infer_dtype(values), where, key, text_cells)
             continue
         if isinstance(value, str) and spec.is_list and list_delimiter is not None:
             value = [] if value == "" else value.split(list_delimiter)
@@ -192,7 +184,7 @@ def record_to_example(
             values = [value]
         if list_delimiter is not None and not spec.is_list and value == "":
             continue  # an empty CSV cell is a missing value
-        _fill(features[key], values, spec.dtype, where, key, text_cells)
+        fill_feature(features[key], values, spec.dtype, where, key, text_cells)
     return example
 
 

@@ -29,7 +29,7 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 
-from records.raw_records import as_feature, infer_dtype
+from records.raw_records import fill_feature, infer_dtype
 from serving.errors import ServingError, invalid
 from serving.handlers import RequestHandlers
 from serving.tensors import fill_tensor_proto
@@ -93,18 +93,22 @@ def _encode(value: Any) -> Any:
     return value
 
 
-def _feature(value: Any) -> tf.train.Feature:
+def _feature(name: str, value: Any) -> tf.train.Feature:
     """A JSON value (or list) as TF Serving types it with no schema: integers, numbers, else bytes."""
     values = [_decode(v) for v in (value if isinstance(value, list) else [value])]
     dtype = infer_dtype(values)
-    return as_feature(values if dtype != "string" else [v if isinstance(v, bytes) else str(v) for v in values], dtype)
+    if dtype == "string":
+        values = [v if isinstance(v, bytes) else str(v) for v in values]
+    feature = tf.train.Feature()
+    fill_feature(feature, values, dtype, "request", name)
+    return feature
 
 
 def _example(features: dict[str, Any]) -> tf.train.Example:
     if not isinstance(features, dict):
         raise invalid("Each example must be a JSON object of feature name -> value(s).")
     # an empty list has no type; leaving it out parses as the same empty sequence
-    return tf.train.Example(features=tf.train.Features(feature={k: _feature(v) for k, v in features.items() if v != []}))
+    return tf.train.Example(features=tf.train.Features(feature={k: _feature(k, v) for k, v in features.items() if v != []}))
 
 
 def _input(body: dict[str, Any]) -> input_pb2.Input:
