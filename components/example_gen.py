@@ -71,14 +71,10 @@ def _reader_settings(exec_properties: Mapping[str, Any]) -> ReaderSettings:
     return ReaderSettings.from_dict(json_format.MessageToDict(settings)[_READER_KEY])
 
 
-# A worker's share of one large JSON Lines file: 300K synthetic rows are 61 MB, so 4 pieces.
-CHUNK_BYTES = 16 * 2**20
-
-
 def _pieces(path: str, settings: ReaderSettings) -> Iterator[FileChunk]:
     """JSON Lines files in pieces several workers share; a CSV file whole (a quoted cell may hold a newline)."""
     if settings.format == "jsonl":
-        yield from jsonl_chunks(path, CHUNK_BYTES)
+        yield from jsonl_chunks(path)
     else:
         yield FileChunk(path, 0, -1, 1)
 

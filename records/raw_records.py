@@ -280,11 +280,22 @@ class FileChunk:
     first_line: int
 
 
-def jsonl_chunks(path: str, chunk_bytes: int) -> Iterator[FileChunk]:
-    """A JSON Lines file in pieces of about ``chunk_bytes``, cut after a newline, each knowing its
-    first line's number, so that several workers share one large file and errors still name the
-    line. (JSON Lines never has a newline inside a record; CSV may, in a quoted cell, so a CSV
-    file is read whole.) A file with no record at all is an error naming it."""
+# A worker's share of one large JSON Lines file: 300K synthetic rows are 61 MB, so 4 pieces.
+PIECE_BYTES = 16 * 2**20
+
+
+def _no_records(path: str) -> RawDataError:
+    """A file without a single record: refused by the first component that reads it, naming it
+    (it would otherwise flow through every component and fail in the Trainer with "Empty logs")."""
+    return RawDataError(f"{path}: no records (the file is empty or holds only blank lines or a header)")
+
+
+def jsonl_chunks(path: str, chunk_bytes: int | None = None) -> Iterator[FileChunk]:
+    """A JSON Lines file in pieces of about ``chunk_bytes`` (default PIECE_BYTES), cut after a
+    newline, each knowing its first line's number, so that several workers share one large file
+    and errors still name the line. (JSON Lines never has a newline inside a record; CSV may, in a
+    quoted cell, so a CSV file is read whole.) A file with no record at all is an error naming it."""
+    chunk_bytes = chunk_bytes or PIECE_BYTES
     start, first_line, read, lines, content = 0, 1, 0, 0, False
     with tf.io.gfile.GFile(path, "rb") as f:
         while block := f.read(chunk_bytes):
@@ -298,7 +309,7 @@ def jsonl_chunks(path: str, chunk_bytes: int) -> Iterator[FileChunk]:
             yield FileChunk(path, start, end, first_line)
             start, first_line, lines = end, first_line + lines, 0
     if not content:
-        raise RawDataError(f"{path}: no records (the file is empty or holds only blank lines or a header)")
+        raise _no_records(path)
     if read > start:
         yield FileChunk(path, start, read, first_line)
 
@@ -317,35 +328,32 @@ def read_jsonl_chunk(chunk: FileChunk, specs: Mapping[str, ColumnSpec], rejected
 def read_file_examples(path: str, fmt: str, specs: Mapping[str, ColumnSpec], list_delimiter: str,
                        rejected: Rejected | None = None) -> Iterator[tf.train.Example]:
     """All examples of one raw file (``fmt`` is jsonl or csv); any file system TF can open.
-    ``rejected``: skip bad records, reporting each there (else the first one raises).
-
-    A file without a single record is an error naming it: an empty file would otherwise flow
-    through every component and fail late, in the Trainer, with Keras' "Empty logs".
-    """
+    ``rejected``: skip bad records, reporting each there (else the first one raises). A file
+    without a single record is an error naming it."""
+    if fmt == "jsonl":  # piece by piece, as ExampleGen's workers read it
+        for chunk in jsonl_chunks(path):
+            yield from read_jsonl_chunk(chunk, specs, rejected)
+        return
+    if fmt != "csv":
+        raise ValueError(f"unsupported raw format {fmt!r}")
+    with tf.io.gfile.GFile(path, "rb") as f:
+        content = f.read()
+    try:
+        text = content.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line_no = content.count(b"\n", 0, e.start) + 1
+        raise RawDataError(f"{path}:{line_no}: not UTF-8 text ({e.reason})") from e
     count = 0
     if rejected is not None:
         report = rejected
 
-        def rejected(where: str, reason: str) -> None:  # rejected records count as records of the file
+        def rejected(where: str, reason: str) -> None:  # rejected rows count as rows of the file
             nonlocal count
             count += 1
             report(where, reason)
 
-    with tf.io.gfile.GFile(path, "rb") as f:
-        if fmt == "jsonl":
-            records = iter_jsonl(f, path, specs, rejected)
-        elif fmt == "csv":
-            content = f.read()
-            try:
-                text = content.decode("utf-8")
-            except UnicodeDecodeError as e:
-                line_no = content.count(b"\n", 0, e.start) + 1
-                raise RawDataError(f"{path}:{line_no}: not UTF-8 text ({e.reason})") from e
-            records = iter_csv(text, path, specs, list_delimiter, rejected)
-        else:
-            raise ValueError(f"unsupported raw format {fmt!r}")
-        for example in records:
-            count += 1
-            yield example
+    for example in iter_csv(text, path, specs, list_delimiter, rejected):
+        count += 1
+        yield example
     if count == 0:
-        raise RawDataError(f"{path}: no records (the file is empty or holds only blank lines or a header)")
+        raise _no_records(path)

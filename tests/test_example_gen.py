@@ -91,9 +91,9 @@ def _read_splits(out: Path) -> dict[str, list[tf.train.Example]]:
 def test_a_large_jsonl_file_is_read_in_pieces_with_nothing_lost_or_doubled(tmp_path: Path, raw_config: dict, monkeypatch) -> None:
     import json
 
-    from components import example_gen
+    from records import raw_records
 
-    monkeypatch.setattr(example_gen, "CHUNK_BYTES", 4096)  # ~40 pieces of one file
+    monkeypatch.setattr(raw_records, "PIECE_BYTES", 4096)  # ~40 pieces of one file
     data = tmp_path / "big.jsonl"
     data.write_text("".join(json.dumps({"user": f"u{i}", "history": [i, i + 1], "target": i, "clicked": i % 2}) + "\n"
                             for i in range(3000)))
@@ -105,9 +105,9 @@ def test_a_large_jsonl_file_is_read_in_pieces_with_nothing_lost_or_doubled(tmp_p
 
 
 def test_a_bad_record_deep_in_a_large_file_names_its_line(tmp_path: Path, raw_config: dict, monkeypatch) -> None:
-    from components import example_gen
+    from records import raw_records
 
-    monkeypatch.setattr(example_gen, "CHUNK_BYTES", 1024)
+    monkeypatch.setattr(raw_records, "PIECE_BYTES", 1024)
     data = tmp_path / "big.jsonl"
     lines = [f'{{"user": "u{i}", "clicked": 1}}' for i in range(2000)]
     lines[1776] = '{"user": "u1776", "target": 1.5, "clicked": 1}'
@@ -124,11 +124,11 @@ def test_the_splits_are_those_tfx_import_example_gen_makes_of_the_same_examples(
     from tfx.components.example_gen.import_example_gen.executor import Executor as ImportExecutor
     from tfx.types import standard_artifacts, standard_component_specs
 
-    from components import example_gen
+    from records import raw_records
     from records.raw_records import column_specs, read_file_examples
     from tests.helpers.example_gen import example_gen_properties
 
-    monkeypatch.setattr(example_gen, "CHUNK_BYTES", 8192)
+    monkeypatch.setattr(raw_records, "PIECE_BYTES", 8192)
     data = tmp_path / "data.jsonl"
     data.write_text("".join(json.dumps({"user": f"u{i}", "interests": ["a", "b"][: i % 3], "history": list(range(i % 5)),
                                         "target": i, "clicked": i % 2}) + "\n" for i in range(1500)))
