@@ -24,7 +24,7 @@ from serving.memory import MemoryTrimmer
 from serving.model_manager import ModelManager
 from serving.monitoring import Metrics
 from serving.servable import CLASSIFY_METHOD, REGRESS_METHOD, PredictCall, ServableVersion, examples_from_input
-from serving.tensors import DEFAULT_MAX_ELEMENTS, fill_tensor_proto, to_ndarray
+from serving.tensors import DEFAULT_MAX_ELEMENTS, fill_tensor_proto
 
 
 class RequestHandlers:
@@ -78,10 +78,7 @@ class RequestHandlers:
 
     def prepare_predict(self, request: predict_pb2.PredictRequest, servable: ServableVersion | None = None) -> PredictCall:
         """The version, signature, decoded inputs and output filter a PredictRequest names."""
-        servable = servable or self.lookup(request.model_spec)
-        signature, _ = servable.signature(request.model_spec.signature_name)
-        inputs = {k: to_ndarray(v, k, self.max_request_elements) for k, v in request.inputs.items()}
-        return PredictCall(servable, signature, inputs, list(request.output_filter) or None)
+        return PredictCall.of(request, servable or self.lookup(request.model_spec), self.max_request_elements)
 
     def predict_response(self, call: PredictCall, outputs: dict[str, np.ndarray]) -> predict_pb2.PredictResponse:
         """The PredictResponse for a call's outputs."""

@@ -12,9 +12,10 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.protobuf import config_pb2, meta_graph_pb2
 from tensorflow.python.saved_model import loader_impl
-from tensorflow_serving.apis import input_pb2
+from tensorflow_serving.apis import input_pb2, predict_pb2
 
 from serving.errors import ServingError, invalid
+from serving.tensors import to_ndarray
 
 DEFAULT_SIGNATURE = "serving_default"
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
@@ -266,6 +267,14 @@ class PredictCall(NamedTuple):
     signature: str
     inputs: dict[str, np.ndarray]
     output_filter: list[str] | None
+
+    @staticmethod
+    def of(request: predict_pb2.PredictRequest, servable: ServableVersion, max_elements: int) -> PredictCall:
+        """The signature, decoded inputs and output filter a PredictRequest names, on ``servable``
+        (inputs declaring more than ``max_elements`` elements are refused before allocating)."""
+        signature, _ = servable.signature(request.model_spec.signature_name)
+        inputs = {k: to_ndarray(v, k, max_elements) for k, v in request.inputs.items()}
+        return PredictCall(servable, signature, inputs, list(request.output_filter) or None)
 
     def run_alone(self) -> dict[str, np.ndarray]:
         """The outputs, computed for this request only (no batching)."""

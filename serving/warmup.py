@@ -14,7 +14,7 @@ from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 from serving.batching import Batcher
 from serving.errors import invalid
 from serving.servable import WARMUP_FILE, PredictCall, ServableVersion, examples_from_input
-from serving.tensors import DEFAULT_MAX_ELEMENTS, to_ndarray
+from serving.tensors import DEFAULT_MAX_ELEMENTS
 
 MAX_WARMUP_RECORDS = 1000  # TF Serving's kMaxNumRecords in saved_model_warmup_util
 
@@ -50,9 +50,7 @@ def _replay(servable: ServableVersion, log: prediction_log_pb2.PredictionLog, ba
 
 
 def _predict(servable: ServableVersion, request: predict_pb2.PredictRequest, batcher: Batcher | None, max_elements: int) -> None:
-    signature, _ = servable.signature(request.model_spec.signature_name)
-    inputs = {k: to_ndarray(v, k, max_elements) for k, v in request.inputs.items()}
-    call = PredictCall(servable, signature, inputs, list(request.output_filter) or None)
+    call = PredictCall.of(request, servable, max_elements)
     if batcher is not None:
         batcher.run(*call)
     else:
