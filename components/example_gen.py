@@ -139,18 +139,6 @@ def _pieces_of(pipeline: beam.Pipeline, label: str, files: list[str], settings: 
             | f"CutPieces[{label}]" >> beam.FlatMap(_pieces, settings) | f"SpreadPieces[{label}]" >> beam.Reshuffle())
 
 
-@beam.ptransform_fn
-@beam.typehints.with_input_types(beam.Pipeline)
-@beam.typehints.with_output_types(bytes)
-def _RawFilesToExample(  # noqa: N802 -- Beam PTransform naming
-    pipeline: beam.Pipeline, exec_properties: dict[str, Any], split_pattern: str
-) -> beam.pvalue.PCollection:
-    """TFX's ExampleGen API: one split's files as serialized examples (Do writes directly instead)."""
-    settings = _reader_settings(exec_properties)
-    files = _input_files(exec_properties[standard_component_specs.INPUT_BASE_KEY], split_pattern)
-    return _pieces_of(pipeline, split_pattern, files, settings) | "ParseRecords" >> beam.FlatMap(_examples, settings)
-
-
 def _input_files(base: str, pattern: str) -> list[str]:
     files = matching_files(base, pattern)
     if not files:
@@ -231,8 +219,9 @@ class RawExampleGenExecutor(BaseExampleGenExecutor):
                                f"{settings.max_bad_fraction:.2%}; every one with file, line and reason: {rejects_dir}")
 
     def GetInputSourceToExamplePTransform(self) -> beam.PTransform:  # noqa: N802 -- TFX API
-        """The PTransform that turns one split's files into serialized examples."""
-        return _RawFilesToExample
+        """Not used: ``Do`` reads, splits and writes in one pass instead of TFX's
+        GenerateExamplesByBeam + WriteSplit (abstract in TFX's base class, so defined here)."""
+        raise NotImplementedError("RawExampleGenExecutor.Do writes the splits itself")
 
 
 # --------------------------------------------------------------------------- inputs and splits
