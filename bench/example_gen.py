@@ -25,55 +25,6 @@ import embedconfig  # noqa: E402,F401 -- Keras 2 before TensorFlow
 from bench.pipeline_wall_time import machine  # noqa: E402
 
 
-def _beam_args(workers: int) -> list[str]:
-    if workers <= 1:
-        return ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
-    return ["--direct_running_mode=multi_processing", f"--direct_num_workers={workers}"]
-
-
-def _context(beam_args: list[str]):
-    from tfx.dsl.components.base.base_beam_executor import BaseBeamExecutor
-
-    return BaseBeamExecutor.Context(beam_pipeline_args=beam_args)
-
-
-def _ours(config, out: Path, beam_args: list[str]) -> float:
-    from tfx.types import standard_artifacts, standard_component_specs
-
-    from components.example_gen import RawExampleGenExecutor
-    from tests.helpers.example_gen import example_gen_properties
-
-    examples = standard_artifacts.Examples()
-    examples.uri = str(out)
-    started = time.monotonic()
-    RawExampleGenExecutor(_context(beam_args)).Do(
-        {}, {standard_component_specs.EXAMPLES_KEY: [examples]}, example_gen_properties(config))
-    return time.monotonic() - started
-
-
-def _import_example_gen(tfrecord_dir: Path, out: Path, beam_args: list[str]) -> float:
-    from google.protobuf import json_format
-    from tfx.components.example_gen.import_example_gen.executor import Executor
-    from tfx.proto import example_gen_pb2
-    from tfx.types import standard_artifacts, standard_component_specs
-
-    examples = standard_artifacts.Examples()
-    examples.uri = str(out)
-    split = example_gen_pb2.SplitConfig(splits=[example_gen_pb2.SplitConfig.Split(name="train", hash_buckets=4),
-                                                example_gen_pb2.SplitConfig.Split(name="eval", hash_buckets=1)])
-    properties = {
-        standard_component_specs.INPUT_BASE_KEY: str(tfrecord_dir),
-        standard_component_specs.INPUT_CONFIG_KEY: json_format.MessageToJson(
-            example_gen_pb2.Input(splits=[example_gen_pb2.Input.Split(name="single_split", pattern="*")])),
-        standard_component_specs.OUTPUT_CONFIG_KEY: json_format.MessageToJson(example_gen_pb2.Output(split_config=split)),
-        standard_component_specs.OUTPUT_DATA_FORMAT_KEY: example_gen_pb2.FORMAT_TF_EXAMPLE,
-        standard_component_specs.OUTPUT_FILE_FORMAT_KEY: example_gen_pb2.FORMAT_TFRECORDS_GZIP,
-    }
-    started = time.monotonic()
-    Executor(_context(beam_args)).Do({}, {standard_component_specs.EXAMPLES_KEY: [examples]}, properties)
-    return time.monotonic() - started
-
-
 def _count(out: Path) -> int:
     import tensorflow as tf
 
@@ -95,6 +46,7 @@ def main() -> None:
     from pipeline.datasets.synthetic import write_synthetic
     from records.raw_records import column_specs, read_file_examples
     from tests.helpers.configs import synthetic_raw_config
+    from tests.helpers.example_gen import run_example_gen, run_import_example_gen
 
     work = Path(tempfile.mkdtemp(prefix="embedpipe-bench-eg-"))
     write_synthetic(str(work / "data"), rows=args.rows, seed=0)
@@ -105,12 +57,18 @@ def main() -> None:
             writer.write(example.SerializeToString())
     size_mb = os.path.getsize(work / "data" / "examples.jsonl") / 2**20
 
-    beam_args = _beam_args(args.direct_num_workers)
+    from embedconfig.beam_profiles import beam_args_for
+
+    mode = "multi_processing" if args.direct_num_workers > 1 else "in_memory"  # the config's beam.options for direct
+    beam_args = beam_args_for("direct", {"direct_running_mode": mode, "direct_num_workers": args.direct_num_workers})
     rows = []
-    for name, run in (("embedpipe ExampleGen, JSONL", lambda out: _ours(config, out, beam_args)),
-                      ("TFX ImportExampleGen, same examples as TFRecord", lambda out: _import_example_gen(work / "tfrecord", out, beam_args))):
+    for name, run in (("embedpipe ExampleGen, JSONL", lambda out: run_example_gen(config, out, beam_args)),
+                      ("TFX ImportExampleGen, same examples as TFRecord",
+                       lambda out: run_import_example_gen(config, work / "tfrecord", out, beam_args))):
         out = work / name.split(",")[0].replace(" ", "_")
-        seconds = run(out)
+        started = time.monotonic()
+        run(out)
+        seconds = time.monotonic() - started
         count = _count(out)
         rows.append({"run": name, "seconds": seconds, "rows": count, "rows_per_s": count / seconds})
 

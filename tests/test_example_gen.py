@@ -121,12 +121,9 @@ def test_the_splits_are_those_tfx_import_example_gen_makes_of_the_same_examples(
     each in the same split (both hash the deterministic serialization with TFX's partition)."""
     import json
 
-    from tfx.components.example_gen.import_example_gen.executor import Executor as ImportExecutor
-    from tfx.types import standard_artifacts, standard_component_specs
-
     from records import raw_records
     from records.raw_records import column_specs, read_file_examples
-    from tests.helpers.example_gen import example_gen_properties
+    from tests.helpers.example_gen import run_import_example_gen
 
     monkeypatch.setattr(raw_records, "PIECE_BYTES", 8192)
     data = tmp_path / "data.jsonl"
@@ -138,14 +135,7 @@ def test_the_splits_are_those_tfx_import_example_gen_makes_of_the_same_examples(
     with tf.io.TFRecordWriter(str(tmp_path / "tfrecord" / "data.tfrecord")) as writer:
         for example in read_file_examples(str(data), "jsonl", column_specs(config), "|"):
             writer.write(example.SerializeToString(deterministic=True))
-    properties = example_gen_properties(config)
-    properties[standard_component_specs.INPUT_BASE_KEY] = str(tmp_path / "tfrecord")
-    properties[standard_component_specs.INPUT_CONFIG_KEY] = json_format.MessageToJson(
-        example_gen_pb2.Input(splits=[example_gen_pb2.Input.Split(name="single_split", pattern="*")]))
-    del properties[standard_component_specs.CUSTOM_CONFIG_KEY]
-    theirs = standard_artifacts.Examples()
-    theirs.uri = str(tmp_path / "theirs")
-    ImportExecutor().Do({}, {standard_component_specs.EXAMPLES_KEY: [theirs]}, properties)
+    run_import_example_gen(config, tmp_path / "tfrecord", tmp_path / "theirs")
 
     def users(out: Path) -> dict[str, set[str]]:
         return {split: {e.features.feature["user"].bytes_list.value[0].decode() for e in examples}

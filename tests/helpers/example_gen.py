@@ -25,9 +25,31 @@ def example_gen_properties(config: PipelineConfig) -> dict:
     }
 
 
-def run_example_gen(config: PipelineConfig, out: Path) -> standard_artifacts.Examples:
+def _context(beam_args: list[str] | None):
+    from tfx.dsl.components.base.base_beam_executor import BaseBeamExecutor
+
+    return BaseBeamExecutor.Context(beam_pipeline_args=beam_args) if beam_args else None
+
+
+def run_example_gen(config: PipelineConfig, out: Path, beam_args: list[str] | None = None) -> standard_artifacts.Examples:
     """The Examples artifact (train and eval splits under ``out``)."""
     examples = standard_artifacts.Examples()
     examples.uri = str(out)
-    RawExampleGenExecutor().Do({}, {standard_component_specs.EXAMPLES_KEY: [examples]}, example_gen_properties(config))
+    RawExampleGenExecutor(_context(beam_args)).Do({}, {standard_component_specs.EXAMPLES_KEY: [examples]}, example_gen_properties(config))
+    return examples
+
+
+def run_import_example_gen(config: PipelineConfig, tfrecord_dir: Path, out: Path,
+                           beam_args: list[str] | None = None) -> standard_artifacts.Examples:
+    """TFX's own ImportExampleGen on the TFRecord files in ``tfrecord_dir``, split as ``config`` splits."""
+    from tfx.components.example_gen.import_example_gen.executor import Executor as ImportExampleGenExecutor
+
+    properties = example_gen_properties(config)
+    properties[standard_component_specs.INPUT_BASE_KEY] = str(tfrecord_dir)
+    properties[standard_component_specs.INPUT_CONFIG_KEY] = json_format.MessageToJson(
+        example_gen_pb2.Input(splits=[example_gen_pb2.Input.Split(name="single_split", pattern="*")]))
+    del properties[standard_component_specs.CUSTOM_CONFIG_KEY]
+    examples = standard_artifacts.Examples()
+    examples.uri = str(out)
+    ImportExampleGenExecutor(_context(beam_args)).Do({}, {standard_component_specs.EXAMPLES_KEY: [examples]}, properties)
     return examples
