@@ -18,9 +18,15 @@ from typing import Any
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from embedconfig.config import LABEL_KEY, LABEL_OPERATORS, FeatureConfig, LabelConfig, PreprocessingConfig
+from embedconfig.config import LABEL_KEY, LABEL_OPERATORS, FeatureConfig, LabelConfig, PipelineConfig, PreprocessingConfig
 
 CUSTOM_CONFIG_KEY = "embedpipe"  # where the config dict sits in Transform/Trainer custom_config
+
+
+def module_custom_config(config: PreprocessingConfig | PipelineConfig) -> dict[str, Any]:
+    """The ``custom_config`` Transform (a PreprocessingConfig) or the Trainer (the whole
+    PipelineConfig) is given; ``preprocessing_fn`` and ``run_fn`` rebuild the typed config from it."""
+    return {CUSTOM_CONFIG_KEY: config.to_dict()}
 
 
 def vocabulary_name(owner: str) -> str:

@@ -22,7 +22,7 @@ from components.run_parameters import RunParameters
 from components.schema_gate import SchemaGate
 from components.serving_canary import ServingCanary
 from embedconfig.config import PipelineConfig
-from models.preprocessing import CUSTOM_CONFIG_KEY
+from models.preprocessing import module_custom_config
 from pipeline.eval_config import eval_config_json, make_eval_config
 
 PREPROCESSING_FN = "models.preprocessing.preprocessing_fn"
@@ -87,7 +87,7 @@ def create_components(config: PipelineConfig, compiled: bool = False) -> list[An
         schema=schema_importer.outputs["schema"],
         preprocessing_fn=PREPROCESSING_FN,
         # Only what preprocessing needs, so changing training settings keeps Transform cached.
-        custom_config={CUSTOM_CONFIG_KEY: config.preprocessing.to_dict()},
+        custom_config=module_custom_config(config.preprocessing),
         disable_statistics=True,
     ).with_id(TRANSFORM)
     transform.add_upstream_node(schema_gate)  # no Transform on data that failed validation
@@ -101,7 +101,7 @@ def create_components(config: PipelineConfig, compiled: bool = False) -> list[An
         schema=schema_importer.outputs["schema"],
         train_args=tfx.proto.TrainArgs(splits=["train"]),
         eval_args=tfx.proto.EvalArgs(splits=["eval"]),
-        custom_config={CUSTOM_CONFIG_KEY: config.to_dict()},
+        custom_config=module_custom_config(config),
     ).with_id(TRAINER)
 
     # The last blessed model is only needed (and only evaluated, which doubles TFMA's work) when a

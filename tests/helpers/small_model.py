@@ -24,7 +24,7 @@ from tfx.utils import path_utils
 
 from components.serving_canary import write_warmup_requests
 from embedconfig.config import PipelineConfig, parse_config
-from models.preprocessing import CUSTOM_CONFIG_KEY
+from models.preprocessing import module_custom_config
 from pipeline.pipeline_factory import PREPROCESSING_FN, RUN_FN
 from tests.helpers.configs import synthetic_raw_config
 from tests.helpers.example_gen import run_example_gen
@@ -62,7 +62,7 @@ def build_small_model(work: Path, model_name: str = "synthetic") -> str:
     TransformExecutor().Do(
         {keys.EXAMPLES_KEY: [examples], keys.SCHEMA_KEY: [schema]},
         {keys.TRANSFORM_GRAPH_KEY: [graph], keys.TRANSFORMED_EXAMPLES_KEY: [transformed]},
-        {keys.PREPROCESSING_FN_KEY: PREPROCESSING_FN, keys.CUSTOM_CONFIG_KEY: json.dumps({CUSTOM_CONFIG_KEY: config.preprocessing.to_dict()}),
+        {keys.PREPROCESSING_FN_KEY: PREPROCESSING_FN, keys.CUSTOM_CONFIG_KEY: json.dumps(module_custom_config(config.preprocessing)),
          keys.DISABLE_STATISTICS_KEY: True, keys.FORCE_TF_COMPAT_V1_KEY: 0},
     )
 
@@ -71,7 +71,7 @@ def build_small_model(work: Path, model_name: str = "synthetic") -> str:
     GenericExecutor().Do(
         {keys.EXAMPLES_KEY: [transformed], keys.TRANSFORM_GRAPH_KEY: [graph]},
         {keys.MODEL_KEY: [model], keys.MODEL_RUN_KEY: [model_run]},
-        {keys.RUN_FN_KEY: RUN_FN, keys.CUSTOM_CONFIG_KEY: json.dumps({CUSTOM_CONFIG_KEY: config.to_dict()}),
+        {keys.RUN_FN_KEY: RUN_FN, keys.CUSTOM_CONFIG_KEY: json.dumps(module_custom_config(config)),
          keys.TRAIN_ARGS_KEY: json_format.MessageToJson(trainer_pb2.TrainArgs(splits=["train"])),
          keys.EVAL_ARGS_KEY: json_format.MessageToJson(trainer_pb2.EvalArgs(splits=["eval"]))},
     )
