@@ -128,12 +128,17 @@ class PreprocessingConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-safe form Transform's ``custom_config`` carries."""
-        return json.loads(json.dumps(dataclasses.asdict(self)))
+        return _json_safe(self)
 
     @staticmethod
     def from_dict(raw: Mapping[str, Any]) -> PreprocessingConfig:
         """Rebuild from ``to_dict()`` (inside Transform)."""
         return PreprocessingConfig(features=tuple(_feature_from_dict(f) for f in raw["features"]), label=LabelConfig(**raw["label"]))
+
+
+def _json_safe(section: Any) -> dict[str, Any]:
+    """A config dataclass as plain JSON types (tuples become lists), as TFX's custom_config carries it."""
+    return json.loads(json.dumps(dataclasses.asdict(section)))
 
 
 def _feature_from_dict(raw: Mapping[str, Any]) -> FeatureConfig:
@@ -253,7 +258,7 @@ class PipelineConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-safe form, for TFX ``custom_config`` and for writing next to the model."""
-        return json.loads(json.dumps(dataclasses.asdict(self)))
+        return _json_safe(self)
 
     def with_data_path(self, path: str) -> PipelineConfig:
         """A copy reading data from ``path`` (a file, a glob or a directory of split files)."""
