@@ -9,6 +9,7 @@ the pipeline and its CLI use everything.
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -92,8 +93,6 @@ def test_the_architecture_map_names_every_module_and_cli_verb() -> None:
     text = (REPO / "docs" / "ARCHITECTURE.md").read_text()
     missing = [str(p.relative_to(REPO)) for p in _modules().values() if p.name != "__init__.py" and p.name not in text]
     assert not missing, f"modules missing from docs/ARCHITECTURE.md: {missing}"
-    import re
-
     named = set(re.findall(r"\b((?:embedconfig|storage|records|models|serving|components|pipeline)/[\w/]+\.py)", text))
     assert named and not [n for n in named if not (REPO / n).exists()], "docs/ARCHITECTURE.md names files that do not exist"
     from pipeline.cli import build_parser
