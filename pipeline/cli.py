@@ -87,7 +87,7 @@ def cmd_data_synthetic(args: argparse.Namespace) -> int:
     """Write synthetic JSONL examples."""
     from pipeline.datasets.synthetic import write_synthetic
 
-    path = write_synthetic(args.output, args.rows, seed=args.seed, signal=args.signal)
+    path = write_synthetic(args.output, args.rows, seed=args.seed, signal=args.signal, shards=args.shards)
     print(f"wrote {args.rows} examples to {path}")
     return 0
 
@@ -189,6 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     synthetic.add_argument("--output", required=True)
     synthetic.add_argument("--seed", type=int, default=0)
     synthetic.add_argument("--signal", choices=("preference", "late"), default="preference")
+    synthetic.add_argument("--shards", type=int, default=1, help="write N files of the same users (default: one file)")
     synthetic.set_defaults(func=cmd_data_synthetic)
     movielens = data.add_parser("movielens", help="MovieLens CSV layout -> JSONL examples split by time")
     movielens.add_argument("--source", required=True, help="directory with ratings.csv and movies.csv")

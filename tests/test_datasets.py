@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from pipeline.datasets.movielens import convert_movielens
-from pipeline.datasets.synthetic import POPULAR_CATEGORIES, generate_rows
+from pipeline.datasets.synthetic import POPULAR_CATEGORIES, generate_rows, write_synthetic
 
 
 def test_synthetic_is_deterministic_and_has_a_signal() -> None:
@@ -16,6 +16,26 @@ def test_synthetic_is_deterministic_and_has_a_signal() -> None:
     other = [r["clicked"] for r in rows if r["target"] % 12 not in POPULAR_CATEGORIES]
     assert sum(popular) / len(popular) > sum(other) / len(other) + 0.2
     assert any(r["history"] == [] for r in rows), "empty sequences occur"
+
+
+def test_synthetic_shards_share_users_and_count_every_row(tmp_path: Path) -> None:
+    """bench/scale.py writes large data in shards: same users and tastes, other rows, none lost."""
+    out = write_synthetic(str(tmp_path), rows=1001, seed=3, shards=3)
+    files = sorted(Path(out).glob("*.jsonl"))
+    assert [f.name for f in files] == [f"examples-0000{i}-of-00003.jsonl" for i in range(3)]
+    shards = [[json.loads(line) for line in f.read_text().splitlines()] for f in files]
+    assert [len(s) for s in shards] == [334, 334, 333]
+    assert shards[0] == list(generate_rows(334, seed=3)), "shard 0 is the unsharded stream"
+    assert shards[1] != shards[0][:334]
+    # a user's interests come from the same two preferred topics in every shard (80% of tokens)
+    def topics(rows: list[dict]) -> dict[int, set[str]]:
+        seen: dict[int, list[str]] = {}
+        for r in rows:
+            seen.setdefault(r["user"], []).extend(r["interests"])
+        return {u: {t for t in ts if ts.count(t) >= 3} for u, ts in seen.items()}
+    first, second = topics(shards[0]), topics(shards[1])
+    shared = [u for u in first if u in second and first[u] and second[u]]
+    assert shared and sum(bool(first[u] & second[u]) for u in shared) / len(shared) > 0.8
 
 
 def test_late_signal_lives_in_the_end_of_history() -> None:

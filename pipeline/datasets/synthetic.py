@@ -39,8 +39,9 @@ def generate_rows(
     max_history: int = 30,
     signal: str = "preference",
     late_window: int = 2,
+    shard: int = 0,
 ) -> Iterator[dict[str, Any]]:
-    """Yield ``rows`` JSON-ready example dicts."""
+    """Yield ``rows`` JSON-ready example dicts; ``shard`` > 0 draws other rows from the same users."""
     if signal not in SIGNALS:
         raise ValueError(f"signal must be one of {SIGNALS}, got {signal!r}")
     rng = random.Random(seed)
@@ -48,6 +49,8 @@ def generate_rows(
     by_category: dict[int, list[int]] = {c: [] for c in range(num_categories)}
     for item in range(1, num_items + 1):
         by_category[_item_category(item, num_categories)].append(item)
+    if shard:  # same users and tastes (drawn above from ``seed``), other impressions
+        rng = random.Random(seed * 1_000_003 + shard)
 
     def item_from(categories: list[int]) -> int:
         return rng.choice(by_category[rng.choice(categories)])
@@ -82,13 +85,19 @@ def generate_rows(
         }
 
 
-def write_synthetic(output_dir: str, rows: int, seed: int = 0, signal: str = "preference") -> str:
-    """Write ``examples.jsonl`` under ``output_dir`` (a local path or a bucket URI); returns its path."""
+def write_synthetic(output_dir: str, rows: int, seed: int = 0, signal: str = "preference", shards: int = 1) -> str:
+    """Write ``examples.jsonl`` under ``output_dir`` (a local path or a bucket URI), or with
+    ``shards`` > 1 ``examples-0000i-of-0000N.jsonl`` files of the same users; returns the file's
+    path, or the directory for shards. Rows are streamed to disk, never held in memory."""
     import tensorflow as tf
 
     tf.io.gfile.makedirs(output_dir)
-    path = os.path.join(output_dir, "examples.jsonl")
-    with tf.io.gfile.GFile(path, "w") as f:
-        for row in generate_rows(rows, seed=seed, signal=signal):
-            f.write(json.dumps(row) + "\n")
-    return path
+    if shards < 1:
+        raise ValueError(f"shards must be >= 1, got {shards}")
+    for shard in range(shards):
+        name = "examples.jsonl" if shards == 1 else f"examples-{shard:05d}-of-{shards:05d}.jsonl"
+        shard_rows = rows // shards + (1 if shard < rows % shards else 0)
+        with tf.io.gfile.GFile(os.path.join(output_dir, name), "w") as f:
+            for row in generate_rows(shard_rows, seed=seed, signal=signal, shard=shard):
+                f.write(json.dumps(row) + "\n")
+    return os.path.join(output_dir, "examples.jsonl") if shards == 1 else output_dir
