@@ -25,7 +25,8 @@ def example_gen_properties(config: PipelineConfig) -> dict:
     }
 
 
-def _context(beam_args: list[str] | None):
+def beam_context(beam_args: list[str] | None):
+    """An executor context carrying ``beam_args`` (None: the executor's default, DirectRunner)."""
     from tfx.dsl.components.base.base_beam_executor import BaseBeamExecutor
 
     return BaseBeamExecutor.Context(beam_pipeline_args=beam_args) if beam_args else None
@@ -35,7 +36,7 @@ def run_example_gen(config: PipelineConfig, out: Path, beam_args: list[str] | No
     """The Examples artifact (train and eval splits under ``out``)."""
     examples = standard_artifacts.Examples()
     examples.uri = str(out)
-    RawExampleGenExecutor(_context(beam_args)).Do({}, {standard_component_specs.EXAMPLES_KEY: [examples]}, example_gen_properties(config))
+    RawExampleGenExecutor(beam_context(beam_args)).Do({}, {standard_component_specs.EXAMPLES_KEY: [examples]}, example_gen_properties(config))
     return examples
 
 
@@ -51,5 +52,5 @@ def run_import_example_gen(config: PipelineConfig, tfrecord_dir: Path, out: Path
     del properties[standard_component_specs.CUSTOM_CONFIG_KEY]
     examples = standard_artifacts.Examples()
     examples.uri = str(out)
-    ImportExampleGenExecutor(_context(beam_args)).Do({}, {standard_component_specs.EXAMPLES_KEY: [examples]}, properties)
+    ImportExampleGenExecutor(beam_context(beam_args)).Do({}, {standard_component_specs.EXAMPLES_KEY: [examples]}, properties)
     return examples
