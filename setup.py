@@ -41,6 +41,8 @@ setup(
     ],
     # moto[server]: the S3-API server the object-storage tests start (a stand-in for MinIO / S3)
     # pytest-xdist: make test runs the suite on both cores (16 min 42 s -> 10 min 51 s measured)
-    extras_require={"dev": ["pytest>=8", "ruff>=0.6", "moto[server]>=5", "pytest-xdist>=3"]},
+    # matplotlib: bench/scale.py's PNG of the scaling curve; psutil (already pinned through TFX's
+    # dependencies) samples the process tree there
+    extras_require={"dev": ["pytest>=8", "ruff>=0.6", "moto[server]>=5", "pytest-xdist>=3", "matplotlib>=3.9", "psutil>=5"]},
     entry_points={"console_scripts": ["embedpipe=pipeline.cli:main"]},
 )
