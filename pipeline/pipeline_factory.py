@@ -16,6 +16,7 @@ from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 from tfx.dsl.components.base import executor_spec
 
+from components.baseline_strategy import LatestBlessedOtherModelStrategy
 from components.example_gen import make_example_gen
 from components.pusher import Executor as AtomicPusherExecutor
 from components.run_parameters import RunParameters
@@ -105,14 +106,19 @@ def create_components(config: PipelineConfig, compiled: bool = False) -> list[An
     ).with_id(TRAINER)
 
     # The last blessed model is only needed (and only evaluated, which doubles TFMA's work) when a
-    # no-regression threshold compares the candidate with it.
+    # no-regression threshold compares the candidate with it. Locally it is the last blessed model
+    # other than the candidate, so a rerun with nothing changed is cached through to the Pusher
+    # (components/baseline_strategy.py); Kubeflow's compiler knows only TFX's own strategy.
     baseline_resolver = None
     if config.evaluation.no_regression:
-        baseline_resolver = tfx.dsl.Resolver(
-            strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
-            model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-            model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
-        ).with_id(BASELINE_RESOLVER)
+        models = {"model": tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+                  "model_blessing": tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing)}
+        if compiled:
+            baseline_resolver = tfx.dsl.Resolver(strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy, **models)
+        else:
+            baseline_resolver = tfx.dsl.Resolver(strategy_class=LatestBlessedOtherModelStrategy,
+                                                 candidate=trainer.outputs["model"], **models)
+        baseline_resolver = baseline_resolver.with_id(BASELINE_RESOLVER)
     evaluator = tfx.components.Evaluator(
         examples=example_gen.outputs["examples"],
         model=trainer.outputs["model"],

@@ -138,7 +138,8 @@ def summarize_run(pipeline_name: str, pipeline_root: str, metadata_path: str) ->
     """Summarize the latest execution of each node of ``pipeline_name``."""
     store = _store(metadata_path)
     cached = []
-    for node_id in (nodes.EXAMPLE_GEN, nodes.STATISTICS_GEN, nodes.TRANSFORM, nodes.TRAINER, nodes.EVALUATOR):
+    for node_id in (nodes.EXAMPLE_GEN, nodes.STATISTICS_GEN, nodes.TRANSFORM, nodes.TRAINER, nodes.EVALUATOR,
+                    nodes.SERVING_CANARY, nodes.PUSHER):
         execution = _latest_execution(store, pipeline_name, node_id)
         if execution is not None and execution.last_known_state == metadata_store_pb2.Execution.CACHED:
             cached.append(node_id)

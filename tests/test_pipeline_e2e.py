@@ -28,7 +28,8 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory):
-    """Two runs of the built-in example: (config, first summary, second summary, progress output of the first run)."""
+    """Three runs of the built-in example: (config, first summary, second summary (a retrain),
+    progress output of the first run, third summary (the second run's config again))."""
     work = tmp_path_factory.mktemp("e2e")
     write_synthetic(str(work / "data"), rows=6000, seed=0)
     raw = synthetic_raw_config(work, work / "data")
@@ -37,11 +38,12 @@ def runs(tmp_path_factory: pytest.TempPathFactory):
     second_raw = copy.deepcopy(raw)
     second_raw["training"]["seed"] = 1  # a retrain: the Trainer runs again, upstream is cached
     second = run_locally(parse_config(second_raw), out=io.StringIO())
-    return parse_config(raw), first, second, first_out.getvalue()
+    third = run_locally(parse_config(second_raw), out=io.StringIO())
+    return parse_config(raw), first, second, first_out.getvalue(), third
 
 
 def test_first_run_is_blessed_and_pushed(runs) -> None:
-    config, first, _, progress = runs
+    config, first, _, progress, _ = runs
     assert first.blessed is True, first.render()
     assert first.metrics["auc"] >= 0.65 and first.metrics["example_count"] > 0
     assert first.pushed and first.pushed_path.startswith(config.push.model_directory)
@@ -63,7 +65,7 @@ def test_first_run_is_blessed_and_pushed(runs) -> None:
 
 
 def test_pushed_model_scores_raw_examples_in_a_fresh_process(runs) -> None:
-    _, first, _, _ = runs
+    _, first, _, _, _ = runs
     result = subprocess.run(
         [sys.executable, str(HERE / "helpers" / "score_pushed_model.py"), first.pushed_path],
         capture_output=True, text=True, timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
@@ -79,7 +81,7 @@ def test_pushed_model_scores_raw_examples_in_a_fresh_process(runs) -> None:
 
 
 def test_second_run_reuses_cache_and_compares_with_the_baseline(runs) -> None:
-    _, first, second, _ = runs
+    _, first, second, _, _ = runs
     assert {"ExampleGen", "StatisticsGen", "Transform"} <= set(second.cached_components)
     assert "Trainer" not in second.cached_components
     assert second.baseline_metrics.get("auc") == pytest.approx(first.metrics["auc"], abs=1e-6)
@@ -88,6 +90,16 @@ def test_second_run_reuses_cache_and_compares_with_the_baseline(runs) -> None:
         assert second.pushed_path != first.pushed_path
     else:
         assert any("against the last blessed model" in f for f in second.failures), second.failures
+
+
+def test_rerun_with_nothing_changed_is_cached_through_to_the_pusher(runs) -> None:
+    """The baseline is the last blessed model other than the candidate (components/baseline_strategy.py):
+    rerunning the same config gives the Evaluator the inputs it had, so nothing evaluates the model
+    against itself, and the canary and the Pusher are cached too."""
+    _, _, second, _, third = runs
+    assert {"ExampleGen", "StatisticsGen", "Transform", "Trainer", "Evaluator", "ServingCanary", "Pusher"} <= set(third.cached_components)
+    assert third.metrics == second.metrics and third.baseline_metrics == second.baseline_metrics
+    assert (third.blessed, third.pushed_path) == (second.blessed, second.pushed_path)
 
 
 def test_bad_data_stops_at_the_schema_gate(tmp_path: Path) -> None:
