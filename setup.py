@@ -38,6 +38,11 @@ setup(
         # ExampleGen's JSON Lines parsing: 161K vs 74K lines/s for json (records/raw_records.py);
         # already in the stack through TFX's dependencies, now used directly
         "orjson>=3.9",
+        # DCN-v2 cross layers (models/model.py, model.cross_layers): tfrs.layers.dcn.Cross, pure
+        # Python; with TF_USE_LEGACY_KERAS=1 it subclasses tf_keras' Layer and survives SavedModel
+        # export and reload (tests/test_model.py). 0.7.3: its dependencies are already in the stack;
+        # 0.7.7 has the same Cross and adds a Keras 3 check.
+        "tensorflow-recommenders==0.7.3",
     ],
     # moto[server]: the S3-API server the object-storage tests start (a stand-in for MinIO / S3)
     # pytest-xdist: make test runs the suite on both cores (16 min 42 s -> 10 min 51 s measured)

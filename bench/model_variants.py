@@ -72,6 +72,17 @@ VARIANTS: dict[str, Any] = {
     "pooled gru (every sequence)": lambda raw: _set_pooling(raw, "gru"),
     "concat_flatten (3 sequences, start-padded)": _concat("concat_flatten", "start"),
     "concat_rnn lstm (3 sequences)": _concat("concat_rnn", "end"),
+    # issue 15: DIN's target attention over history (queried by the target movie, same table) and
+    # DCN-v2 cross layers over the concatenated vector, each on top of the shipped config, then both
+    "configs/movielens.yaml + target_attention on history (query: target)": lambda raw: next(
+        f for f in raw["features"] if f["name"] == "history"
+    ).update(pooling="target_attention", query="target"),
+    "configs/movielens.yaml + 2 cross layers": lambda raw: raw["model"].update(cross_layers=2),
+    "configs/movielens.yaml + 2 cross layers, rank 16": lambda raw: raw["model"].update(cross_layers=2, cross_projection_dim=16),
+    "configs/movielens.yaml + target_attention on history + 2 cross layers": lambda raw: (
+        next(f for f in raw["features"] if f["name"] == "history").update(pooling="target_attention", query="target"),
+        raw["model"].update(cross_layers=2),
+    ),
 }
 
 

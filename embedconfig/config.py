@@ -29,7 +29,7 @@ DTYPES = ("string", "int")
 TRUNCATIONS = ("keep_last", "keep_first")
 PADDINGS = ("end", "start")
 MODEL_TYPES = ("pooled", "concat_flatten", "concat_rnn")
-POOLINGS = ("mean", "sum", "max", "lstm", "gru", "attention")
+POOLINGS = ("mean", "sum", "max", "lstm", "gru", "attention", "target_attention")
 RNN_CELLS = ("lstm", "gru")
 TFMA_METRICS = (
     "AUC",
@@ -84,6 +84,7 @@ class FeatureConfig:
     mask_zero: bool = True
     pooling: str | None = None  # per-feature override of model.pooling (pooled model)
     share_embedding_with: str | None = None
+    query: str | None = None  # target_attention: the id feature whose embedding is the query (overrides model.query)
 
     @property
     def length(self) -> int:
@@ -170,6 +171,9 @@ class ModelConfig:
     concat: tuple[str, ...] | None = None  # concat_* variants: features joined on the last axis
     dropout: float = 0.0
     l2: float = 0.0
+    query: str | None = None  # target_attention: default query (an id feature) of the features pooled with it
+    cross_layers: int = 0  # DCN-v2 cross layers over the concatenated feature vector, before the hidden layers
+    cross_projection_dim: int | None = None  # low-rank cross layers (W = U V, rank r); None: full rank
 
 
 @dataclasses.dataclass(frozen=True)
@@ -570,6 +574,7 @@ def _parse_feature(raw: Any, path: str) -> FeatureConfig:
         mask_zero=s.get("mask_zero", bool, True),
         pooling=s.get("pooling", str, None, choices=POOLINGS),
         share_embedding_with=s.get("share_embedding_with", str, None),
+        query=s.get("query", str, None),
     )
     s.finish()
     return feature
@@ -586,6 +591,9 @@ def _parse_model(s: _Section) -> ModelConfig:
         concat=_optional_tuple(s.get("concat", list, None)),
         dropout=s.get("dropout", float, 0.0, minimum=0.0),
         l2=s.get("l2", float, 0.0, minimum=0.0),
+        query=s.get("query", str, None),
+        cross_layers=s.get("cross_layers", int, 0, minimum=0),
+        cross_projection_dim=s.get("cross_projection_dim", int, None, minimum=1),
     )
     rnn.finish()
     s.finish()
@@ -593,6 +601,8 @@ def _parse_model(s: _Section) -> ModelConfig:
         raise ConfigError("model.hidden_units", f"must be a list of positive integers, got {list(model.hidden_units)}")
     if model.dropout >= 1:
         raise ConfigError("model.dropout", f"must be < 1, got {model.dropout}")
+    if model.cross_projection_dim is not None and not model.cross_layers:
+        raise ConfigError("model.cross_projection_dim", "is the rank of the cross layers; set model.cross_layers >= 1 too")
     return model
 
 

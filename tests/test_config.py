@@ -134,3 +134,46 @@ def test_beam_runner_profiles_build_args_and_name_missing_options(raw_config) ->
         parse_config(raw_config)
     raw_config["beam"] = {"runner": "direct"}
     assert parse_config(raw_config).beam_args == ("--runner=DirectRunner", "--direct_running_mode=in_memory", "--direct_num_workers=1")
+
+
+def _pool_history(raw: dict, **fields: object) -> dict:
+    raw["features"][2].update(fields)  # features[2] is history (a sequence); [0] user and [3] target are ids
+    return raw
+
+
+@pytest.mark.parametrize(
+    "mutate, field, words",
+    [
+        (lambda r: _pool_history(r, pooling="target_attention", query="item"), "features[2].query", "not a feature"),
+        (lambda r: _pool_history(r, pooling="target_attention", query="interests"), "features[2].query", "is a sequence"),
+        (lambda r: _pool_history(r, pooling="target_attention"), "features[2].query", "needs a query"),
+        (lambda r: _pool_history(r, query="target"), "features[2].query", "pooled with mean"),
+        (lambda r: r["features"][0].update(pooling="target_attention", query="target"), "features[0].pooling", "id feature"),
+        (lambda r: r.update(model={"pooling": "target_attention"}), "features[1].query", "(model.pooling), which needs a query"),
+        (lambda r: r.update(model={"pooling": "target_attention", "query": "interests"}), "model.query", "is a sequence"),
+        (lambda r: r.update(model={"query": "target"}), "model.query", "no feature takes it"),
+        (lambda r: (_pool_history(r, pooling="target_attention", query="target"), r.update(model={"type": "concat_flatten", "concat": ["history"]})),
+         "features[2].pooling", "joined by model.concat"),
+        (lambda r: (_pool_history(r, query="target"), r.update(model={"type": "concat_flatten", "concat": ["history"]})),
+         "features[2].query", "joined by model.concat"),
+        (lambda r: r.update(model={"cross_layers": -1}), "model.cross_layers", ">= 0"),
+        (lambda r: r.update(model={"cross_projection_dim": 4}), "model.cross_projection_dim", "cross_layers >= 1"),
+        (lambda r: r.update(model={"cross_layers": 1, "cross_projection_dim": 36}), "model.cross_projection_dim", "width of the concatenated feature vector, 36"),
+    ],
+    ids=["query_not_a_feature", "query_not_an_id", "no_query", "query_without_target_attention", "target_attention_on_an_id",
+         "model_pooling_without_query", "model_query_not_an_id", "model_query_unused", "target_attention_inside_concat",
+         "query_inside_concat", "negative_cross_layers", "rank_without_cross_layers", "rank_not_below_width"],
+)
+def test_target_attention_and_cross_mistakes_name_the_field(raw_config: dict, mutate, field: str, words: str) -> None:
+    mutate(raw_config)
+    e = _error(raw_config)
+    assert e.field == field and words in str(e), str(e)
+
+
+def test_target_attention_query_defaults_to_model_query_and_round_trips(raw_config: dict) -> None:
+    _pool_history(raw_config, pooling="target_attention", query="target")  # its own query wins over model.query
+    raw_config["features"][1]["pooling"] = "target_attention"  # interests: takes model.query
+    raw_config["model"] = {"query": "user", "cross_layers": 2, "cross_projection_dim": 8}
+    config = parse_config(raw_config)
+    assert (config.features[2].query, config.model.query, config.model.cross_layers) == ("target", "user", 2)
+    assert config_from_dict(config.to_dict()) == config

@@ -1,4 +1,5 @@
-"""The multi-embedding model: masks across concatenation, exact masked pooling, every variant builds."""
+"""The multi-embedding model: masks across concatenation, exact masked pooling, target attention,
+cross layers, every variant builds and survives SavedModel export."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import tensorflow as tf
 import tf_keras as keras
 
 from embedconfig.config import parse_config
-from models.model import AttentionPooling, ConcatenateAnyMask, MaskedPooling, build_model
+from embedconfig.model_shapes import feature_vector_width
+from models.model import AttentionPooling, ConcatenateAnyMask, Cross, MaskedPooling, TargetAttentionPooling, build_model
 
 
 def test_keras_is_keras_2() -> None:
@@ -73,14 +75,100 @@ def test_all_padding_pools_to_zero() -> None:
         np.testing.assert_array_equal(MaskedPooling(mode)(x(ids), mask=x.compute_mask(ids)).numpy(), np.zeros((1, 4)))
 
 
+def _target_attention(keys_dim: int = 4, query_dim: int = 4) -> keras.Model:
+    """ids [batch, steps] and one target id -> the target-attention-pooled vector."""
+    ids, target = keras.Input(shape=(None,), dtype=tf.int64), keras.Input(shape=(1,), dtype=tf.int64)
+    keys = keras.layers.Embedding(10, keys_dim, mask_zero=True)(ids)
+    query = keras.layers.Embedding(10, query_dim, mask_zero=True)(target)
+    return keras.Model([ids, target], TargetAttentionPooling(project_query=keys_dim != query_dim)([keys, query]))
+
+
+@pytest.mark.parametrize("query_dim", [4, 6], ids=["same_dim", "projected"])
+def test_padding_does_not_change_a_target_attention_vector(query_dim: int) -> None:
+    model = _target_attention(query_dim=query_dim)
+    target = np.array([[5]])
+    unpadded = model([np.array([[3, 4, 7]]), target]).numpy()
+    padded = model([np.array([[3, 4, 7, 0, 0, 0, 0]]), target]).numpy()
+    np.testing.assert_allclose(padded, unpadded, rtol=1e-5, atol=1e-6)
+    assert unpadded.shape == (1, 4), "the pooled vector has the sequence's dim, not the query's"
+    assert not np.allclose(model([np.array([[3, 4, 7]]), np.array([[6]])]).numpy(), unpadded), "the query is read"
+
+
+def test_all_padding_target_attention_pools_to_zero() -> None:
+    out = _target_attention()([np.array([[0, 0, 0], [3, 0, 0]]), np.array([[5], [5]])]).numpy()
+    np.testing.assert_array_equal(out[0], np.zeros(4))
+    assert np.any(out[1] != 0)
+
+
+def test_target_attention_layer_config_round_trips() -> None:
+    layer = TargetAttentionPooling(hidden_units=(8,), project_query=True, name="t")
+    again = TargetAttentionPooling.from_config(layer.get_config())
+    assert (again.hidden_units, again.project_query, again.name) == ((8,), True, "t")
+
+
+def _target_attention_config(raw_config: dict, model: dict | None = None) -> object:
+    raw_config["features"][2].update(pooling="target_attention", query="target")  # history, queried by target
+    return _config(raw_config, {"type": "pooled", **(model or {})})
+
+
+def test_target_attention_prediction_ignores_padding_and_where_it_is(raw_config: dict) -> None:
+    """history's padding (and whether it comes first or last) leaves the prediction unchanged."""
+    model = build_model(_target_attention_config(raw_config), SIZES)
+    batch = {"user": np.array([[1]]), "interests": np.array([[1, 2] + [0] * 28]), "target": np.array([[9]]),
+             "target_categories": np.array([[1, 0, 0, 0]]), "history": np.array([[4, 9, 17] + [0] * 27])}
+    start_padded = {**batch, "history": np.array([[0] * 27 + [4, 9, 17]])}
+    np.testing.assert_allclose(model(start_padded).numpy(), model(batch).numpy(), rtol=1e-5, atol=1e-6)
+    other_target = {**batch, "target": np.array([[17]])}
+    assert not np.allclose(model(other_target).numpy(), model(batch).numpy())
+
+
+def test_target_attention_projects_a_query_only_from_another_table(raw_config: dict) -> None:
+    raw_config["features"][2]["pooling"] = "target_attention"  # history: same table as target
+    config = _config(raw_config, {"type": "pooled", "pooling": "target_attention", "query": "target"})
+    keras_model = build_model(config, SIZES)
+    assert not keras_model.get_layer("target_attend_history").project_query
+    assert keras_model.get_layer("target_attend_interests").project_query  # interests: its own table
+
+
+def test_cross_layers_are_stacked_on_the_concatenated_vector(raw_config: dict) -> None:
+    config = _config(raw_config, {"type": "pooled", "cross_layers": 3, "cross_projection_dim": 5})
+    keras_model = build_model(config, SIZES)
+    crosses = [layer for layer in keras_model.layers if isinstance(layer, Cross)]
+    assert [layer.name for layer in crosses] == ["cross_0", "cross_1", "cross_2"]
+    x0 = keras_model.get_layer("concat_features").output
+    calls = [layer._inbound_nodes[0].call_args for layer in crosses]  # (x0, x_i): Cross(...)(x0, x)
+    assert all(args[0] is x0 for args in calls), "every cross layer multiplies by x0 (DCN-v2)"
+    chain = [x0, crosses[0].output, crosses[1].output]
+    assert all(args[1] is x for args, x in zip(calls, chain, strict=True)), "x_{i+1} = cross_i(x0, x_i)"
+    assert crosses[0]._dense_u.kernel.shape == (feature_vector_width(config), 5), "low rank: W = U V"
+    assert keras_model.get_layer("hidden_0").input is crosses[-1].output
+
+
+def test_target_attention_and_cross_layers_survive_savedmodel_export(raw_config: dict, tmp_path) -> None:
+    """The exported graph (what serving loads) scores like the Keras model, without the Python classes."""
+    keras_model = build_model(_target_attention_config(raw_config, {"cross_layers": 2}), SIZES)
+    batch = {"user": np.array([[1], [2]]), "interests": np.array([[1, 2] + [0] * 28] * 2), "target": np.array([[9], [3]]),
+             "target_categories": np.array([[1, 0, 0, 0]] * 2), "history": np.array([[4, 9, 17] + [0] * 27, [0] * 30])}
+    keras_model.save(str(tmp_path / "model"), save_format="tf")
+    loaded = tf.saved_model.load(str(tmp_path / "model"))
+    served = loaded.signatures["serving_default"](**{k: tf.constant(v) for k, v in batch.items()})
+    np.testing.assert_allclose(next(iter(served.values())).numpy(), keras_model(batch).numpy(), rtol=1e-5, atol=1e-6)
+    reloaded = keras.models.load_model(str(tmp_path / "model"))
+    np.testing.assert_allclose(reloaded(batch).numpy(), keras_model(batch).numpy(), rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize(
     "model",
     [
         {"type": "pooled"},
         {"type": "pooled", "pooling": "attention"},
         {"type": "pooled", "pooling": "gru"},
+        {"type": "pooled", "pooling": "target_attention", "query": "target"},
+        {"type": "pooled", "cross_layers": 2},
+        {"type": "pooled", "pooling": "target_attention", "query": "target", "cross_layers": 1, "cross_projection_dim": 8},
         {"type": "concat_flatten", "concat": ["interests", "history"]},
         {"type": "concat_rnn", "concat": ["interests", "history"], "rnn": {"cell": "gru", "units": 8}},
+        {"type": "concat_rnn", "concat": ["interests", "history"], "cross_layers": 2, "cross_projection_dim": 4},
     ],
 )
 def test_every_variant_builds_with_per_feature_tables(raw_config: dict, model: dict) -> None:
@@ -88,6 +176,7 @@ def test_every_variant_builds_with_per_feature_tables(raw_config: dict, model: d
     keras_model = build_model(config, SIZES)
     assert sorted(keras_model.input_names) == sorted(f.name for f in config.features)
     assert keras_model.output_shape == (None, 1)
+    assert keras_model.get_layer("concat_features").output_shape == (None, feature_vector_width(config))
     tables = {layer.name: layer for layer in keras_model.layers if isinstance(layer, keras.layers.Embedding)}
     # target shares history's table: one table for both, with rows V + oov + 1
     assert "embedding_target" not in tables
