@@ -49,5 +49,6 @@ setup(
     # matplotlib: bench/scale.py's PNG of the scaling curve; psutil (already pinned through TFX's
     # dependencies) samples the process tree there
     extras_require={"dev": ["pytest>=8", "ruff>=0.6", "moto[server]>=5", "pytest-xdist>=3", "matplotlib>=3.9", "psutil>=5"]},
-    entry_points={"console_scripts": ["embedpipe=pipeline.cli:main"]},
+    # embedpipe-beam-worker: the SDK worker boot that `embedpipe beam-worker-pool` starts per worker
+    entry_points={"console_scripts": ["embedpipe=pipeline.cli:main", "embedpipe-beam-worker=pipeline.beam_worker:boot_main"]},
 )

@@ -7,9 +7,16 @@ The project's code must reach the Beam workers, which differs per runner:
 - ``dataflow``: workers start from ``sdk_container_image`` (the pipeline image, which has the
   project and its pinned dependencies installed); without it, ``setup_file`` builds and ships
   the project as a source package (the pinned TFX/TF still install on each worker).
-- ``flink`` / ``spark``: the portable runner submits to a job server; SDK workers run in
+- ``flink`` / ``spark`` / ``portable``: Beam's PortableRunner submits to a job server (Flink's,
+  Spark's, or any other, e.g. Beam's own Python job service for ``portable``); SDK workers run in
   ``environment_type`` DOCKER (``environment_config`` = an SDK harness image with the project,
-  built from apache/beam_python3.10_sdk:2.59.0) or EXTERNAL (a worker pool sidecar).
+  built from apache/beam_python3.10_sdk:2.59.0) or EXTERNAL (``environment_config`` = host:port of
+  a worker pool: ``embedpipe beam-worker-pool``, pipeline/beam_worker.py).
+  ``job_server_timeout``: Beam 2.59 uses it (default 60 s) as the deadline of the job's state
+  stream, so a Beam job over a minute failed with DEADLINE_EXCEEDED; a day here.
+  Workers per job: Flink and Spark job servers read ``sdk_worker_parallelism``; Beam's Python job
+  service asks for one per job whatever the options say (it calls FnApiRunner.run_via_runner_api,
+  which never reads direct_num_workers: fn_runner.py reads it only in run_pipeline).
 Required options are checked when the config loads and named in the error.
 """
 
@@ -17,7 +24,8 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-RUNNERS = ("direct", "dataflow", "flink", "spark")
+RUNNERS = ("direct", "dataflow", "flink", "spark", "portable")
+_JOB_SERVER_TIMEOUT_S = 86_400
 
 # runner -> (required options, optional options with defaults); every option becomes --name=value
 _OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
@@ -28,10 +36,16 @@ _OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
          "experiments": "use_runner_v2", "service_account_email": None},
     ),
     "flink": (("job_endpoint",), {"environment_type": "DOCKER", "environment_config": None, "parallelism": None,
-                                  "artifact_endpoint": None}),
-    "spark": (("job_endpoint",), {"environment_type": "DOCKER", "environment_config": None, "artifact_endpoint": None}),
+                                  "sdk_worker_parallelism": None, "artifact_endpoint": None,
+                                  "job_server_timeout": _JOB_SERVER_TIMEOUT_S}),
+    "spark": (("job_endpoint",), {"environment_type": "DOCKER", "environment_config": None, "sdk_worker_parallelism": None,
+                                  "artifact_endpoint": None, "job_server_timeout": _JOB_SERVER_TIMEOUT_S}),
+    "portable": (("job_endpoint",), {"environment_type": "EXTERNAL", "environment_config": None, "sdk_worker_parallelism": None,
+                                     "artifact_endpoint": None, "job_server_timeout": _JOB_SERVER_TIMEOUT_S}),
 }
-_RUNNER_FLAG = {"direct": "DirectRunner", "dataflow": "DataflowRunner", "flink": "PortableRunner", "spark": "PortableRunner"}
+_RUNNER_FLAG = {"direct": "DirectRunner", "dataflow": "DataflowRunner", "flink": "PortableRunner", "spark": "PortableRunner",
+                "portable": "PortableRunner"}
+PORTABLE_RUNNERS = tuple(name for name, flag in _RUNNER_FLAG.items() if flag == "PortableRunner")
 
 
 def beam_args_for(runner: str, options: Mapping[str, Any], field: str = "beam.options") -> list[str]:
@@ -48,8 +62,12 @@ def beam_args_for(runner: str, options: Mapping[str, Any], field: str = "beam.op
     if runner == "dataflow" and not (options.get("sdk_container_image") or options.get("setup_file")):
         raise ValueError(f"{field}.sdk_container_image: Dataflow workers need the project's code: give the pipeline image "
                          "(or setup_file: /embedpipe/setup.py)")
-    if runner in ("flink", "spark") and options.get("environment_type", "DOCKER") == "DOCKER" and not options.get("environment_config"):
-        raise ValueError(f"{field}.environment_config: the SDK harness image with the project installed (see kubeflow/README.md)")
+    if runner in PORTABLE_RUNNERS and not options.get("environment_config"):
+        environment = options.get("environment_type", optional["environment_type"])
+        if environment == "DOCKER":
+            raise ValueError(f"{field}.environment_config: the SDK harness image with the project installed (see kubeflow/README.md)")
+        if environment == "EXTERNAL":  # else Beam 2.59 fails later with a TypeError in environments.py
+            raise ValueError(f"{field}.environment_config: host:port of the SDK worker pool (embedpipe beam-worker-pool)")
     args = [f"--runner={_RUNNER_FLAG[runner]}"]
     for name, default in {**optional, **{k: None for k in required}}.items():
         value = options.get(name, default)

@@ -8,6 +8,7 @@
     embedpipe predict --server HOST:PORT --model M (--json '{...}' | --input FILE.jsonl) [--classify]
     embedpipe compile kubeflow --config F --image IMAGE --pipeline-root URI --output pipeline.yaml [--data URI] [--push-base PATH]
     embedpipe kubeflow submit --host URL --pipeline pipeline.yaml [--experiment E] [--param k=v] [--config F --threshold AUC=0.8]
+    embedpipe beam-worker-pool --port 50000 [--host 127.0.0.1]   (SDK workers for beam.runner portable/flink/spark, EXTERNAL)
 """
 
 from __future__ import annotations
@@ -232,7 +233,19 @@ def build_parser() -> argparse.ArgumentParser:
     kfp_submit.add_argument("--config", type=Path, help="the config compiled from (types parameters, rebuilds eval_config)")
     kfp_submit.add_argument("--threshold", action="append", help="METRIC=LOWER_BOUND, e.g. AUC=0.8 (needs --config)")
     kfp_submit.set_defaults(func=cmd_kubeflow_submit)
+
+    pool = verbs.add_parser("beam-worker-pool", help="Beam SDK worker pool for an EXTERNAL environment (pipeline/beam_worker.py)")
+    pool.add_argument("--port", type=int, required=True, help="the port beam.options.environment_config names")
+    pool.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
+    pool.set_defaults(func=cmd_beam_worker_pool)
     return parser
+
+
+def cmd_beam_worker_pool(args: argparse.Namespace) -> int:
+    """Serve Beam SDK workers until SIGTERM/SIGINT."""
+    from pipeline.beam_worker import run_worker_pool
+
+    return run_worker_pool(args.port, args.host)
 
 
 def main(argv: list[str] | None = None) -> int:

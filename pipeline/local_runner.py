@@ -45,18 +45,21 @@ class ComponentProgress(logging.Handler):
 
 @contextlib.contextmanager
 def no_tfx_sdist_for_direct_beam(beam_args: tuple[str, ...]) -> Iterator[None]:
-    """Keep TFX from packaging itself for Beam workers that already have it (DirectRunner).
+    """Keep TFX from packaging itself for Beam workers that already have it (DirectRunner, and the
+    portable runner, whose workers are the project's SDK harness image or worker pool).
 
     Every Beam-based TFX executor, unless its Beam args name a dependency flag, builds an sdist of
     the installed TFX for remote workers (``dependency_utils.make_beam_dependency_flags``): it
     copies site-packages/tfx (48 MB) into a new temp dir it never removes and runs setup.py,
     1.25 s measured here, once per Beam component per run. DirectRunner workers run in this
-    process or in subprocesses of this interpreter, which have TFX already. Other runners
-    keep TFX's behaviour.
+    process or in subprocesses of this interpreter, which have TFX already; so do the portable
+    runner's (embedconfig/beam_profiles.py requires the project's image or worker pool; with a
+    pool, TFX's sdist also left a 49 MB temp dir per Beam job). Dataflow keeps TFX's behaviour.
     """
     from tfx.utils import dependency_utils
 
-    direct = "--runner=DirectRunner" in beam_args or not any(a.startswith("--runner=") for a in beam_args)
+    runner = [a for a in beam_args if a.startswith("--runner=")]
+    direct = not runner or runner[-1] in ("--runner=DirectRunner", "--runner=PortableRunner")
     original = dependency_utils.make_beam_dependency_flags
     if direct:
         dependency_utils.make_beam_dependency_flags = lambda args: list(args)
