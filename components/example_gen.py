@@ -28,7 +28,7 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
-from embedconfig.config import DataConfig, PipelineConfig
+from embedconfig.config import SPLITS, DataConfig, PipelineConfig
 from records.raw_records import (
     FileChunk,
     RawDataError,
@@ -243,12 +243,12 @@ def split_input_location(path: str) -> tuple[str, str]:
 def input_patterns(data: DataConfig) -> tuple[str, dict[str, str]]:
     """input_base and split name -> file pattern for the config's data section.
 
-    With ``data.split.files`` the keys are train and eval and ``data.path`` is the directory that
-    holds them (it need not exist where the pipeline is compiled); otherwise one ``single_split``
-    pattern that ExampleGen splits by hash buckets.
+    With ``data.split.files`` the keys are train, validation and eval and ``data.path`` is the
+    directory that holds them (it need not exist where the pipeline is compiled); otherwise one
+    ``single_split`` pattern that ExampleGen splits by hash buckets.
     """
     if data.split_files:
-        return data.path.rstrip("/") or "/", {name: data.split_files[name] for name in ("train", "eval")}
+        return data.path.rstrip("/") or "/", {name: data.split_files[name] for name in SPLITS}
     base, pattern = split_input_location(data.path)
     return base, {"single_split": pattern}
 
@@ -274,13 +274,10 @@ def example_gen_io(data: DataConfig, check_files: bool = True) -> tuple[str, tfx
     input_config = tfx.proto.Input(splits=[tfx.proto.Input.Split(name=n, pattern=p) for n, p in patterns.items()])
     if data.split_files:
         return base, input_config, None
-    buckets = data.hash_buckets
+    # TFX's hash split: bucket = hash(serialized example) % sum of the shares, cut in SPLITS order
     output = tfx.proto.Output(
         split_config=tfx.proto.SplitConfig(
-            splits=[
-                tfx.proto.SplitConfig.Split(name="train", hash_buckets=buckets["train"]),
-                tfx.proto.SplitConfig.Split(name="eval", hash_buckets=buckets["eval"]),
-            ]
+            splits=[tfx.proto.SplitConfig.Split(name=name, hash_buckets=data.hash_buckets[name]) for name in SPLITS]
         )
     )
     return base, input_config, output

@@ -5,9 +5,10 @@ exists here, so this component does the same job with the project's TF Serving-c
 (serving/): it copies the trained model, writes warmup requests into the copy
 (``assets.extra/tf_serving_warmup_requests``, replayed by any TF Serving at load), starts
 ``python -m serving.server`` on it in a subprocess, waits for AVAILABLE through GetModelStatus,
-sends real eval examples through Predict and Classify, compares the answers with the model's own
-in-process scores, stops the server with SIGTERM (it must drain and exit 0), and writes an
-InfraBlessing. The Pusher takes the warmed copy and needs both blessings.
+sends real examples of the eval split (that split only: the warmup requests ship inside the
+model, so they must not be examples it was fitted or selected on) through Predict and Classify,
+compares the answers with the model's own in-process scores, stops the server with SIGTERM (it
+must drain and exit 0), and writes an InfraBlessing. The Pusher takes the warmed copy and needs both blessings.
 
 Every model path goes through TensorFlow's file system layer, so the pipeline root may be a
 bucket: the server serves a scratch copy laid out as TF Serving wants it (``<base>/1/``) next to
@@ -29,6 +30,7 @@ from tfx.components.util import model_utils
 from tfx.types.standard_artifacts import Examples, InfraBlessing, Model, ModelBlessing
 from tfx.utils import io_utils, path_utils
 
+from embedconfig.config import EVAL
 from serving.parent_death import PARENT_ENV
 from serving.servable import WARMUP_FILE
 
@@ -37,7 +39,8 @@ LOG_PREFIX = "embedpipe-canary-"  # + the canary's PID: the server's local log, 
 
 
 def _eval_examples(examples_uri: str, count: int) -> list[bytes]:
-    files = sorted(tf.io.gfile.glob(os.path.join(examples_uri, "Split-eval", "*")))
+    """The first ``count`` serialized examples of ExampleGen's eval split."""
+    files = sorted(tf.io.gfile.glob(os.path.join(examples_uri, f"Split-{EVAL}", "*")))
     if not files:
         raise RuntimeError(f"ServingCanary: no eval split under {examples_uri}")
     dataset = tf.data.TFRecordDataset(files, compression_type="GZIP").take(count)

@@ -22,6 +22,16 @@ from embedconfig.model_shapes import check_model_shapes
 
 LABEL_KEY = "label"  # name of the transformed 0/1 label; raw features may not use it
 
+# The three splits, the one place they are named. The Trainer fits on train and picks its best
+# epoch (early stopping) on validation; the Evaluator reports and gates on eval only, which nothing
+# upstream has looked at, so the blessing is not decided on the data that chose the model.
+TRAIN, VALIDATION, EVAL = "train", "validation", "eval"
+SPLITS = (TRAIN, VALIDATION, EVAL)
+# Without data.split: eval keeps the 20% share it had before validation existed (the gate's noise,
+# and the no-regression tolerances tuned for it, are unchanged); validation takes 10% from train,
+# enough to rank epochs for early stopping.
+DEFAULT_HASH_BUCKETS = {TRAIN: 7, VALIDATION: 1, EVAL: 2}
+
 DATA_FORMATS = ("jsonl", "csv", "tfrecord")
 BAD_RECORD_POLICIES = ("fail", "skip")
 FEATURE_KINDS = ("sequence", "id")
@@ -148,13 +158,13 @@ def _feature_from_dict(raw: Mapping[str, Any]) -> FeatureConfig:
 
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
-    """Where raw examples come from and how they are split into train and eval."""
+    """Where raw examples come from and how they are split into train, validation and eval."""
 
     format: str
     path: str
     list_delimiter: str = "|"
-    hash_buckets: Mapping[str, int] | None = None  # {"train": 4, "eval": 1}
-    split_files: Mapping[str, str] | None = None  # {"train": "train*", "eval": "eval*"}
+    hash_buckets: Mapping[str, int] | None = None  # {"train": 7, "validation": 1, "eval": 2}
+    split_files: Mapping[str, str] | None = None  # {"train": "train*", "validation": "validation*", "eval": "eval*"}
     on_bad_record: str = "fail"  # fail: stop at the first bad record | skip: reject it to the rejects file
     max_bad_fraction: float = 0.01  # with skip: the run fails when more records than this are rejected
 
@@ -207,6 +217,9 @@ class EvaluationConfig:
     )
     # metric -> largest allowed drop against the last blessed model (0 = no regression at all)
     no_regression: Mapping[str, float] = dataclasses.field(default_factory=lambda: {"AUC": 0.0})
+    # raw feature names per slice: (("target_categories",), ("user", "target")); reported per slice
+    # besides the overall slice, never gated (thresholds apply to the overall slice only)
+    slices: tuple[tuple[str, ...], ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -330,7 +343,8 @@ def config_from_dict(raw: Mapping[str, Any]) -> PipelineConfig:
             }
         ),
         training=TrainingConfig(**raw["training"]),
-        evaluation=EvaluationConfig(**{**raw["evaluation"], "metrics": tuple(raw["evaluation"]["metrics"])}),
+        evaluation=EvaluationConfig(**{**raw["evaluation"], "metrics": tuple(raw["evaluation"]["metrics"]),
+                                       "slices": tuple(tuple(s) for s in raw["evaluation"]["slices"])}),
         push=PushConfig(**raw["push"]),
         beam_args=tuple(raw["beam_args"]),
         source=raw.get("source", "<dict>"),
@@ -521,17 +535,26 @@ def _parse_data(s: _Section, base_dir: Path | None) -> DataConfig:
     if hash_buckets and split_files:
         raise ConfigError("data.split", "give either hash_buckets or files, not both")
     if not hash_buckets and not split_files:
-        hash_buckets = {"train": 4, "eval": 1}
-    for field, mapping, kind in (("data.split.hash_buckets", hash_buckets, int), ("data.split.files", split_files, str)):
-        if mapping is None:
-            continue
-        if set(mapping) != {"train", "eval"}:
-            raise ConfigError(field, f"must name exactly the splits train and eval, got {sorted(mapping)}")
-        for split_name, value in mapping.items():
-            if not isinstance(value, kind) or isinstance(value, bool) or (kind is int and value < 1):
-                raise ConfigError(f"{field}.{split_name}", f"must be {'a positive integer' if kind is int else 'a file pattern'}, got {value!r}")
+        hash_buckets = dict(DEFAULT_HASH_BUCKETS)
+    if hash_buckets:
+        _check_splits("data.split.hash_buckets", hash_buckets, int, "validation: 1 (e.g. {train: 7, validation: 1, eval: 2})")
+    if split_files:
+        _check_splits("data.split.files", split_files, str, 'validation: "validation*" (a pattern of its own files)')
     return DataConfig(format=fmt, path=path, list_delimiter=delimiter, hash_buckets=hash_buckets, split_files=split_files,
                       on_bad_record=on_bad_record, max_bad_fraction=float(max_bad_fraction))
+
+
+def _check_splits(field: str, mapping: Mapping[str, Any], kind: type, add_validation: str) -> None:
+    """Exactly the three splits, each a positive bucket count (int) or a file pattern (str)."""
+    if VALIDATION not in mapping and set(mapping) == {TRAIN, EVAL}:
+        # the old two-split form: the Trainer would have to pick its epoch on eval, the split that gates
+        raise ConfigError(f"{field}.{VALIDATION}", f"is required: the Trainer early-stops on validation so that eval, "
+                                                   f"which blesses the model, is never used to select it; add {add_validation}")
+    if set(mapping) != set(SPLITS):
+        raise ConfigError(field, f"must name exactly the splits {list(SPLITS)}, got {sorted(mapping)}")
+    for split_name, value in mapping.items():
+        if not isinstance(value, kind) or isinstance(value, bool) or (kind is int and value < 1):
+            raise ConfigError(f"{field}.{split_name}", f"must be {'a positive integer' if kind is int else 'a file pattern'}, got {value!r}")
 
 
 def _parse_feature(raw: Any, path: str) -> FeatureConfig:
@@ -649,6 +672,7 @@ def _parse_evaluation(s: _Section) -> EvaluationConfig:
             raise ConfigError(field, f"{metric!r} has no better direction; one of {list(HIGHER_IS_BETTER + LOWER_IS_BETTER)}")
         if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or tolerance < 0:
             raise ConfigError(field, f"must be the allowed drop, a number >= 0, got {tolerance!r}")
+    slices = _parse_slices(s.get("slices", list, []))
     s.finish()
     if not thresholds:
         raise ConfigError("evaluation.value_thresholds", "needs at least one threshold: without one TFMA never blesses a model")
@@ -656,7 +680,28 @@ def _parse_evaluation(s: _Section) -> EvaluationConfig:
         metrics=metrics,
         value_thresholds={k: {b: float(x) for b, x in v.items()} for k, v in thresholds.items()},
         no_regression={k: float(v) for k, v in no_regression.items()},
+        slices=slices,
     )
+
+
+def _parse_slices(raw: list) -> tuple[tuple[str, ...], ...]:
+    """``[[a], [a, b]]``: each slice a non-empty list of distinct names, no slice twice (the names
+    themselves are checked against the features in ``_check_cross_fields``)."""
+    slices: list[tuple[str, ...]] = []
+    for i, names in enumerate(raw):
+        field = f"evaluation.slices[{i}]"
+        if not isinstance(names, list) or not names:
+            raise ConfigError(field, f"must be a non-empty list of feature names, e.g. [target_categories], got {names!r}")
+        for j, name in enumerate(names):
+            if not isinstance(name, str):
+                raise ConfigError(f"{field}[{j}]", f"must be a feature name, got {name!r}")
+            if names.index(name) != j:
+                raise ConfigError(f"{field}[{j}]", f"{name!r} is already in this slice")
+        key = tuple(sorted(names))  # TFMA slices on a set of features: [a, b] and [b, a] are one slice
+        if key in (tuple(sorted(s)) for s in slices):
+            raise ConfigError(field, f"{names} is already a slice")
+        slices.append(tuple(names))
+    return tuple(slices)
 
 
 def _check_cross_fields(config: PipelineConfig) -> None:
@@ -684,4 +729,18 @@ def _check_cross_fields(config: PipelineConfig) -> None:
             raise ConfigError(f"features[{i}].embedding_dim", f"{f.name!r} shares {owner.name!r}'s table, so embedding_dim must be {owner.embedding_dim}, got {f.embedding_dim}")
         if f.vocabulary not in (VocabularyConfig(), owner.vocabulary):
             raise ConfigError(f"features[{i}].vocabulary", f"{f.name!r} uses {owner.name!r}'s vocabulary; set vocabulary on {owner.name!r} only")
+    _check_slice_names(config)
     check_model_shapes(config)
+
+
+def _check_slice_names(config: PipelineConfig) -> None:
+    """Slices name raw features. Not the label: each of its values holds one class only, where AUC
+    is undefined (TFMA reports 0), so such a slice would only mislead."""
+    names = [f.name for f in config.features]
+    for i, slice_names in enumerate(config.evaluation.slices):
+        for j, name in enumerate(slice_names):
+            field = f"evaluation.slices[{i}][{j}]"
+            if name == config.label.name:
+                raise ConfigError(field, f"{name!r} is the label column: each of its values holds one class, where AUC is undefined")
+            if name not in names:
+                raise ConfigError(field, f"{name!r} is not a feature; features: {names}")

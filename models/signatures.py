@@ -9,8 +9,10 @@
   and ``scores`` ``[batch, 2]``, the keys TF Serving's Classify API expects.
 - ``regress``: ``inputs`` (serialized tf.Example) -> ``outputs`` ``[batch]``, the probability under the
   key TF Serving's Regress API expects.
-- ``transform_features``: serialized tf.Example *with* the label -> the transformed tensors; TFMA
-  uses it to compute the 0/1 label from the raw label column.
+- ``transform_features``: serialized tf.Example *with* the label -> ``label``, the 0/1 label
+  Transform computes from the raw label column; TFMA's label. Only the label: TFMA slices on a
+  transformed feature before a raw one of the same name, so returning the features' ids would
+  make ``evaluation.slices`` slice on vocabulary ids instead of raw values.
 Unknown tokens map to OOV ids, over-long sequences are truncated, empty ones are all padding.
 """
 
@@ -22,7 +24,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 import tf_keras as keras
 
-from embedconfig.config import FeatureConfig, PipelineConfig
+from embedconfig.config import LABEL_KEY, FeatureConfig, PipelineConfig
 
 SERVING_DEFAULT = "serving_default"
 PREDICT_RAW = "predict_raw"
@@ -84,7 +86,7 @@ def make_signatures(model: keras.Model, tft_output: tft.TFTransformOutput, confi
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
     def transform_features(examples: tf.Tensor) -> dict[str, tf.Tensor]:
-        return model.tft_layer(tf.io.parse_example(examples, eval_spec))
+        return {LABEL_KEY: model.tft_layer(tf.io.parse_example(examples, eval_spec))[LABEL_KEY]}
 
     return {
         SERVING_DEFAULT: serve_examples.get_concrete_function(),

@@ -3,7 +3,8 @@
 Next to the SavedModel, under ``assets.extra/embedpipe/`` (which the Pusher copies along and TF
 Serving ignores), it writes the model summary, the resolved config it was trained with, and
 ``training.json``: epochs run, training seconds (fit time without the per-epoch validation),
-steps and the per-epoch metrics.
+steps, the per-epoch metrics and the input files it read (``train_files``, ``validation_files``:
+what the model was fitted and selected on, so anyone can check the Evaluator's split is not there).
 """
 
 from __future__ import annotations
@@ -126,7 +127,8 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     logging.info("Vocabulary sizes (before padding/OOV rows): %s", sizes)
 
     train = make_dataset(fn_args.train_files, fn_args.data_accessor, tft_output, training.batch_size, True, training.seed)
-    evaluation = make_dataset(fn_args.eval_files, fn_args.data_accessor, tft_output, training.batch_size, False, training.seed)
+    # fn_args.eval_files are TFX's name for the eval_args splits: the validation split, never eval
+    validation = make_dataset(fn_args.eval_files, fn_args.data_accessor, tft_output, training.batch_size, False, training.seed)
 
     model = build_model(config, sizes)
     compile_model(model, config)
@@ -147,7 +149,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         train,
         epochs=training.epochs,
         steps_per_epoch=training.steps_per_epoch,
-        validation_data=evaluation,
+        validation_data=validation,
         callbacks=callbacks,
         verbose=2,
     )
@@ -159,6 +161,8 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         "steps": clock.steps,
         "batch_size": training.batch_size,
         "history": {k: [float(v) for v in vs] for k, vs in history.history.items()},
+        "train_files": list(fn_args.train_files),
+        "validation_files": list(fn_args.eval_files),
     }
     logging.info("Training: %d epochs, %.1f s of training batches, %d steps", record["epochs_run"], record["train_seconds"], clock.steps)
     write_model_info(model, config, fn_args.serving_model_dir, sizes, record)

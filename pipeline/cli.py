@@ -3,7 +3,7 @@
     embedpipe run [--config F] [--data PATH] [--verbose]
     embedpipe schema infer --config F [--data PATH] [--output F]
     embedpipe data synthetic --rows N --output DIR [--seed S] [--signal preference|late]
-    embedpipe data movielens --source DIR --output DIR [--eval-per-user 10]
+    embedpipe data movielens --source DIR --output DIR [--eval-per-user 10] [--validation-per-user 10]
     embedpipe serve --port=8500 --model_name=M --model_base_path=DIR [TF Serving flags, see serve --help]
     embedpipe predict --server HOST:PORT --model M (--json '{...}' | --input FILE.jsonl) [--classify]
     embedpipe compile kubeflow --config F --image IMAGE --pipeline-root URI --output pipeline.yaml [--data URI] [--push-base PATH]
@@ -97,8 +97,10 @@ def cmd_data_movielens(args: argparse.Namespace) -> int:
     """Convert MovieLens CSVs into JSONL examples split by time."""
     from pipeline.datasets.movielens import convert_movielens
 
-    s = convert_movielens(args.source, args.output, eval_per_user=args.eval_per_user, max_history=args.max_history)
-    print(f"{s.users} users: {s.train_examples} train examples -> {s.train_path}, {s.eval_examples} eval examples -> {s.eval_path}")
+    s = convert_movielens(args.source, args.output, eval_per_user=args.eval_per_user, max_history=args.max_history,
+                          validation_per_user=args.validation_per_user)
+    print(f"{s.users} users: {s.train_examples} train examples -> {s.train_path}, "
+          f"{s.validation_examples} validation examples -> {s.validation_path}, {s.eval_examples} eval examples -> {s.eval_path}")
     return 0
 
 
@@ -196,6 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
     movielens.add_argument("--source", required=True, help="directory with ratings.csv and movies.csv")
     movielens.add_argument("--output", required=True)
     movielens.add_argument("--eval-per-user", type=int, default=10, help="each user's last N ratings go to eval")
+    movielens.add_argument("--validation-per-user", type=int, default=10,
+                           help="the N ratings before those go to validation (what the Trainer early-stops on)")
     movielens.add_argument("--max-history", type=int, default=50)
     movielens.set_defaults(func=cmd_data_movielens)
 

@@ -1,4 +1,12 @@
-"""The TFMA EvalConfig the Evaluator gates on, built from the config's ``evaluation`` section."""
+"""The TFMA EvalConfig the Evaluator gates on, built from the config's ``evaluation`` section.
+
+Metrics are computed on the overall slice and on each of ``evaluation.slices``; thresholds (value
+and no-regression) apply to the overall slice only. TFMA 0.47 applies a ``MetricConfig.threshold``
+to *every* slice (metrics_validator.validate_metrics checks a threshold without a slicing spec on
+each non-cross slice), so one poor slice would un-bless the model; a ``per_slice_thresholds``
+entry whose spec is the overall ``SlicingSpec()`` matches the overall slice only
+(``SingleSliceSpec.is_slice_applicable`` of an empty spec is true for the slice key ``()`` alone).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +17,9 @@ from models.signatures import OUTPUT_KEY, SERVING_DEFAULT, TRANSFORM_FEATURES
 
 # A drop of exactly 0 must still pass "no regression"; TFMA compares with a strict bound.
 _SMALLEST_TOLERANCE = 1e-10
+# What the run summary needs to rank slices: each slice's size, and its mean label to leave out
+# slices with one class only, where TFMA reports an AUC of 0 (its Riemann sum over NaN rates).
+SLICE_METRICS = ("ExampleCount", "MeanLabel")
 
 
 def _threshold(metric: str, evaluation: EvaluationConfig) -> tfma.MetricThreshold | None:
@@ -33,15 +44,26 @@ def _threshold(metric: str, evaluation: EvaluationConfig) -> tfma.MetricThreshol
     return threshold
 
 
+def slicing_specs(evaluation: EvaluationConfig) -> list[tfma.SlicingSpec]:
+    """The overall slice first, then one spec per configured slice (its raw feature names)."""
+    return [tfma.SlicingSpec()] + [tfma.SlicingSpec(feature_keys=list(names)) for names in evaluation.slices]
+
+
+def metric_names(evaluation: EvaluationConfig) -> list[str]:
+    """The configured metrics, plus what ranking slices needs when there are slices."""
+    extra = [m for m in SLICE_METRICS if m not in evaluation.metrics] if evaluation.slices else []
+    return list(evaluation.metrics) + extra
+
+
 def make_eval_config(evaluation: EvaluationConfig) -> tfma.EvalConfig:
-    """Metrics and thresholds; raw eval examples are scored through ``serving_default`` and their
-    0/1 label comes from the model's ``transform_features`` signature."""
+    """Metrics, slices and overall-slice thresholds; raw eval examples are scored through
+    ``serving_default`` and their 0/1 label comes from the model's ``transform_features`` signature."""
     metrics = []
-    for name in evaluation.metrics:
+    for name in metric_names(evaluation):
         metric = tfma.MetricConfig(class_name=name)
         threshold = _threshold(name, evaluation)
         if threshold is not None:
-            metric.threshold.CopyFrom(threshold)
+            metric.per_slice_thresholds.add(slicing_specs=[tfma.SlicingSpec()], threshold=threshold)
         metrics.append(metric)
     return tfma.EvalConfig(
         model_specs=[
@@ -52,7 +74,7 @@ def make_eval_config(evaluation: EvaluationConfig) -> tfma.EvalConfig:
                 preprocessing_function_names=[TRANSFORM_FEATURES],
             )
         ],
-        slicing_specs=[tfma.SlicingSpec()],
+        slicing_specs=slicing_specs(evaluation),
         metrics_specs=[tfma.MetricsSpec(metrics=metrics)],
     )
 

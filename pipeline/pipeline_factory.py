@@ -4,6 +4,9 @@ ExampleGen -> StatisticsGen -> ExampleValidator -> SchemaGate -> Transform -> Tr
 (against the latest blessed model) -> ServingCanary (live gRPC server on the candidate) -> Pusher,
 with the curated schema imported by ImportSchemaGen. The Pusher needs the Evaluator's blessing and
 the canary's InfraBlessing, and pushes the canary's copy of the model (with warmup requests).
+Three splits (embedconfig.config.SPLITS): Transform analyses train only, the Trainer fits on train
+and early-stops on validation, the Evaluator and the canary read eval only, which nothing before
+them has seen.
 Module code is referenced by dotted path (``models.preprocessing.preprocessing_fn``,
 ``models.trainer.run_fn``), so the project must be installed wherever components run.
 """
@@ -22,7 +25,7 @@ from components.pusher import Executor as AtomicPusherExecutor
 from components.run_parameters import RunParameters
 from components.schema_gate import SchemaGate
 from components.serving_canary import ServingCanary
-from embedconfig.config import PipelineConfig
+from embedconfig.config import EVAL, SPLITS, TRAIN, VALIDATION, PipelineConfig
 from models.preprocessing import module_custom_config
 from pipeline.eval_config import eval_config_json, make_eval_config
 
@@ -89,6 +92,9 @@ def create_components(config: PipelineConfig, compiled: bool = False) -> list[An
         preprocessing_fn=PREPROCESSING_FN,
         # Only what preprocessing needs, so changing training settings keeps Transform cached.
         custom_config=module_custom_config(config.preprocessing),
+        # vocabularies from train only: a token seen only in validation or eval must be OOV there,
+        # as it is for a model serving new data
+        splits_config=tfx.proto.SplitsConfig(analyze=[TRAIN], transform=list(SPLITS)),
         disable_statistics=True,
     ).with_id(TRANSFORM)
     transform.add_upstream_node(schema_gate)  # no Transform on data that failed validation
@@ -100,8 +106,8 @@ def create_components(config: PipelineConfig, compiled: bool = False) -> list[An
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
         schema=schema_importer.outputs["schema"],
-        train_args=tfx.proto.TrainArgs(splits=["train"]),
-        eval_args=tfx.proto.EvalArgs(splits=["eval"]),
+        train_args=tfx.proto.TrainArgs(splits=[TRAIN]),
+        eval_args=tfx.proto.EvalArgs(splits=[VALIDATION]),  # Keras validation_data: early stopping picks the epoch here
         custom_config=module_custom_config(config),
     ).with_id(TRAINER)
 
@@ -124,6 +130,7 @@ def create_components(config: PipelineConfig, compiled: bool = False) -> list[An
         model=trainer.outputs["model"],
         baseline_model=baseline_resolver.outputs["model"] if baseline_resolver else None,
         eval_config=params["eval_config"],
+        example_splits=[EVAL],  # only the split no earlier component chose anything on
     ).with_id(EVALUATOR)
 
     canary = ServingCanary(

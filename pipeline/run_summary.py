@@ -1,16 +1,51 @@
-"""Read what a local run produced back from ML Metadata: metrics, blessing and why, pushed version."""
+"""Read what a local run produced back from ML Metadata: metrics, blessing and why, pushed version,
+and the best and worst of ``evaluation.slices`` by the gated metric."""
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 import tensorflow_model_analysis as tfma
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
+from tensorflow_model_analysis.writers import eval_config_writer
 from tfx.utils import path_utils
 
 from pipeline import pipeline_factory as nodes
+
+SLICES_SHOWN = 3  # slices listed at each end of the ranking
+BASELINE = "baseline"  # TFX's name for the baseline model in TFMA's metric keys
+
+
+@dataclasses.dataclass(frozen=True)
+class SliceMetric:
+    """One slice of the eval split: its name (``feature=value, ...``), gated metric and size."""
+
+    name: str
+    value: float
+    examples: int
+
+
+@dataclasses.dataclass
+class SliceRanking:
+    """The slices of ``evaluation.slices`` ranked by ``metric``, highest first."""
+
+    metric: str
+    slices: list[SliceMetric]
+    one_class: int  # slices left out: one label value only, where AUC is undefined
+
+    def render(self) -> list[str]:
+        """Lines: the top and bottom ``SLICES_SHOWN`` slices, each with its example count."""
+        left_out = f"; {self.one_class} with one class only left out" if self.one_class else ""
+        lines = [f"slices by {self.metric} ({len(self.slices)} slices{left_out}):"]
+        shown = self.slices
+        if len(shown) > 2 * SLICES_SHOWN:
+            shown = shown[:SLICES_SHOWN] + [None] + shown[-SLICES_SHOWN:]
+        for s in shown:
+            lines.append("  ..." if s is None else f"  {s.name:<40} {s.value:.4f}   ({s.examples} examples)")
+        return lines
 
 
 @dataclasses.dataclass
@@ -30,6 +65,7 @@ class RunSummary:
     cached_components: list[str]
     rejected_records: int | None = None  # data.on_bad_record: skip
     rejects_uri: str | None = None
+    slices: SliceRanking | None = None  # evaluation.slices, when configured
 
     def render(self) -> str:
         """The summary as printed at the end of ``embedpipe run``."""
@@ -40,6 +76,8 @@ class RunSummary:
                 base = self.baseline_metrics.get(name)
                 versus = f"   (baseline {base:.4f})" if base is not None else ""
                 lines.append(f"  {name:<28} {self.metrics[name]:.4f}{versus}")
+        if self.slices is not None:
+            lines += self.slices.render()
         if self.blessed is None:
             lines.append("blessed: unknown (the Evaluator did not run)")
         elif self.blessed:
@@ -99,18 +137,62 @@ def _custom(artifact: metadata_store_pb2.Artifact, key: str) -> Any:
     return getattr(value, value.WhichOneof("value"))
 
 
-def _metrics_of(evaluation_uri: str) -> tuple[dict[str, float], dict[str, float]]:
+def _values(per_slice: Any, of_baseline: bool = False) -> dict[str, float]:
+    """One slice's scalar metrics of the candidate, or of the baseline."""
+    values = {}
+    for kv in per_slice.metric_keys_and_values:
+        if kv.key.is_diff or not kv.value.HasField("double_value"):
+            continue
+        if (kv.key.model_name == BASELINE) == of_baseline:
+            values[kv.key.name] = kv.value.double_value.value
+    return values
+
+
+def _slice_name(slice_key: Any) -> str:
+    """``feature=value, ...`` of a serialized slice key."""
+    parts = []
+    for key in slice_key.single_slice_keys:
+        value = getattr(key, key.WhichOneof("kind"))
+        parts.append(f"{key.column}={value.decode() if isinstance(value, bytes) else value}")
+    return ", ".join(parts)
+
+
+def _gated_metric(evaluation_uri: str) -> str | None:
+    """The metric the Evaluator's value thresholds gate on, as TFMA names it ("auc"), read from the
+    EvalConfig TFMA stored with the evaluation (a Kubeflow run may have set it at run time)."""
+    eval_config = eval_config_writer.load_eval_run(evaluation_uri)[0]
+    if eval_config is None:
+        return None
+    thresholds = tfma.metrics.metric_thresholds_from_metrics_specs(eval_config.metrics_specs, eval_config=eval_config)
+    names = [key.name for key in thresholds if not key.is_diff]
+    return "auc" if "auc" in names else (names[0] if names else None)
+
+
+def rank_slices(per_slice_values: dict[str, dict[str, float]], metric: str) -> SliceRanking:
+    """Rank slices (name -> candidate metrics) by ``metric``, highest first; slices with one class
+    only (mean label 0 or 1) or without the metric are left out of the ranking."""
+    ranked, one_class = [], 0
+    for name, values in per_slice_values.items():
+        if values.get("mean_label") in (0.0, 1.0):
+            one_class += 1
+        elif metric in values and not math.isnan(values[metric]):
+            ranked.append(SliceMetric(name, values[metric], int(values.get("example_count", 0))))
+    ranked.sort(key=lambda s: (-s.value, s.name))
+    return SliceRanking(metric, ranked, one_class)
+
+
+def _metrics_of(evaluation_uri: str) -> tuple[dict[str, float], dict[str, float], SliceRanking | None]:
+    """Overall candidate and baseline metrics, and the candidate's slices ranked by the gated metric."""
     candidate: dict[str, float] = {}
     baseline: dict[str, float] = {}
+    per_slice_values: dict[str, dict[str, float]] = {}
     for per_slice in tfma.load_metrics(evaluation_uri):
         if per_slice.slice_key.single_slice_keys:
-            continue  # overall slice only
-        for kv in per_slice.metric_keys_and_values:
-            if kv.key.is_diff or not kv.value.HasField("double_value"):
-                continue
-            target = baseline if kv.key.model_name == "baseline" else candidate
-            target[kv.key.name] = kv.value.double_value.value
-    return candidate, baseline
+            per_slice_values[_slice_name(per_slice.slice_key)] = _values(per_slice)
+        elif not per_slice.HasField("cross_slice_key"):  # the overall slice
+            candidate, baseline = _values(per_slice), _values(per_slice, of_baseline=True)
+    metric = _gated_metric(evaluation_uri) if per_slice_values else None
+    return candidate, baseline, rank_slices(per_slice_values, metric) if metric else None
 
 
 def _describe_failure(failure: Any) -> str:
@@ -146,12 +228,13 @@ def summarize_run(pipeline_name: str, pipeline_root: str, metadata_path: str) ->
 
     metrics: dict[str, float] = {}
     baseline: dict[str, float] = {}
+    slices: SliceRanking | None = None
     blessed, failures = None, []
     evaluator = _latest_execution(store, pipeline_name, nodes.EVALUATOR)
     if _finished(evaluator):
         outs = _outputs(store, evaluator)
         if outs.get("evaluation"):
-            metrics, baseline = _metrics_of(outs["evaluation"][0].uri)
+            metrics, baseline, slices = _metrics_of(outs["evaluation"][0].uri)
             failures = _failures_of(outs["evaluation"][0].uri)
         if outs.get("blessing"):
             blessed = bool(_custom(outs["blessing"][0], "blessed"))
@@ -186,4 +269,4 @@ def summarize_run(pipeline_name: str, pipeline_root: str, metadata_path: str) ->
         if examples and _custom(examples[0], "rejects_uri"):
             rejected, rejects_uri = int(_custom(examples[0], "rejected_records") or 0), str(_custom(examples[0], "rejects_uri"))
     return RunSummary(pipeline_root, metrics, baseline, blessed, failures, infra_blessed, infra_reason, pushed, pushed_path, model_path,
-                      cached, rejected, rejects_uri)
+                      cached, rejected, rejects_uri, slices)

@@ -114,9 +114,53 @@ def test_threshold_on_unlisted_metric(raw_config: dict) -> None:
     assert _error(raw_config).field == "evaluation.value_thresholds.Recall"
 
 
-def test_split_must_name_train_and_eval(raw_config: dict) -> None:
-    raw_config["data"]["split"] = {"hash_buckets": {"train": 4, "test": 1}}
-    assert _error(raw_config).field == "data.split.hash_buckets"
+def test_split_must_name_train_validation_and_eval(raw_config: dict) -> None:
+    raw_config["data"]["split"] = {"hash_buckets": {"train": 4, "validation": 1, "test": 1}}
+    e = _error(raw_config)
+    assert e.field == "data.split.hash_buckets" and "['train', 'validation', 'eval']" in str(e)
+
+
+@pytest.mark.parametrize("split, words", [
+    ({"hash_buckets": {"train": 4, "eval": 1}}, "add validation: 1"),
+    ({"files": {"train": "train*", "eval": "eval*"}}, 'add validation: "validation*"'),
+])
+def test_a_split_without_validation_is_refused_saying_what_to_add(raw_config: dict, split: dict, words: str) -> None:
+    """The Trainer early-stops on validation, so eval (which blesses) never selects the model."""
+    raw_config["data"]["split"] = split
+    e = _error(raw_config)
+    assert e.field == f"data.split.{next(iter(split))}.validation" and words in str(e) and "never used to select" in str(e)
+
+
+def test_default_split_has_validation_and_keeps_eval_share(raw_config: dict) -> None:
+    del raw_config["data"]["split"]
+    assert parse_config(raw_config).data.hash_buckets == {"train": 7, "validation": 1, "eval": 2}
+    raw_config["data"]["split"] = {"files": {"train": "a*", "validation": "b*", "eval": "c*"}}
+    data = parse_config(raw_config).data
+    assert data.split_files == {"train": "a*", "validation": "b*", "eval": "c*"} and data.hash_buckets is None
+
+
+def test_slices_parse_and_round_trip(raw_config: dict) -> None:
+    raw_config["evaluation"]["slices"] = [["target_categories"], ["user", "target"]]
+    config = parse_config(raw_config)
+    assert config.evaluation.slices == (("target_categories",), ("user", "target"))
+    assert config_from_dict(config.to_dict()) == config
+    del raw_config["evaluation"]["slices"]
+    assert parse_config(raw_config).evaluation.slices == ()
+
+
+@pytest.mark.parametrize("slices, field, words", [
+    ([["target_categories"], ["usr"]], "evaluation.slices[1][0]", "'usr' is not a feature"),
+    ([["user", "clicked"]], "evaluation.slices[0][1]", "is the label column"),
+    ([["user", "user"]], "evaluation.slices[0][1]", "already in this slice"),
+    ([["user", "target"], ["target", "user"]], "evaluation.slices[1]", "already a slice"),
+    ([[]], "evaluation.slices[0]", "non-empty list"),
+    (["user"], "evaluation.slices[0]", "non-empty list"),
+    ([["user", 3]], "evaluation.slices[0][1]", "must be a feature name"),
+])
+def test_slice_mistakes_name_the_field(raw_config: dict, slices: list, field: str, words: str) -> None:
+    raw_config["evaluation"]["slices"] = slices
+    e = _error(raw_config)
+    assert e.field == field and words in str(e), str(e)
 
 
 def test_beam_runner_profiles_build_args_and_name_missing_options(raw_config) -> None:

@@ -59,14 +59,27 @@ def _write_movielens(d: Path) -> None:
 
 def test_movielens_examples_use_only_the_past(tmp_path: Path) -> None:
     _write_movielens(tmp_path / "src")
-    s = convert_movielens(str(tmp_path / "src"), str(tmp_path / "out"), eval_per_user=1)
+    s = convert_movielens(str(tmp_path / "src"), str(tmp_path / "out"), eval_per_user=1, validation_per_user=1)
     train = [json.loads(line) for line in open(s.train_path)]
+    validation = [json.loads(line) for line in open(s.validation_path)]
     evaluation = [json.loads(line) for line in open(s.eval_path)]
-    assert (s.train_examples, s.eval_examples, s.users) == (2, 2, 2)
-    u7 = [e for e in train + evaluation if e["user"] == 7]
+    assert (s.train_examples, s.validation_examples, s.eval_examples, s.users) == (1, 1, 2, 2)
+    u7 = sorted((e for e in train + validation + evaluation if e["user"] == 7), key=lambda e: len(e["history"]))
     # first rating (movie 3 at t=10) has no history and is skipped
     assert [(e["target"], e["history"]) for e in u7] == [(1, [3]), (2, [3, 1]), (3, [3, 1, 2])]
     assert u7[1]["liked_genres"] == ["Comedy", "Drama"], "movie 1 was rated 4.0 before movie 2"
     assert u7[2]["liked_genres"] == ["Comedy", "Drama", "Action"]
     assert u7[0]["target_genres"] == ["Comedy", "Drama"] and u7[2]["target_genres"] == []
     assert [e["target"] for e in evaluation if e["user"] == 7] == [3], "the user's last rating is eval"
+    assert [e["target"] for e in validation] == [2], "the one before it validation, after everything in train"
+    assert [e["target"] for e in train] == [1]
+
+
+def test_movielens_cli_writes_validation_beside_train_and_eval(tmp_path: Path, capsys) -> None:
+    from pipeline.cli import main
+
+    _write_movielens(tmp_path / "src")
+    assert main(["data", "movielens", "--source", str(tmp_path / "src"), "--output", str(tmp_path / "out"),
+                 "--eval-per-user", "1", "--validation-per-user", "1"]) == 0
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["eval.jsonl", "train.jsonl", "validation.jsonl"]
+    assert "1 validation examples" in capsys.readouterr().out

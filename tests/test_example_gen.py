@@ -10,7 +10,7 @@ from google.protobuf import json_format
 from tfx.proto import example_gen_pb2
 
 from components.example_gen import example_gen_io, split_input_location
-from embedconfig.config import PipelineConfig, parse_config
+from embedconfig.config import SPLITS, PipelineConfig, parse_config
 from tests.helpers.example_gen import run_example_gen
 
 
@@ -27,7 +27,7 @@ def test_csv_list_cells_become_lists(tmp_path: Path, raw_config: dict) -> None:
     run_example_gen(_csv_config(raw_config, data), tmp_path / "out")
     files = tf.io.gfile.glob(str(tmp_path / "out" / "Split-*" / "*"))
     examples = [tf.train.Example.FromString(r.numpy()) for r in tf.data.TFRecordDataset(files, compression_type="GZIP")]
-    assert len(examples) == 40, "every row arrives, in one of the two splits"
+    assert len(examples) == 40, "every row arrives, in one of the three splits"
     one = next(e for e in examples if e.features.feature["user"].bytes_list.value == [b"u3"])
     assert list(one.features.feature["history"].int64_list.value) == [3, 4]
     assert list(one.features.feature["interests"].bytes_list.value) == [b"a", b"b"]
@@ -52,22 +52,24 @@ def test_tfrecord_input_goes_through_import_example_gen(tmp_path: Path, raw_conf
 
     from components.example_gen import make_example_gen
 
-    (tmp_path / "train.tfrecord").write_bytes(b"")
-    (tmp_path / "eval.tfrecord").write_bytes(b"")
-    raw_config["data"] = {"format": "tfrecord", "path": str(tmp_path), "split": {"files": {"train": "train*", "eval": "eval*"}}}
+    for split in SPLITS:
+        (tmp_path / f"{split}.tfrecord").write_bytes(b"")
+    files = {"train": "train*", "validation": "validation*", "eval": "eval*"}
+    raw_config["data"] = {"format": "tfrecord", "path": str(tmp_path), "split": {"files": files}}
     component = make_example_gen(parse_config(raw_config))
     assert isinstance(component, tfx.components.ImportExampleGen)
     input_config = json_format.Parse(component.exec_properties["input_config"], example_gen_pb2.Input())
     splits = {s.name: s.pattern for s in input_config.splits}
-    assert splits == {"train": "train*", "eval": "eval*"}
+    assert splits == files
 
 
 def test_split_files_take_data_path_as_their_directory_even_before_it_exists(raw_config: dict, tmp_path: Path) -> None:
-    raw_config["data"] = {"format": "jsonl", "path": str(tmp_path / "not-yet"), "split": {"files": {"train": "train*.jsonl", "eval": "eval*.jsonl"}}}
+    files = {"train": "train*.jsonl", "validation": "validation*.jsonl", "eval": "eval*.jsonl"}
+    raw_config["data"] = {"format": "jsonl", "path": str(tmp_path / "not-yet"), "split": {"files": files}}
     data = parse_config(raw_config).data
     base, input_config, _ = example_gen_io(data, check_files=False)  # compiling: the pods read the data
     assert base == str(tmp_path / "not-yet")
-    assert [(s.name, s.pattern) for s in input_config.splits] == [("train", "train*.jsonl"), ("eval", "eval*.jsonl")]
+    assert [(s.name, s.pattern) for s in input_config.splits] == list(files.items())
     with pytest.raises(FileNotFoundError, match=rf"data.path: {tmp_path / 'not-yet'} does not exist"):
         example_gen_io(data)  # running: it must be there
     (tmp_path / "not-yet").mkdir()
@@ -82,7 +84,7 @@ def _jsonl_config(raw_config: dict, data: Path) -> PipelineConfig:
 
 def _read_splits(out: Path) -> dict[str, list[tf.train.Example]]:
     splits = {}
-    for split in ("train", "eval"):
+    for split in SPLITS:
         files = tf.io.gfile.glob(str(out / f"Split-{split}" / "*"))
         splits[split] = [tf.train.Example.FromString(r.numpy()) for r in tf.data.TFRecordDataset(files, compression_type="GZIP")]
     return splits
@@ -101,7 +103,9 @@ def test_a_large_jsonl_file_is_read_in_pieces_with_nothing_lost_or_doubled(tmp_p
     splits = _read_splits(tmp_path / "out")
     users = sorted(e.features.feature["user"].bytes_list.value[0].decode() for s in splits.values() for e in s)
     assert users == sorted(f"u{i}" for i in range(3000))
-    assert 0.7 < len(splits["train"]) / 3000 < 0.9, "the config's 4:1 hash split"
+    shares = {split: len(examples) / 3000 for split, examples in splits.items()}
+    assert 0.6 < shares["train"] < 0.8 and 0.05 < shares["validation"] < 0.15 and 0.15 < shares["eval"] < 0.25, \
+        f"the config's 7:1:2 hash split, got {shares}"
 
 
 def test_a_bad_record_deep_in_a_large_file_names_its_line(tmp_path: Path, raw_config: dict, monkeypatch) -> None:
@@ -143,4 +147,4 @@ def test_the_splits_are_those_tfx_import_example_gen_makes_of_the_same_examples(
 
     ours = users(tmp_path / "ours")
     assert ours == users(tmp_path / "theirs")
-    assert len(ours["train"]) + len(ours["eval"]) == 1500
+    assert sum(len(ours[split]) for split in SPLITS) == 1500 and all(ours[split] for split in SPLITS)

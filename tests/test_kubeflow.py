@@ -130,7 +130,8 @@ def test_run_time_parameters_are_declared_with_the_configs_defaults(compiled: di
     assert declared["learning_rate"] == {"parameterType": "NUMBER_DOUBLE", "defaultValue": config.training.learning_rate}
     eval_config = json_format.Parse(declared["eval_config"]["defaultValue"], tfma.EvalConfig())
     auc = next(m for m in eval_config.metrics_specs[0].metrics if m.class_name == "AUC")
-    assert auc.threshold.value_threshold.lower_bound.value == config.evaluation.value_thresholds["AUC"]["lower_bound"]
+    (overall,) = auc.per_slice_thresholds  # gated on the overall slice only (pipeline/eval_config.py)
+    assert overall.threshold.value_threshold.lower_bound.value == config.evaluation.value_thresholds["AUC"]["lower_bound"]
     tasks = compiled["root"]["dag"]["tasks"]
     assert tasks["RunParameters"]["inputs"]["parameters"]["epochs"] == {"componentInputParameter": "epochs"}
     assert tasks["Evaluator"]["inputs"]["parameters"]["eval_config"] == {"componentInputParameter": "eval_config"}
@@ -142,7 +143,7 @@ def test_submit_parameters_are_typed_and_thresholds_rebuild_the_eval_config() ->
     assert params["epochs"] == 3 and params["learning_rate"] == 0.01
     eval_config = json_format.Parse(params["eval_config"], tfma.EvalConfig())
     auc = next(m for m in eval_config.metrics_specs[0].metrics if m.class_name == "AUC")
-    assert auc.threshold.value_threshold.lower_bound.value == 0.8
+    assert auc.per_slice_thresholds[0].threshold.value_threshold.lower_bound.value == 0.8
     with pytest.raises(Exception, match="epochs"):
         parse_params(["epochs=many"], config, [])
 

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.e2e
 
 CONFIG = {
     "pipeline": {"name": "shop"},
-    "data": {"format": "jsonl", "path": "data/orders.jsonl", "split": {"hash_buckets": {"train": 3, "eval": 1}}},
+    "data": {"format": "jsonl", "path": "data/orders.jsonl", "split": {"hash_buckets": {"train": 3, "validation": 1, "eval": 1}}},
     "schema": "schema.pbtxt",
     "features": [
         {"name": "viewed_products", "kind": "sequence", "dtype": "string", "max_length": 6, "embedding_dim": 4},

@@ -2,20 +2,24 @@
 
 One module-scoped run on synthetic data (blessed and pushed), a second run that reuses cached
 upstream results and is compared with the blessed baseline, and a run over bad data that the
-schema gate stops before Transform.
+schema gate stops before Transform. The first run also shows that the Evaluator's split is one the
+Trainer never read, and that slices are reported.
 """
 
 from __future__ import annotations
 
 import copy
+import glob
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import tensorflow as tf
 
 from embedconfig.config import parse_config
 from pipeline.datasets.synthetic import write_synthetic
@@ -33,6 +37,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory):
     work = tmp_path_factory.mktemp("e2e")
     write_synthetic(str(work / "data"), rows=6000, seed=0)
     raw = synthetic_raw_config(work, work / "data")
+    raw["evaluation"]["slices"] = [["target_categories"]]
     first_out = io.StringIO()
     first = run_locally(parse_config(raw), out=first_out)
     second_raw = copy.deepcopy(raw)
@@ -62,6 +67,37 @@ def test_first_run_is_blessed_and_pushed(runs) -> None:
     assert first.infra_blessed is True and "serving canary: passed" in first.render()
     warmup = os.path.join(first.pushed_path, "assets.extra", "tf_serving_warmup_requests")
     assert os.path.getsize(warmup) > 0, "the pushed model carries the canary's warmup requests"
+
+
+def _split_size(root: str, split: str) -> int:
+    """Examples in ExampleGen's ``split`` (one ExampleGen execution: later runs are cached)."""
+    files = glob.glob(os.path.join(root, "ExampleGen", "examples", "*", f"Split-{split}", "*"))
+    return sum(1 for _ in tf.data.TFRecordDataset(files, compression_type="GZIP"))
+
+
+def test_the_evaluator_gates_on_a_split_the_trainer_never_read(runs) -> None:
+    """Issue 15: selection (early stopping) on validation, the blessing on eval, nothing shared."""
+    config, first, _, _, _ = runs
+    with open(os.path.join(first.pushed_path, "assets.extra", "embedpipe", "training.json")) as f:
+        training = json.load(f)
+    read = training["train_files"] + training["validation_files"]
+    assert read and not any("Split-eval" in path for path in read), read
+    assert all("Split-train" in path for path in training["train_files"])
+    assert training["validation_files"] and all("Split-validation" in path for path in training["validation_files"])
+    sizes = {split: _split_size(config.pipeline.root, split) for split in ("train", "validation", "eval")}
+    assert len(set(sizes.values())) == 3 and sum(sizes.values()) == 6000, sizes
+    assert first.metrics["example_count"] == sizes["eval"], "TFMA evaluated Split-eval and nothing else"
+
+
+def test_the_summary_ranks_slices_with_their_example_counts(runs) -> None:
+    _, first, _, _, _ = runs
+    ranking = first.slices
+    assert ranking is not None and ranking.metric == "auc" and len(ranking.slices) >= 6, first.render()
+    for s in ranking.slices:  # raw values (not vocabulary ids) of the sliced feature
+        assert re.fullmatch(r"target_categories=(cat_\d+|tag_\d)", s.name) and s.examples > 0, s
+    assert [s.value for s in ranking.slices] == sorted((s.value for s in ranking.slices), reverse=True)
+    assert "slices by auc" in first.render() and "examples)" in first.render()
+    assert first.blessed, "the slices are reported, not gated"
 
 
 def test_pushed_model_scores_raw_examples_in_a_fresh_process(runs) -> None:

@@ -12,12 +12,15 @@ with ``|``). For each rating, in (timestamp, movieId) order per user, one exampl
 - ``rating``: the raw rating (the label rule in the config turns it into 0/1).
 
 Only *earlier* ratings feed an example, and each user's last ``eval_per_user`` ratings go to
-``eval.jsonl`` (the rest to ``train.jsonl``): a split by time, nothing from the future. Ratings
-with fewer than ``min_history`` earlier ratings are skipped (a first rating has no history).
+``eval.jsonl``, the ``validation_per_user`` before them to ``validation.jsonl`` (what the Trainer
+early-stops on) and the rest to ``train.jsonl``: a split by time, nothing from the future, and the
+ratings the Evaluator gates on come after everything that chose the model. Ratings with fewer than
+``min_history`` earlier ratings are skipped (a first rating has no history).
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -27,14 +30,18 @@ from dataclasses import dataclass
 
 import tensorflow as tf
 
+from embedconfig.config import EVAL, SPLITS, TRAIN, VALIDATION
+
 
 @dataclass(frozen=True)
 class MovieLensSummary:
     """What a conversion wrote."""
 
     train_path: str
+    validation_path: str
     eval_path: str
     train_examples: int
+    validation_examples: int
     eval_examples: int
     users: int
 
@@ -67,6 +74,14 @@ def _read_ratings(path: str) -> dict[int, list[tuple[int, int, float]]]:
     return by_user
 
 
+def _split_of(i: int, ratings: int, eval_per_user: int, validation_per_user: int) -> str:
+    """The split of a user's ``i``-th rating (in time order) of ``ratings``: the last ones eval, the
+    ones before them validation, the rest train."""
+    if i >= ratings - eval_per_user:
+        return EVAL
+    return VALIDATION if i >= ratings - eval_per_user - validation_per_user else TRAIN
+
+
 def convert_movielens(
     source_dir: str,
     output_dir: str,
@@ -74,18 +89,19 @@ def convert_movielens(
     max_history: int = 50,
     liked_rating: float = 4.0,
     min_history: int = 1,
+    validation_per_user: int = 10,
 ) -> MovieLensSummary:
-    """Write ``train.jsonl`` and ``eval.jsonl`` under ``output_dir`` (local paths or bucket URIs)."""
+    """Write ``train.jsonl``, ``validation.jsonl`` and ``eval.jsonl`` under ``output_dir`` (local
+    paths or bucket URIs)."""
     genres = _read_movies(os.path.join(source_dir, "movies.csv"))
     by_user = _read_ratings(os.path.join(source_dir, "ratings.csv"))
     tf.io.gfile.makedirs(output_dir)
-    train_path = os.path.join(output_dir, "train.jsonl")
-    eval_path = os.path.join(output_dir, "eval.jsonl")
-    counts = {"train": 0, "eval": 0}
-    with tf.io.gfile.GFile(train_path, "w") as train_f, tf.io.gfile.GFile(eval_path, "w") as eval_f:
+    paths = {split: os.path.join(output_dir, f"{split}.jsonl") for split in SPLITS}
+    counts = dict.fromkeys(SPLITS, 0)
+    with contextlib.ExitStack() as stack:
+        files = {split: stack.enter_context(tf.io.gfile.GFile(path, "w")) for split, path in paths.items()}
         for user in sorted(by_user):
             ratings = sorted(by_user[user])
-            first_eval = len(ratings) - eval_per_user
             history: list[int] = []
             history_ratings: list[str] = []
             liked_genres: list[str] = []
@@ -100,11 +116,11 @@ def convert_movielens(
                         "target_genres": genres.get(movie, []),
                         "rating": rating,
                     }
-                    split = "eval" if i >= first_eval else "train"
-                    (eval_f if split == "eval" else train_f).write(json.dumps(example) + "\n")
+                    split = _split_of(i, len(ratings), eval_per_user, validation_per_user)
+                    files[split].write(json.dumps(example) + "\n")
                     counts[split] += 1
                 history.append(movie)
                 history_ratings.append(f"{rating:.1f}")
                 if rating >= liked_rating:
                     liked_genres.extend(genres.get(movie, []))
-    return MovieLensSummary(train_path, eval_path, counts["train"], counts["eval"], len(by_user))
+    return MovieLensSummary(paths[TRAIN], paths[VALIDATION], paths[EVAL], counts[TRAIN], counts[VALIDATION], counts[EVAL], len(by_user))

@@ -12,6 +12,9 @@ With ``signal="late"`` the label depends only on whether one of the *last* ``lat
 ``history`` (the longer sequence) is from a popular category; ``interests`` (shorter) is random
 and earlier history items only hint at it through the user's tastes: a model must read history
 to its end, in order, to learn it.
+
+The rows are written unsplit: the config's ``data.split.hash_buckets`` cut them into train,
+validation and eval in ExampleGen.
 """
 
 from __future__ import annotations

@@ -10,11 +10,11 @@ import json
 from pathlib import Path
 
 from google.protobuf import json_format
-from tfx.proto import trainer_pb2
+from tfx.proto import trainer_pb2, transform_pb2
 from tfx.types import artifact_utils, standard_artifacts
 from tfx.types import standard_component_specs as keys
 
-from embedconfig.config import PipelineConfig
+from embedconfig.config import EVAL, SPLITS, TRAIN, VALIDATION, PipelineConfig
 from models.preprocessing import module_custom_config
 from pipeline.eval_config import make_eval_config
 from pipeline.pipeline_factory import PREPROCESSING_FN, RUN_FN
@@ -48,22 +48,26 @@ def run_statistics(examples, schema, out: Path, beam_args: list[str] | None = No
 
 
 def run_transform(config: PipelineConfig, examples, schema, work: Path, beam_args: list[str] | None = None):
-    """TFX's Transform executor on ``models.preprocessing``: (transform graph, transformed examples)."""
+    """TFX's Transform executor on ``models.preprocessing``, analysing train and transforming every
+    split as the pipeline does: (transform graph, transformed examples)."""
     from tfx.components.transform.executor import Executor
 
     graph = artifact(standard_artifacts.TransformGraph, work / "transform_graph")
-    transformed = artifact(standard_artifacts.Examples, work / "transformed", ["train", "eval"])
+    transformed = artifact(standard_artifacts.Examples, work / "transformed", list(SPLITS))
+    splits_config = transform_pb2.SplitsConfig(analyze=[TRAIN], transform=list(SPLITS))
     Executor(beam_context(beam_args)).Do(
         {keys.EXAMPLES_KEY: [examples], keys.SCHEMA_KEY: [schema]},
         {keys.TRANSFORM_GRAPH_KEY: [graph], keys.TRANSFORMED_EXAMPLES_KEY: [transformed]},
         {keys.PREPROCESSING_FN_KEY: PREPROCESSING_FN, keys.CUSTOM_CONFIG_KEY: json.dumps(module_custom_config(config.preprocessing)),
+         keys.SPLITS_CONFIG_KEY: json_format.MessageToJson(splits_config),
          keys.DISABLE_STATISTICS_KEY: True, keys.FORCE_TF_COMPAT_V1_KEY: 0},
     )
     return graph, transformed
 
 
 def run_trainer(config: PipelineConfig, transformed, graph, work: Path) -> standard_artifacts.Model:
-    """TFX's Trainer executor on ``models.trainer.run_fn``: the Model artifact."""
+    """TFX's Trainer executor on ``models.trainer.run_fn`` (fits on train, early-stops on
+    validation): the Model artifact."""
     from tfx.components.trainer.executor import GenericExecutor
 
     model = artifact(standard_artifacts.Model, work / "model")
@@ -72,14 +76,15 @@ def run_trainer(config: PipelineConfig, transformed, graph, work: Path) -> stand
         {keys.EXAMPLES_KEY: [transformed], keys.TRANSFORM_GRAPH_KEY: [graph]},
         {keys.MODEL_KEY: [model], keys.MODEL_RUN_KEY: [model_run]},
         {keys.RUN_FN_KEY: RUN_FN, keys.CUSTOM_CONFIG_KEY: json.dumps(module_custom_config(config)),
-         keys.TRAIN_ARGS_KEY: json_format.MessageToJson(trainer_pb2.TrainArgs(splits=["train"])),
-         keys.EVAL_ARGS_KEY: json_format.MessageToJson(trainer_pb2.EvalArgs(splits=["eval"]))},
+         keys.TRAIN_ARGS_KEY: json_format.MessageToJson(trainer_pb2.TrainArgs(splits=[TRAIN])),
+         keys.EVAL_ARGS_KEY: json_format.MessageToJson(trainer_pb2.EvalArgs(splits=[VALIDATION]))},
     )
     return model
 
 
 def run_evaluator(config: PipelineConfig, examples, model, out: Path, beam_args: list[str] | None = None):
-    """TFX's Evaluator executor (TFMA) with the pipeline's EvalConfig: (evaluation, blessing)."""
+    """TFX's Evaluator executor (TFMA) with the pipeline's EvalConfig, on the eval split only:
+    (evaluation, blessing)."""
     from tfx.components.evaluator.executor import Executor
 
     evaluation = artifact(standard_artifacts.ModelEvaluation, out / "evaluation")
@@ -88,6 +93,6 @@ def run_evaluator(config: PipelineConfig, examples, model, out: Path, beam_args:
         {keys.EXAMPLES_KEY: [examples], keys.MODEL_KEY: [model]},
         {keys.EVALUATION_KEY: [evaluation], keys.BLESSING_KEY: [blessing]},
         {keys.EVAL_CONFIG_KEY: json_format.MessageToJson(make_eval_config(config.evaluation)),
-         keys.EXAMPLE_SPLITS_KEY: json.dumps(["eval"])},
+         keys.EXAMPLE_SPLITS_KEY: json.dumps([EVAL])},
     )
     return evaluation, blessing
