@@ -57,7 +57,7 @@ class ComponentStats:
     wall_s: float
     rows_per_s: float
     cpu_percent: float | None  # None: shorter than two samples
-    peak_rss_mb: float
+    peak_rss_mb: float | None  # None: no sample inside
 
 
 @dataclass
@@ -131,9 +131,9 @@ def run_once(config_path: Path, rows: int, mode: str, log_path: Path, interval: 
             continue
         t0 = begun.get(node, t)
         wall = t - t0
-        inside = [s.rss_mb for s in samples if t0 <= s.t <= t] or [0.0]
+        inside = [s.rss_mb for s in samples if t0 <= s.t <= t]
         components.append(ComponentStats(node, round(wall, 2), round(rows / wall) if wall > 0.05 else 0,
-                                         _cpu_percent(samples, t0, t), round(max(inside))))
+                                         _cpu_percent(samples, t0, t), round(max(inside)) if inside else None))
     beam = [(begun[c.name], begun[c.name] + c.wall_s) for c in components if c.name in BEAM_COMPONENTS]
     beam_cpu = beam_wall = 0.0
     for t0, t1 in beam:
@@ -172,7 +172,8 @@ def print_tables(runs: list[RunStats]) -> None:
             for r in at:
                 c = next((c for c in r.components if c.name == name), None)
                 cpu = "-" if c is None or c.cpu_percent is None else f"{c.cpu_percent:.0f}"
-                cells.append("-" if c is None else f"{c.wall_s:.1f}, {c.rows_per_s:,}, {cpu}, {c.peak_rss_mb:,}")
+                rss = "-" if c is None or c.peak_rss_mb is None else f"{c.peak_rss_mb:,}"
+                cells.append("-" if c is None else f"{c.wall_s:.1f}, {c.rows_per_s:,}, {cpu}, {rss}")
             print(f"| {name} | " + " | ".join(cells) + " |")
         print("| **whole run** | " + " | ".join(f"**{r.total_s:.1f}**, -, -, {r.peak_rss_mb:,}" for r in at) + " |")
     print("\n| rows | mode | end to end (s) | us/row | peak RSS (MB) | CPU% in Beam components | eval AUC | exit |")
@@ -217,6 +218,7 @@ def main() -> None:
 
     from pipeline.datasets.synthetic import write_synthetic
 
+    load_at_start = os.getloadavg()
     base = Path(tempfile.mkdtemp(prefix="embedpipe-bench-scale-"))
     runs: list[RunStats] = []
     for rows in args.sizes:
@@ -232,11 +234,13 @@ def main() -> None:
             runs.append(run)
 
     print(f"\nmachine: {machine()}")
-    print(f"date: {datetime.datetime.now().isoformat(timespec='seconds')}  workers (parallel modes): {args.workers}")
+    print(f"date: {datetime.datetime.now().isoformat(timespec='seconds')}  workers (parallel modes): {args.workers}  "
+          f"load average at start {load_at_start[0]:.1f}, at end {os.getloadavg()[0]:.1f} (other work on the machine)")
     print_tables(runs)
     os.makedirs(os.path.dirname(args.output), exist_ok=True)
     with open(args.output, "w") as f:
         json.dump({"machine": machine(), "date": datetime.datetime.now().isoformat(), "workers": args.workers,
+               "load_average_at_start": load_at_start[0],
                    "runs": [asdict(r) for r in runs]}, f, indent=2)
     plot(runs, args.plot)
     print(f"\nwrote {args.output} and {args.plot}")
