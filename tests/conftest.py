@@ -59,8 +59,15 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist turns xdist_group marks into scheduling groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """A test not marked ``serving`` or ``e2e`` is a unit test: ``pytest -m unit`` runs it."""
+    """A test not marked ``serving`` or ``e2e`` is a unit test: ``pytest -m unit`` runs it.
+
+    ``make test`` schedules with ``--dist loadgroup``: a test without an ``xdist_group`` mark gets
+    its file as group (the file's module fixtures are built once, as with ``loadfile``); a file
+    may split itself into groups to run on both workers (tests/test_model_variants_learn.py)."""
     for item in items:
         if not any(item.get_closest_marker(tier) for tier in TIERS):
             item.add_marker(pytest.mark.unit)
+        if item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))

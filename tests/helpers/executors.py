@@ -1,4 +1,4 @@
-"""Run TFX's own executors directly, as the pipeline runs them, without a pipeline around them.
+"""Run TFX's own executors (Transform, Trainer, Evaluator) directly, as the pipeline runs them.
 
 Each helper takes the artifacts the component would get and returns the ones it writes under
 ``work``; ``beam_args`` chooses the Beam runner and mode (default: DirectRunner in_memory).
@@ -35,16 +35,6 @@ def schema_artifact(config: PipelineConfig, out: Path) -> standard_artifacts.Sch
     out.mkdir(parents=True, exist_ok=True)
     (out / "schema.pbtxt").write_text(Path(config.schema_path).read_text())
     return artifact(standard_artifacts.Schema, out)
-
-
-def run_statistics(examples, schema, out: Path, beam_args: list[str] | None = None) -> standard_artifacts.ExampleStatistics:
-    """TFX's StatisticsGen executor (TFDV) over every split of ``examples``."""
-    from tfx.components.statistics_gen.executor import Executor
-
-    statistics = artifact(standard_artifacts.ExampleStatistics, out, artifact_utils.decode_split_names(examples.split_names))
-    Executor(beam_context(beam_args)).Do({keys.EXAMPLES_KEY: [examples], keys.SCHEMA_KEY: [schema]},
-                                          {keys.STATISTICS_KEY: [statistics]}, {})
-    return statistics
 
 
 def run_transform(config: PipelineConfig, examples, schema, work: Path, beam_args: list[str] | None = None):
