@@ -204,6 +204,14 @@ def plot(runs: list[RunStats], path: str) -> None:
     fig.savefig(path, dpi=100)
 
 
+def write_json(path: str, runs: list[RunStats], workers: int, load_at_start: float) -> None:
+    """The runs so far, with machine, date, workers and the load average when the bench started."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with open(path, "w") as f:
+        json.dump({"machine": machine(), "date": datetime.datetime.now().isoformat(), "workers": workers,
+                   "load_average_at_start": load_at_start, "runs": [asdict(r) for r in runs]}, f, indent=2)
+
+
 def main() -> None:
     """Generate each size once, run every mode on it, report."""
     parser = argparse.ArgumentParser()
@@ -232,16 +240,13 @@ def main() -> None:
             run = run_once(write_config(work, data, mode, args.workers), rows, mode, work / "run.log")
             print(f"{rows:,} rows, {mode}: {run.total_s:.1f}s, exit {run.exit_code} (log {work / 'run.log'})", flush=True)
             runs.append(run)
+            write_json(args.output, runs, args.workers, load_at_start[0])  # after each run: a long bench keeps what it measured
 
     print(f"\nmachine: {machine()}")
     print(f"date: {datetime.datetime.now().isoformat(timespec='seconds')}  workers (parallel modes): {args.workers}  "
           f"load average at start {load_at_start[0]:.1f}, at end {os.getloadavg()[0]:.1f} (other work on the machine)")
     print_tables(runs)
-    os.makedirs(os.path.dirname(args.output), exist_ok=True)
-    with open(args.output, "w") as f:
-        json.dump({"machine": machine(), "date": datetime.datetime.now().isoformat(), "workers": args.workers,
-               "load_average_at_start": load_at_start[0],
-                   "runs": [asdict(r) for r in runs]}, f, indent=2)
+    write_json(args.output, runs, args.workers, load_at_start[0])
     plot(runs, args.plot)
     print(f"\nwrote {args.output} and {args.plot}")
 
