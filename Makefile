@@ -21,8 +21,7 @@ run: $(STAMP)
 
 # Both cores, one test file per worker (files share their module fixtures): 251 tests took
 # 16 min 42 s in one process and 10 min 51 s in two on a fresh clone (2026-12-01).
-# loadgroup: as loadfile (tests/conftest.py groups each file), but a long file may split itself.
-PYTEST_XDIST ?= -n 2 --dist loadgroup
+PYTEST_XDIST ?= -n 2 --dist loadfile
 
 test: $(STAMP)
 	$(BIN)/pytest $(PYTEST_XDIST) $(PYTEST_ARGS)

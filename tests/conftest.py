@@ -52,6 +52,15 @@ def small_model(tmp_path_factory: pytest.TempPathFactory) -> str:
     return build_small_model(tmp_path_factory.mktemp("small_model"))
 
 
+@pytest.fixture(scope="module")
+def late_data(tmp_path_factory: pytest.TempPathFactory):
+    """(work dir, raw config without model section) on the late-signal data: one upstream run
+    per test module of tests/test_model_variants_learn*.py (tests/helpers/late_variants.py)."""
+    from tests.helpers.late_variants import make_late_data
+
+    return make_late_data(tmp_path_factory)
+
+
 TIERS = ("unit", "serving", "e2e")
 
 
@@ -59,15 +68,8 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist turns xdist_group marks into scheduling groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """A test not marked ``serving`` or ``e2e`` is a unit test: ``pytest -m unit`` runs it.
-
-    ``make test`` schedules with ``--dist loadgroup``: a test without an ``xdist_group`` mark gets
-    its file as group (the file's module fixtures are built once, as with ``loadfile``); a file
-    may split itself into groups to run on both workers (tests/test_model_variants_learn.py)."""
+    """A test not marked ``serving`` or ``e2e`` is a unit test: ``pytest -m unit`` runs it."""
     for item in items:
         if not any(item.get_closest_marker(tier) for tier in TIERS):
             item.add_marker(pytest.mark.unit)
-        if item.get_closest_marker("xdist_group") is None:
-            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
