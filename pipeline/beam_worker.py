@@ -47,22 +47,19 @@ def boot_main(argv: list[str] | None = None) -> None:
     with grpc.insecure_channel(args.provision_endpoint) as channel:
         info = beam_provision_api_pb2_grpc.ProvisionServiceStub(channel).GetProvisionInfo(
             beam_provision_api_pb2.GetProvisionInfoRequest(), timeout=60, metadata=(("worker_id", args.id),)).info
-    scratch = tempfile.mkdtemp(prefix=f"beam-worker-{args.id}-")
-    os.environ.update(
-        WORKER_ID=args.id,
-        PIPELINE_OPTIONS=json_format.MessageToJson(info.pipeline_options),
-        CONTROL_API_SERVICE_DESCRIPTOR=f'url: "{args.control_endpoint}"',
-        LOGGING_API_SERVICE_DESCRIPTOR=f'url: "{args.logging_endpoint}"',
-        SEMI_PERSISTENT_DIRECTORY=scratch,
-    )
     from apache_beam.runners.worker import sdk_worker_main
 
-    try:
+    # Beam's semi-persistent directory: the worker's own scratch space on this machine (never data
+    # or artifacts, which go through tf.io.gfile), removed when the worker exits
+    with tempfile.TemporaryDirectory(prefix=f"beam-worker-{args.id}-") as scratch:
+        os.environ.update(
+            WORKER_ID=args.id,
+            PIPELINE_OPTIONS=json_format.MessageToJson(info.pipeline_options),
+            CONTROL_API_SERVICE_DESCRIPTOR=f'url: "{args.control_endpoint}"',
+            LOGGING_API_SERVICE_DESCRIPTOR=f'url: "{args.logging_endpoint}"',
+            SEMI_PERSISTENT_DIRECTORY=scratch,
+        )
         sdk_worker_main.main([WORKER_EXECUTABLE])
-    finally:
-        import shutil  # the worker's own scratch directory on this machine, not data
-
-        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def worker_executable() -> str:
