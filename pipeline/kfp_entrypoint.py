@@ -5,7 +5,8 @@
 TFX's v2 entrypoints (the executor runner and ExampleGen's driver) import only TFX, so in a pod
 nothing would register ``s3://`` with TensorFlow's file system layer for StatisticsGen or the
 Pusher (tfx#4537), and every task that touched a bucket would abort at exit
-(storage/tfio_exit_fix.py). This wrapper enables both, then runs the TFX module unchanged as
+(storage/tfio_exit_fix.py). This wrapper enables both (and keeps AutoGraph out of tf_keras:
+models/autograph_rules.py), then runs the TFX module unchanged as
 ``__main__`` with the remaining arguments; its exit code is the task's.
 """
 
@@ -31,7 +32,10 @@ def main(argv: list[str]) -> None:
     """Run module ``argv[0]`` as ``__main__`` with arguments ``argv[1:]``."""
     if not argv:
         raise SystemExit(f"usage: python -m {MODULE} MODULE [ARGS...]")
+    from models.autograph_rules import exclude_tf_keras_from_autograph
+
     enable_object_storage()
+    exclude_tf_keras_from_autograph()  # the Trainer's and the Evaluator's tf_keras code (models/autograph_rules.py)
     sys.argv = list(argv)
     runpy.run_module(argv[0], run_name="__main__", alter_sys=True)
 

@@ -15,6 +15,7 @@ from typing import Callable, Iterator, TextIO
 from tfx import v1 as tfx
 
 from embedconfig.config import PipelineConfig
+from models.autograph_rules import exclude_tf_keras_from_autograph
 from pipeline.pipeline_factory import create_pipeline
 from pipeline.run_summary import RunSummary, summarize_run
 
@@ -87,6 +88,7 @@ def run_locally(
         config, tfx.orchestration.metadata.sqlite_metadata_connection_config(config.pipeline.metadata_path)
     )
     progress = ComponentProgress(total=len(pipeline.components), out=out, forward_errors=not verbose)
+    exclude_tf_keras_from_autograph()  # TFMA loads the model with tf_keras in this process: 48.7 -> 32.5 s
     absl_logger = logging.getLogger("absl")
     absl_logger.addHandler(progress)
     previous_level, previous_propagate = absl_logger.level, absl_logger.propagate
