@@ -54,8 +54,8 @@ def small_model(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 @pytest.fixture(scope="module")
 def late_data(tmp_path_factory: pytest.TempPathFactory):
-    """(work dir, raw config without model section) on the late-signal data: one upstream run
-    per test module of tests/test_model_variants_learn*.py (tests/helpers/late_variants.py)."""
+    """The late-signal data through ExampleGen (and Transform on first use), once per test module
+    of tests/test_model_variants_learn*.py (tests/helpers/late_variants.py)."""
     from tests.helpers.late_variants import make_late_data
 
     return make_late_data(tmp_path_factory)

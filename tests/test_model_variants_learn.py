@@ -1,11 +1,10 @@
-"""Every model variant through the real pipeline on data whose label lives late in a sequence.
+"""Every model variant through the pipeline's executors on data whose label lives late in a sequence.
 
 The ``late`` synthetic signal (pipeline/datasets/synthetic.py): the label depends on the last two
 items of ``history`` (0-30 items), next to a shorter, uninformative ``interests`` (1-5 tokens) and
-a ``target`` id. One pipeline (one metadata store) runs once per variant: ExampleGen, statistics,
-validation and Transform run the first time and are cached after; Trainer, Evaluator (held-out
-AUC, TFMA) and Pusher run per variant. Each pushed model then scores raw tf.Examples through
-``serving_default``.
+a ``target`` id. ExampleGen and Transform run once per module, TFX's Trainer executor once per
+variant (tests/helpers/late_variants.py); each exported model then scores every raw tf.Example
+of the eval split through ``serving_default``, and its AUC there is the held-out AUC.
 
 Variants that read whole sequences in order must reach held-out AUC >= 0.9. Order-blind
 encoders (mean/sum/max/attention pooling) cannot tell the last items from earlier ones (about 0.8

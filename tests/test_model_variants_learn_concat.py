@@ -1,5 +1,5 @@
-"""The concatenating variants (and DIN target attention with DCN-v2 cross layers) through the real
-pipeline on the late-signal data: the check tests/test_model_variants_learn.py runs, in a file of
+"""The concatenating variants (and DIN target attention with DCN-v2 cross layers) through the
+pipeline's executors on the late-signal data: the check tests/test_model_variants_learn.py runs, in a file of
 its own so the variants run on both xdist workers (--dist loadfile keeps a file on one worker).
 pytest-xdist 3.8's --dist loadgroup did not keep a marked file's tests on one worker here (tried)."""
 
