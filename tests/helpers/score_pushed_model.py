@@ -1,4 +1,5 @@
-"""Run in a fresh process by test_pipeline_e2e: load a pushed SavedModel and score raw inputs.
+"""Run in a fresh process by test_pipeline_e2e: load a pushed SavedModel (a local path or a
+bucket's, with the standard AWS variables) and score raw inputs.
 
 Prints JSON: probabilities from serving_default, classify and predict_raw for the same rows.
 """
@@ -9,6 +10,10 @@ import sys
 
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
 import tensorflow as tf  # noqa: E402
+
+from storage import enable_object_storage  # noqa: E402
+
+enable_object_storage()  # s3:// for tf.io (gs:// is built in)
 
 INT_FEATURES = {"history", "target"}
 
