@@ -1,9 +1,12 @@
 """Wall time per component of a local run: a cold run, then the same run again (cache reuse).
 
-    .venv/bin/python bench/pipeline_wall_time.py --config configs/movielens.yaml --data DIR
+    .venv/bin/python bench/pipeline_wall_time.py --config configs/movielens.yaml --data DIR [--compare-tf-keras-autograph]
 
 Prints a table (machine, date, both runs side by side) and writes bench/out/pipeline_wall_time.json.
 The pipeline root and metadata go to a fresh temporary directory, so earlier runs do not count.
+``--compare-tf-keras-autograph`` first runs a cold run in a subprocess with TF 2.16's own
+AutoGraph rules (tf_keras converted, models/autograph_rules.py not applied) and prints it as a
+third column.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ import io
 import json
 import os
 import platform
+import subprocess
+import sys
 import tempfile
 import time
 
@@ -35,7 +40,20 @@ def main() -> None:
     parser.add_argument("--config", required=True)
     parser.add_argument("--data")
     parser.add_argument("--output", default="bench/out/pipeline_wall_time.json")
+    parser.add_argument("--compare-tf-keras-autograph", action="store_true",
+                        help="also a cold run (subprocess) with tf_keras converted by AutoGraph, TF 2.16's default")
+    parser.add_argument("--tf-keras-autograph", choices=("skip", "convert"), default="skip", help=argparse.SUPPRESS)
+    parser.add_argument("--cold-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.tf_keras_autograph == "convert":
+        _convert_tf_keras()
+    baseline = None
+    if args.compare_tf_keras_autograph:
+        out = tempfile.mktemp(suffix=".json")
+        command = [sys.executable, __file__, "--config", args.config, "--tf-keras-autograph", "convert", "--cold-only", "--output", out]
+        subprocess.run(command + (["--data", args.data] if args.data else []), check=True)
+        with open(out) as f:
+            baseline = json.load(f)["runs"][0]
 
     work = tempfile.mkdtemp(prefix="embedpipe-bench-")
     config = load_config(args.config)
@@ -47,27 +65,42 @@ def main() -> None:
         push=dataclasses.replace(config.push, base_directory=f"{work}/serving"),
     )
     runs = []
-    for label in ("cold", "cached"):
+    for label in ("cold",) if args.cold_only else ("cold", "cached"):
         durations: dict[str, float] = {}
         start = time.monotonic()
         summary = run_locally(config, out=io.StringIO(), on_durations=durations.update)
         runs.append({"run": label, "total_s": time.monotonic() - start, "components_s": durations,
                      "metrics": summary.metrics, "blessed": summary.blessed, "pushed": summary.pushed_path})
 
+    if baseline:
+        runs.append({**baseline, "run": "cold, tf_keras converted"})
     nodes = list(runs[0]["components_s"])
     print(f"machine: {machine()}")
     print(f"date: {datetime.datetime.now().isoformat(timespec='seconds')}")
     print(f"config: {args.config}  data: {config.data.path}")
-    print(f"{'component':<32}{'cold (s)':>10}{'cached (s)':>12}")
+    width = max(len(r["run"]) for r in runs) + 6
+    print(f"{'component':<32}" + "".join(f"{r['run'] + ' (s)':>{width}}" for r in runs))
     for node in nodes:
-        print(f"{node:<32}{runs[0]['components_s'].get(node, 0):>10.1f}{runs[1]['components_s'].get(node, 0):>12.1f}")
-    print(f"{'whole run':<32}{runs[0]['total_s']:>10.1f}{runs[1]['total_s']:>12.1f}")
+        print(f"{node:<32}" + "".join(f"{r['components_s'].get(node, 0):>{width}.1f}" for r in runs))
+    print(f"{'whole run':<32}" + "".join(f"{r['total_s']:>{width}.1f}" for r in runs))
     for r in runs:
         auc = r["metrics"].get("auc")
         print(f"{r['run']}: eval AUC {auc:.4f}  blessed={r['blessed']}  pushed={r['pushed']}" if auc is not None else f"{r['run']}: no metrics")
     os.makedirs(os.path.dirname(args.output), exist_ok=True)
     with open(args.output, "w") as f:
         json.dump({"machine": machine(), "date": datetime.datetime.now().isoformat(), "config": args.config, "runs": runs}, f, indent=2)
+
+
+def _convert_tf_keras() -> None:
+    """TF 2.16's AutoGraph rules: drop the tf_keras rule and keep the project from adding it."""
+    from tensorflow.python.autograph.core import config as autograph_config
+
+    import models.autograph_rules as rules
+    import pipeline.local_runner as local_runner
+
+    rules.exclude_tf_keras_from_autograph = local_runner.exclude_tf_keras_from_autograph = lambda: None
+    autograph_config.CONVERSION_RULES = tuple(r for r in autograph_config.CONVERSION_RULES
+                                              if not (isinstance(r, autograph_config.DoNotConvert) and r.matches("tf_keras")))
 
 
 if __name__ == "__main__":
