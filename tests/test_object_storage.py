@@ -17,6 +17,7 @@ import pytest
 
 from storage import configure_s3_environment
 from storage.tfio_exit_fix import SHUTDOWN_SYMBOL, elf_symbol_offset
+from tests.helpers.s3_server import environment_without_buckets
 
 pytestmark = pytest.mark.e2e
 
@@ -41,13 +42,7 @@ sys.exit(int(sys.argv[2]))
 def _write_probe(s3, code: int, fixed: bool) -> subprocess.CompletedProcess:
     script = _S3_WRITE.format(repo=str(Path(__file__).resolve().parents[1]), bucket=PROBES)
     return subprocess.run([sys.executable, "-c", script, "fixed" if fixed else "plain", str(code)],
-                          env={**_base_env(), **s3.env()}, capture_output=True, text=True, timeout=120)
-
-
-def _base_env() -> dict[str, str]:
-    import os
-
-    return {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "S3_"))}
+                          env={**environment_without_buckets(), **s3.env()}, capture_output=True, text=True, timeout=120)
 
 
 @pytest.fixture(scope="module")

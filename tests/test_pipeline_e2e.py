@@ -40,7 +40,7 @@ from pipeline.datasets.synthetic import write_synthetic
 from pipeline.local_runner import run_locally
 from pipeline.run_summary import summarize_run
 from tests.helpers.configs import REPO, synthetic_raw_config
-from tests.helpers.s3_server import CREDENTIALS
+from tests.helpers.s3_server import CREDENTIALS, environment_without_buckets
 from tests.helpers.synthetic_requests import SERIALIZED
 
 HERE = Path(__file__).resolve().parent
@@ -50,12 +50,6 @@ RUN_TIMEOUT = 900  # seconds; a cold run takes ~100 s on 2 cores
 DATA, ROOT, MODELS = "embedpipe-data", "embedpipe-root", "embedpipe-models"
 MODEL_NAME = "synthetic"
 ROWS = 6000
-
-
-def _base_env() -> dict[str, str]:
-    import os
-
-    return {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "S3_"))}
 
 
 def _run(config: Path, work: Path, env: dict[str, str], log_name: str) -> str:
@@ -127,7 +121,7 @@ def runs(s3, tmp_path_factory: pytest.TempPathFactory) -> dict:
     config = work / "config.yaml"
     config.write_text(yaml.safe_dump(raw))
     (work / "tmp").mkdir()
-    env = {**_base_env(), **s3.env(), "TMPDIR": str(work / "tmp"), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env = {**environment_without_buckets(), **s3.env(), "TMPDIR": str(work / "tmp"), "TF_CPP_MIN_LOG_LEVEL": "2"}
     summary = lambda: summarize_run(raw["pipeline"]["name"], raw["pipeline"]["root"], str(work / "metadata.sqlite"))  # noqa: E731
 
     record: dict = {"work": work, "config": parse_config(raw), "config_text": config.read_text()}
@@ -232,7 +226,7 @@ def test_the_summary_ranks_slices_with_their_example_counts(runs) -> None:
 def test_pushed_model_scores_raw_examples_in_a_fresh_process(runs, s3) -> None:
     result = subprocess.run(
         [sys.executable, str(HERE / "helpers" / "score_pushed_model.py"), runs["first"].pushed_path],
-        capture_output=True, text=True, timeout=300, env={**_base_env(), **s3.env(), "TF_CPP_MIN_LOG_LEVEL": "2"},
+        capture_output=True, text=True, timeout=300, env={**environment_without_buckets(), **s3.env(), "TF_CPP_MIN_LOG_LEVEL": "2"},
     )
     assert result.returncode == 0, result.stderr[-3000:]
     scores = json.loads(result.stdout.strip().splitlines()[-1])

@@ -23,13 +23,14 @@ What this stands in for, and what it does not:
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import tensorflow as tf
+
+from tests.helpers.s3_server import environment_without_buckets  # a pod has no bucket credentials
 
 
 def topological_order(spec: dict[str, Any]) -> list[str]:
@@ -74,11 +75,6 @@ def _secret_env(platform: dict[str, Any] | None, executor_label: str, secrets: d
         for mapping in source["keyToEnv"]:
             env[mapping["envVar"]] = secrets[source["secretName"]][mapping["secretKey"]]
     return env
-
-
-def _pod_environment() -> dict[str, str]:
-    """This process's environment without bucket credentials or endpoints (a pod has none of them)."""
-    return {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "S3_"))}
 
 
 def _command(command: list[str]) -> list[str]:
@@ -138,7 +134,7 @@ def run_pipeline_spec(
         steps.append(("executor", _command(container["command"]) + _substitute(container["args"], executor_input)))
         for kind, command in steps:
             log(f"[{name}] {kind}: {' '.join(command[:3])} ...")
-            task_env = {**_pod_environment(), **(env or {}), **_secret_env(platform, component["executorLabel"], secrets or {})}
+            task_env = {**environment_without_buckets(), **(env or {}), **_secret_env(platform, component["executorLabel"], secrets or {})}
             result = subprocess.run(command, capture_output=True, text=True, env=task_env, cwd=task_dir)
             (task_dir / f"{kind}.log").write_text(result.stdout + result.stderr)
             if result.returncode != 0:

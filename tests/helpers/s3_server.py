@@ -7,6 +7,7 @@ Started by the test session, stopped by its PID; its data lives in its memory on
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -16,6 +17,12 @@ from pathlib import Path
 
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "embedpipe-test", "AWS_SECRET_ACCESS_KEY": "embedpipe-test-secret-not-for-yaml"}
 REGION = "us-east-1"
+
+
+def environment_without_buckets() -> dict[str, str]:
+    """This process's environment without bucket credentials or endpoints (``AWS_*``, ``S3_*``):
+    what a subprocess starts from before a test gives it a server's variables (and what a pod has)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "S3_"))}
 
 
 @dataclass
