@@ -33,12 +33,12 @@ from tests.helpers.example_gen import run_example_gen
 from tests.helpers.executors import run_trainer, run_transform, schema_artifact
 
 ORDER_AWARE_AUC = 0.9
-LABEL = "clicked"
 
 
 @dataclass
 class LateData:
-    """The raw config (without a model section), the examples, and Transform's outputs per padding."""
+    """The raw config (each variant replaces its model section), the examples, and Transform's
+    outputs per padding."""
 
     work: Path
     raw: dict[str, Any]
@@ -74,15 +74,15 @@ def make_late_data(tmp_path_factory: pytest.TempPathFactory) -> LateData:
     ]
     raw["training"] = {"batch_size": 64, "epochs": 3, "learning_rate": 0.005, "early_stopping": {"patience": 1}}
     data = LateData(work, raw)
-    data.examples = run_example_gen(parse_config({**raw, "model": {"type": "pooled"}}), work / "examples")
+    data.examples = run_example_gen(parse_config(raw), work / "examples")  # ExampleGen reads no model section
     return data
 
 
-def _eval_split(examples) -> tuple[list[bytes], np.ndarray]:
-    """Every raw tf.Example of ExampleGen's eval split, and its labels."""
+def _eval_split(examples, label: str) -> tuple[list[bytes], np.ndarray]:
+    """Every raw tf.Example of ExampleGen's eval split, and its ``label`` values (int)."""
     files = tf.io.gfile.glob(f"{artifact_utils.get_split_uri([examples], EVAL)}/*")
     serialized = [r.numpy() for r in tf.data.TFRecordDataset(files, compression_type="GZIP")]
-    labels = np.array([tf.train.Example.FromString(s).features.feature[LABEL].int64_list.value[0] for s in serialized])
+    labels = np.array([tf.train.Example.FromString(s).features.feature[label].int64_list.value[0] for s in serialized])
     return serialized, labels
 
 
@@ -94,7 +94,7 @@ def check_variant(data: LateData, variant: str, model: dict, padding: str, gate:
     model_dir = path_utils.serving_model_dir(trained.uri)
     assert tf.io.gfile.exists(f"{model_dir}/{MODEL_INFO_DIR}/model_summary.txt")
 
-    serialized, labels = _eval_split(data.examples)
+    serialized, labels = _eval_split(data.examples, config.label.name)
     serve = tf.saved_model.load(model_dir).signatures["serving_default"]
     scores = np.concatenate([serve(examples=tf.constant(serialized[i:i + 256]))["probability"].numpy()
                              for i in range(0, len(serialized), 256)])
