@@ -49,11 +49,12 @@ def main() -> None:
         _convert_tf_keras()
     baseline = None
     if args.compare_tf_keras_autograph:
-        out = tempfile.mktemp(suffix=".json")
-        command = [sys.executable, __file__, "--config", args.config, "--tf-keras-autograph", "convert", "--cold-only", "--output", out]
-        subprocess.run(command + (["--data", args.data] if args.data else []), check=True)
-        with open(out) as f:
-            baseline = json.load(f)["runs"][0]
+        with tempfile.TemporaryDirectory() as scratch:
+            out = os.path.join(scratch, "baseline.json")
+            command = [sys.executable, __file__, "--config", args.config, "--tf-keras-autograph", "convert", "--cold-only", "--output", out]
+            subprocess.run(command + (["--data", args.data] if args.data else []), check=True)
+            with open(out) as f:
+                baseline = json.load(f)["runs"][0]
 
     work = tempfile.mkdtemp(prefix="embedpipe-bench-")
     config = load_config(args.config)
