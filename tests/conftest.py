@@ -44,25 +44,33 @@ def s3(tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.fixture(scope="session")
-def small_model(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> str:
+def small_model_build(tmp_path_factory: pytest.TempPathFactory, worker_id: str):
     """A small model of this project exported as the pipeline exports it, with the canary's warmup
-    file (tests/helpers/small_model.py): what the serving tests serve. Built once per session:
-    under xdist the first worker builds it in the session's shared temp dir while the other waits
-    (pytest-xdist's recipe for session fixtures; the serving files run on both workers)."""
+    file, and the artifacts it was built from (tests/helpers/small_model.py). Built once per
+    session: under xdist the first worker builds it in the session's shared temp dir while the
+    other waits (pytest-xdist's recipe for session fixtures; the serving files and
+    tests/test_beam_modes.py use it, on both workers)."""
     import fcntl
 
-    from tests.helpers.small_model import build_small_model
+    from tests.helpers.small_model import SmallModel, build_small_model
 
     if worker_id == "master":  # not under xdist
         return build_small_model(tmp_path_factory.mktemp("small_model"))
     shared = tmp_path_factory.getbasetemp().parent  # pytest-NN/, one per session, above popen-gwN/
     with open(shared / "small_model.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
-        built = shared / "small_model.path"
-        if not built.exists():
-            (shared / "small_model").mkdir()
-            built.write_text(build_small_model(shared / "small_model"))
-        return built.read_text()
+        done = shared / "small_model.done"
+        if not done.exists():
+            (shared / "small_model").mkdir(exist_ok=True)  # a failed build on the other worker left it
+            build_small_model(shared / "small_model")
+            done.touch()
+        return SmallModel(shared / "small_model")
+
+
+@pytest.fixture(scope="session")
+def small_model(small_model_build) -> str:
+    """The small model's SavedModel directory: what the serving tests serve."""
+    return small_model_build.saved_model
 
 
 @pytest.fixture(scope="module")

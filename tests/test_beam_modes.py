@@ -2,9 +2,10 @@
 
 The Beam components run twice on the same data, once per mode, through their real executors:
 the project's ExampleGen (which writes pieces of a file from whichever worker reads them), TFX's
-Transform (TFT) and Evaluator (TFMA). The Evaluator scores one model, trained once, so any
-difference comes from Beam. Compared: the examples (as multisets, per split), the vocabulary
-files byte for byte, the transformed examples, and the eval metrics. (StatisticsGen is TFX's own
+Transform (TFT) and Evaluator (TFMA). The Evaluator scores one model, trained once (the
+session's small model), so any difference comes from Beam. Compared: the examples (as
+multisets, per split), the vocabulary files byte for byte, the transformed examples, and the
+eval metrics. (StatisticsGen is TFX's own
 and left out: each multi_processing Beam job starts two workers that import TensorFlow.)
 """
 
@@ -21,8 +22,7 @@ from tfx.utils import io_utils
 from embedconfig.beam_profiles import beam_args_for
 from embedconfig.config import SPLITS
 from tests.helpers.example_gen import run_example_gen
-from tests.helpers.executors import run_evaluator, run_trainer, run_transform, schema_artifact
-from tests.helpers.small_model import small_model_config
+from tests.helpers.executors import run_evaluator, run_transform, schema_artifact
 
 pytestmark = pytest.mark.e2e
 
@@ -42,22 +42,26 @@ def _records(examples, split: str) -> collections.Counter:
 
 
 @pytest.fixture(scope="module")
-def outputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
-    """mode -> the Beam components' artifacts on the same data (one model, trained once)."""
+def outputs(small_model_build, tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
+    """mode -> the Beam components' artifacts on the same data, scoring the same model.
+
+    The ``in_memory`` side is the session's small model build (tests/helpers/small_model.py: the
+    executors with the default Beam options, which are ``in_memory`` with one worker); only its
+    Evaluator runs here. The ``multi_processing`` side runs ExampleGen, Transform and the
+    Evaluator on the build's data."""
     work = tmp_path_factory.mktemp("beam-modes")
-    config = small_model_config(work, rows=2000, epochs=1)
-    schema = schema_artifact(config, work / "schema")
-    model = None
-    results: dict[str, dict] = {}
+    built = small_model_build
+    config = built.config
+    results: dict[str, dict] = {"in_memory": {"examples": built.examples, "graph": built.transform_graph,
+                                              "transformed": built.transformed}}
+    out = work / "multi_processing"
+    args = MODES["multi_processing"]
+    examples = run_example_gen(config, out / "examples", beam_args=args)
+    graph, transformed = run_transform(config, examples, schema_artifact(config, out / "schema"), out, beam_args=args)
+    results["multi_processing"] = {"examples": examples, "graph": graph, "transformed": transformed}
     for mode, args in MODES.items():
-        out = work / mode
-        examples = run_example_gen(config, out / "examples", beam_args=args)
-        graph, transformed = run_transform(config, examples, schema, out, beam_args=args)
-        if model is None:
-            model = run_trainer(config, transformed, graph, work / "trainer")
-        evaluation, blessing = run_evaluator(config, examples, model, out, beam_args=args)
-        results[mode] = {"examples": examples, "graph": graph,
-                         "transformed": transformed, "evaluation": evaluation, "blessing": blessing}
+        evaluation, blessing = run_evaluator(config, results[mode]["examples"], built.model, work / mode, beam_args=args)
+        results[mode].update(evaluation=evaluation, blessing=blessing)
     return results
 
 
