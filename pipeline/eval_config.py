@@ -6,6 +6,13 @@ to *every* slice (metrics_validator.validate_metrics checks a threshold without 
 each non-cross slice), so one poor slice would un-bless the model; a ``per_slice_thresholds``
 entry whose spec is the overall ``SlicingSpec()`` matches the overall slice only
 (``SingleSliceSpec.is_slice_applicable`` of an empty spec is true for the slice key ``()`` alone).
+
+Only the configured metrics are computed: TFMA's default would add the metrics the Keras model was
+compiled with (its loss and accuracy), which makes TFMA load the model as a Keras model and run
+Keras metric objects in its combiners. Measured on the small test model's eval split (283
+examples, 2 cores, A/B/A/B in one process): the Evaluator executor took 20.1 / 22.8 s with them
+and 10.2 / 11.4 s without, with the same AUC, accuracy and calibration. ``BinaryCrossentropy``
+in ``evaluation.metrics`` gives the loss.
 """
 
 from __future__ import annotations
@@ -76,6 +83,7 @@ def make_eval_config(evaluation: EvaluationConfig) -> tfma.EvalConfig:
         ],
         slicing_specs=slicing_specs(evaluation),
         metrics_specs=[tfma.MetricsSpec(metrics=metrics)],
+        options=tfma.Options(include_default_metrics={"value": False}),  # see the module docstring
     )
 
 

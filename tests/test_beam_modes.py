@@ -93,6 +93,8 @@ def test_eval_metrics_are_the_same(outputs) -> None:
 
     a, b = (metrics(outputs[m]["evaluation"]) for m in MODES)
     assert a["example_count"] > 0 and set(a) == set(b)
+    # the configured metrics only, not the Keras model's compiled loss and accuracy (pipeline/eval_config.py)
+    assert set(a) == {"example_count", "auc", "binary_accuracy", "precision", "recall", "calibration"}
     for name in a:
         assert b[name] == pytest.approx(a[name], rel=1e-6, abs=1e-9, nan_ok=True), name
     assert len({tf.io.gfile.exists(f"{outputs[m]['blessing'].uri}/BLESSED") for m in MODES}) == 1, "same blessing"
