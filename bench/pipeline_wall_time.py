@@ -1,12 +1,13 @@
 """Wall time per component of a local run: a cold run, then the same run again (cache reuse).
 
-    .venv/bin/python bench/pipeline_wall_time.py --config configs/movielens.yaml --data DIR [--compare-tf-keras-autograph]
+    .venv/bin/python bench/pipeline_wall_time.py --config configs/movielens.yaml --data DIR [--compare CHANGE]
 
 Prints a table (machine, date, both runs side by side) and writes bench/out/pipeline_wall_time.json.
 The pipeline root and metadata go to a fresh temporary directory, so earlier runs do not count.
-``--compare-tf-keras-autograph`` first runs a cold run in a subprocess with TF 2.16's own
-AutoGraph rules (tf_keras converted, models/autograph_rules.py not applied) and prints it as a
-third column.
+``--compare CHANGE`` first runs a cold run in a subprocess without one of the project's speed
+changes and prints it as a third column: ``tf-keras-autograph`` (TF 2.16's own AutoGraph rules,
+tf_keras converted, models/autograph_rules.py not applied) or ``tfma-default-metrics`` (TFMA adds
+the Keras model's compiled metrics, its default; pipeline/eval_config.py turns that off).
 """
 
 from __future__ import annotations
@@ -40,18 +41,17 @@ def main() -> None:
     parser.add_argument("--config", required=True)
     parser.add_argument("--data")
     parser.add_argument("--output", default="bench/out/pipeline_wall_time.json")
-    parser.add_argument("--compare-tf-keras-autograph", action="store_true",
-                        help="also a cold run (subprocess) with tf_keras converted by AutoGraph, TF 2.16's default")
-    parser.add_argument("--tf-keras-autograph", choices=("skip", "convert"), default="skip", help=argparse.SUPPRESS)
+    parser.add_argument("--compare", choices=sorted(UNDO), help="also a cold run (subprocess) without this change")
+    parser.add_argument("--undo", choices=sorted(UNDO), help=argparse.SUPPRESS)
     parser.add_argument("--cold-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.tf_keras_autograph == "convert":
-        _convert_tf_keras()
+    if args.undo:
+        UNDO[args.undo]()
     baseline = None
-    if args.compare_tf_keras_autograph:
+    if args.compare:
         with tempfile.TemporaryDirectory() as scratch:
             out = os.path.join(scratch, "baseline.json")
-            command = [sys.executable, __file__, "--config", args.config, "--tf-keras-autograph", "convert", "--cold-only", "--output", out]
+            command = [sys.executable, __file__, "--config", args.config, "--undo", args.compare, "--cold-only", "--output", out]
             subprocess.run(command + (["--data", args.data] if args.data else []), check=True)
             with open(out) as f:
                 baseline = json.load(f)["runs"][0]
@@ -74,7 +74,7 @@ def main() -> None:
                      "metrics": summary.metrics, "blessed": summary.blessed, "pushed": summary.pushed_path})
 
     if baseline:
-        runs.append({**baseline, "run": "cold, tf_keras converted"})
+        runs.append({**baseline, "run": f"cold, {args.compare} undone"})
     nodes = list(runs[0]["components_s"])
     print(f"machine: {machine()}")
     print(f"date: {datetime.datetime.now().isoformat(timespec='seconds')}")
@@ -102,6 +102,24 @@ def _convert_tf_keras() -> None:
     rules.exclude_tf_keras_from_autograph = local_runner.exclude_tf_keras_from_autograph = lambda: None
     autograph_config.CONVERSION_RULES = tuple(r for r in autograph_config.CONVERSION_RULES
                                               if not (isinstance(r, autograph_config.DoNotConvert) and r.matches("tf_keras")))
+
+
+def _tfma_default_metrics() -> None:
+    """TFMA's default: the Keras model's compiled metrics (loss, accuracy) are evaluated too."""
+    import pipeline.eval_config as eval_config
+    import pipeline.pipeline_factory as pipeline_factory
+
+    configured_only = eval_config.make_eval_config
+
+    def with_compiled_metrics(evaluation):
+        config = configured_only(evaluation)
+        config.options.ClearField("include_default_metrics")
+        return config
+
+    eval_config.make_eval_config = pipeline_factory.make_eval_config = with_compiled_metrics
+
+
+UNDO = {"tf-keras-autograph": _convert_tf_keras, "tfma-default-metrics": _tfma_default_metrics}
 
 
 if __name__ == "__main__":
