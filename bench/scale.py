@@ -1,6 +1,6 @@
 """How the whole pipeline scales with rows: `embedpipe run` at 10K, 100K and 1M synthetic rows.
 
-    .venv/bin/python bench/scale.py [--sizes 10000 100000 1000000] [--modes in_memory multi_processing]
+    .venv/bin/python bench/scale.py [--sizes 10000 100000 1000000] [--modes in_memory multi_processing auto]
 
 Per size, the data is written once in shards (streamed to disk, ``embedpipe data synthetic
 --shards``), then each Beam DirectRunner mode runs the built-in config on it from a fresh pipeline
@@ -151,8 +151,10 @@ def run_once(config_path: Path, rows: int, mode: str, log_path: Path, interval: 
 def write_config(work: Path, data: Path, mode: str, workers: int) -> Path:
     """configs/synthetic.yaml pointed into ``work``, with one Beam DirectRunner mode."""
     raw = synthetic_raw_config(work, data, name=f"embedpipe-scale-{mode}")
-    raw["beam"] = {"runner": "direct", "options": {"direct_running_mode": mode,
-                                                   "direct_num_workers": 1 if mode == "in_memory" else workers}}
+    options = {"direct_running_mode": mode}  # auto: the project's choice from the input's size (pipeline/beam_mode.py)
+    if mode != "auto":
+        options["direct_num_workers"] = 1 if mode == "in_memory" else workers
+    raw["beam"] = {"runner": "direct", "options": options}
     path = work / "config.yaml"
     path.write_text(yaml.safe_dump(raw))
     return path
@@ -217,7 +219,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     parser.add_argument("--modes", nargs="+", default=["in_memory", "multi_processing"],
-                        choices=["in_memory", "multi_processing", "multi_threading"])
+                        choices=["in_memory", "multi_processing", "multi_threading", "auto"])
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2, help="direct_num_workers for the parallel modes")
     parser.add_argument("--shards", type=int, default=4)
     parser.add_argument("--output", default="bench/out/scale.json")

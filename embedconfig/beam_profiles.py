@@ -4,6 +4,9 @@ Every Beam-based component (ExampleGen, StatisticsGen, Transform, Evaluator, ...
 The project's code must reach the Beam workers, which differs per runner:
 
 - ``direct`` (default): runs inside the component's process or pod; nothing to ship.
+  ``direct_running_mode: auto`` (the default) is settled when the pipeline is built, from the
+  input's size (pipeline/beam_mode.py): ``in_memory`` with one worker for small data,
+  ``multi_processing`` with one worker per core past the measured crossover.
 - ``dataflow``: workers start from ``sdk_container_image`` (the pipeline image, which has the
   project and its pinned dependencies installed); without it, ``setup_file`` builds and ships
   the project as a source package (the pinned TFX/TF still install on each worker).
@@ -29,7 +32,7 @@ _JOB_SERVER_TIMEOUT_S = 86_400
 
 # runner -> (required options, optional options with defaults); every option becomes --name=value
 _OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
-    "direct": ((), {"direct_running_mode": "in_memory", "direct_num_workers": 1}),
+    "direct": ((), {"direct_running_mode": "auto", "direct_num_workers": None}),
     "dataflow": (
         ("project", "region", "temp_location"),
         {"sdk_container_image": None, "setup_file": None, "machine_type": None, "max_num_workers": None,
@@ -43,6 +46,8 @@ _OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     "portable": (("job_endpoint",), {"environment_type": "EXTERNAL", "environment_config": None, "sdk_worker_parallelism": None,
                                      "artifact_endpoint": None, "job_server_timeout": _JOB_SERVER_TIMEOUT_S}),
 }
+AUTO = "auto"  # direct_running_mode left to pipeline/beam_mode.py
+DIRECT_MODES = (AUTO, "in_memory", "multi_threading", "multi_processing")
 _RUNNER_FLAG = {"direct": "DirectRunner", "dataflow": "DataflowRunner", "flink": "PortableRunner", "spark": "PortableRunner",
                 "portable": "PortableRunner"}
 PORTABLE_RUNNERS = tuple(name for name, flag in _RUNNER_FLAG.items() if flag == "PortableRunner")
@@ -59,6 +64,8 @@ def beam_args_for(runner: str, options: Mapping[str, Any], field: str = "beam.op
     unknown = sorted(set(options) - set(required) - set(optional))
     if unknown:
         raise ValueError(f"{field}.{unknown[0]}: not an option of beam.runner {runner}; known: {sorted(set(required) | set(optional))}")
+    if runner == "direct" and options.get("direct_running_mode", AUTO) not in DIRECT_MODES:
+        raise ValueError(f"{field}.direct_running_mode: {options['direct_running_mode']!r} is not one of {DIRECT_MODES}")
     if runner == "dataflow" and not (options.get("sdk_container_image") or options.get("setup_file")):
         raise ValueError(f"{field}.sdk_container_image: Dataflow workers need the project's code: give the pipeline image "
                          "(or setup_file: /embedpipe/setup.py)")

@@ -16,6 +16,7 @@ from tfx import v1 as tfx
 
 from embedconfig.config import PipelineConfig
 from models.autograph_rules import exclude_tf_keras_from_autograph
+from pipeline.beam_mode import beam_choice
 from pipeline.pipeline_factory import create_pipeline
 from pipeline.run_summary import RunSummary, summarize_run
 
@@ -98,6 +99,8 @@ def run_locally(
     absl_logger.setLevel = lambda level: None  # type: ignore[method-assign]
     absl_logger.propagate = verbose
     print(f"embedpipe: running '{config.pipeline.name}' from {config.source} on data {config.data.path}", file=out, flush=True)
+    beam = beam_choice(config)
+    print(f"embedpipe: Beam {' '.join(beam.args)} ({beam.reason})", file=out, flush=True)
     try:
         with no_tfx_sdist_for_direct_beam(config.beam_args):
             tfx.orchestration.LocalDagRunner().run(pipeline)

@@ -27,6 +27,7 @@ from components.schema_gate import SchemaGate
 from components.serving_canary import ServingCanary
 from embedconfig.config import EVAL, SPLITS, TRAIN, VALIDATION, PipelineConfig
 from models.preprocessing import module_custom_config
+from pipeline.beam_mode import beam_choice
 from pipeline.eval_config import eval_config_json, make_eval_config
 
 PREPROCESSING_FN = "models.preprocessing.preprocessing_fn"
@@ -167,5 +168,5 @@ def create_pipeline(
         components=create_components(config, compiled),
         enable_cache=config.pipeline.enable_cache,
         metadata_connection_config=metadata_connection_config,
-        beam_pipeline_args=list(config.beam_args),
+        beam_pipeline_args=list(beam_choice(config, compiled).args),
     )

@@ -177,7 +177,11 @@ def test_beam_runner_profiles_build_args_and_name_missing_options(raw_config) ->
     with pytest.raises(ConfigError, match="beam.options.typo"):
         parse_config(raw_config)
     raw_config["beam"] = {"runner": "direct"}
-    assert parse_config(raw_config).beam_args == ("--runner=DirectRunner", "--direct_running_mode=in_memory", "--direct_num_workers=1")
+    # the mode is settled from the input's size when the pipeline is built (pipeline/beam_mode.py)
+    assert parse_config(raw_config).beam_args == ("--runner=DirectRunner", "--direct_running_mode=auto")
+    raw_config["beam"] = {"runner": "direct", "options": {"direct_running_mode": "fast"}}
+    with pytest.raises(ConfigError, match="beam.options.direct_running_mode"):
+        parse_config(raw_config)
 
 
 def _pool_history(raw: dict, **fields: object) -> dict:

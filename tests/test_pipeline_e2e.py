@@ -185,6 +185,9 @@ def test_first_run_is_blessed_canaried_and_pushed_into_the_bucket(runs) -> None:
     assert tf.io.gfile.stat(f"{first.pushed_path}/assets.extra/tf_serving_warmup_requests").length > 0, \
         "the pushed model carries the canary's warmup requests"
     assert "[1/12] ExampleGen ..." in progress and "ServingCanary done" in progress and "Pusher done" in progress
+    # the Beam mode left to auto, settled from the size of the data in the bucket (pipeline/beam_mode.py)
+    assert re.search(r"embedpipe: Beam --runner=DirectRunner --direct_running_mode=in_memory --direct_num_workers=1 "
+                     r"\(auto: in_memory \(\d+ MB of input, < 128 MB\)\)", progress), progress[:3000]
     assert "blessed: yes" in progress and "serving canary: passed" in progress and "pushed: " in progress
     assert first.infra_blessed is True
     artifacts = runs["keys"][ROOT]
