@@ -2,12 +2,14 @@
 
     .venv/bin/python bench/model_variants.py --data DIR [--config configs/movielens.yaml] [--only NAME ...]
 
-DIR holds ``train.jsonl`` / ``eval.jsonl`` from ``embedpipe data movielens``. For each variant the
-whole pipeline runs (one metadata store, so ExampleGen/statistics/Transform are reused when the
-features do not change); its eval AUC comes from the Evaluator (TFMA) and its training time from
-the Trainer's ``training.json`` (training batches only, validation excluded). The same Keras model
-(``models.model.build_model``) is then fitted in memory on numpy arrays for the same number of
-epochs: the throughput ratio pipeline / in-memory is the Trainer's input overhead. The classic
+DIR holds ``train.jsonl`` / ``validation.jsonl`` / ``eval.jsonl`` from ``embedpipe data movielens``.
+For each variant the whole pipeline runs, with one metadata store, so ExampleGen/statistics/Transform
+are reused when the features do not change. The Trainer early-stops on validation; the eval AUC
+comes from the Evaluator (TFMA, eval split) and the training time from the Trainer's
+``training.json`` (training batches only, validation excluded). The same Keras model
+(``models.model.build_model``) is then fitted in memory on numpy arrays of train for the same
+number of epochs, keeping the last epoch (nothing is selected on eval): the throughput ratio
+pipeline / in-memory is the Trainer's input overhead. The classic
 references (``bench/keras_reference.py``) run in the same invocation.
 
 Prints a table with the machine and date and writes bench/out/model_variants.json.
@@ -161,7 +163,7 @@ def run_references(config: PipelineConfig, train_rows: list, eval_rows: list) ->
 def main() -> None:
     """Run everything and report."""
     parser = argparse.ArgumentParser()
-    parser.add_argument("--data", required=True, help="directory with train.jsonl and eval.jsonl")
+    parser.add_argument("--data", required=True, help="directory with train.jsonl, validation.jsonl and eval.jsonl")
     parser.add_argument("--config", default="configs/movielens.yaml")
     parser.add_argument("--only", nargs="*", help="run only variants whose name contains one of these")
     parser.add_argument("--output", default="bench/out/model_variants.json")

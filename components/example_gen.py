@@ -1,9 +1,10 @@
 """ExampleGen for raw JSON Lines and CSV-with-list-cells files; TFRecord goes to ImportExampleGen.
 
 The executor reads the matched files in a Beam job and writes real ``int64_list`` /
-``bytes_list`` features, which CsvExampleGen cannot. Files spread over workers, and a large JSON
-Lines file is cut into pieces at line ends that workers share (each piece knows its first line's
-number, so errors still name file and line); a CSV file is read whole.
+``bytes_list`` features, which CsvExampleGen cannot. Files spread over workers, and a large file
+is cut into pieces that workers share: JSON Lines at line ends, CSV where a record ends (never in
+a quoted cell holding a newline; each CSV piece carries the header's names). Each piece knows
+its first line's number, so errors still name file and line.
 """
 
 from __future__ import annotations
@@ -34,8 +35,9 @@ from records.raw_records import (
     RawDataError,
     ReaderSettings,
     Rejected,
+    csv_chunks,
     jsonl_chunks,
-    read_file_examples,
+    read_csv_chunk,
     read_jsonl_chunk,
 )
 
@@ -72,11 +74,8 @@ def _reader_settings(exec_properties: Mapping[str, Any]) -> ReaderSettings:
 
 
 def _pieces(path: str, settings: ReaderSettings) -> Iterator[FileChunk]:
-    """JSON Lines files in pieces several workers share; a CSV file whole (a quoted cell may hold a newline)."""
-    if settings.format == "jsonl":
-        yield from jsonl_chunks(path)
-    else:
-        yield FileChunk(path, 0, -1, 1)
+    """A file in pieces several workers share (CSV pieces end only where a record ends)."""
+    yield from (jsonl_chunks(path) if settings.format == "jsonl" else csv_chunks(path))
 
 
 def _examples(piece: FileChunk, settings: ReaderSettings, rejected: Rejected | None = None) -> Iterator[bytes]:
@@ -85,7 +84,7 @@ def _examples(piece: FileChunk, settings: ReaderSettings, rejected: Rejected | N
     if settings.format == "jsonl":
         examples = read_jsonl_chunk(piece, settings.specs, rejected)
     else:
-        examples = read_file_examples(piece.path, settings.format, settings.specs, settings.list_delimiter, rejected)
+        examples = read_csv_chunk(piece, settings.specs, settings.list_delimiter, rejected)
     for example in examples:
         yield example.SerializeToString(deterministic=True)
 

@@ -258,26 +258,33 @@ def _csv_example(row: dict, header: Sequence[str], where: str, specs: Mapping[st
 
 
 def iter_csv(text: str, path: str, specs: Mapping[str, ColumnSpec], list_delimiter: str,
-             rejected: Rejected | None = None) -> Iterator[tf.train.Example]:
-    """Examples from CSV with a header row; list cells are split on ``list_delimiter``. A bad row
-    raises RawDataError, or with ``rejected`` is reported there and skipped."""
-    reader = csv.DictReader(io.StringIO(text))
+             rejected: Rejected | None = None, header: Sequence[str] | None = None,
+             first_line: int = 1) -> Iterator[tf.train.Example]:
+    """Examples from CSV; list cells are split on ``list_delimiter``. The header is the text's
+    first row, or ``header`` for a piece of a file (whose first line is line ``first_line`` of
+    ``path``). A bad row raises RawDataError, or with ``rejected`` is reported there and skipped."""
+    reader = csv.DictReader(io.StringIO(text), fieldnames=header)
     if not reader.fieldnames:
         return
-    header = reader.fieldnames
-    pairs = ((f"{path}:{reader.line_num}", functools.partial(_csv_example, row, header, f"{path}:{reader.line_num}", specs, list_delimiter))
-             for row in reader)
+    fields = reader.fieldnames
+
+    def where() -> str:  # the row's last physical line (a quoted cell may hold newlines)
+        return f"{path}:{first_line - 1 + reader.line_num}"
+
+    pairs = ((where(), functools.partial(_csv_example, row, fields, where(), specs, list_delimiter)) for row in reader)
     yield from _reject_or_raise(pairs, rejected)
 
 
 @dataclass(frozen=True)
 class FileChunk:
-    """Bytes ``start`` to ``end`` of ``path``, cut at line ends; its first line is line ``first_line``."""
+    """Bytes ``start`` to ``end`` of ``path``, cut at line ends; its first line is line ``first_line``.
+    ``header``: a CSV file's column names, for every piece but the first (which starts with them)."""
 
     path: str
     start: int
     end: int
     first_line: int
+    header: tuple[str, ...] | None = None
 
 
 # A worker's share of one large JSON Lines file: 300K synthetic rows are 61 MB, so 4 pieces.
@@ -293,8 +300,8 @@ def _no_records(path: str) -> RawDataError:
 def jsonl_chunks(path: str, chunk_bytes: int | None = None) -> Iterator[FileChunk]:
     """A JSON Lines file in pieces of about ``chunk_bytes`` (default PIECE_BYTES), cut after a
     newline, each knowing its first line's number, so that several workers share one large file
-    and errors still name the line. (JSON Lines never has a newline inside a record; CSV may, in a
-    quoted cell, so a CSV file is read whole.) A file with no record at all is an error naming it."""
+    and errors still name the line (CSV: ``csv_chunks``). A file with no record at all is an error
+    naming it."""
     chunk_bytes = chunk_bytes or PIECE_BYTES
     start, first_line, read, lines, content = 0, 1, 0, 0, False
     with tf.io.gfile.GFile(path, "rb") as f:
@@ -325,6 +332,87 @@ def read_jsonl_chunk(chunk: FileChunk, specs: Mapping[str, ColumnSpec], rejected
     yield from iter_jsonl(lines, chunk.path, specs, rejected, first_line=chunk.first_line)
 
 
+def _record_ends(buffer: bytes) -> Iterator[int]:
+    """Offsets just after each newline of ``buffer`` that ends a CSV record, last first. A newline
+    ends a record when an even number of quote characters come before it (RFC 4180 doubles a quote
+    inside a quoted cell), so a newline inside a quoted cell never does. ``buffer`` starts at a
+    record boundary. One pass over the buffer."""
+    newline = buffer.rfind(b"\n")
+    quotes = buffer.count(b'"', 0, max(newline, 0))
+    while newline >= 0:
+        if quotes % 2 == 0:
+            yield newline + 1
+        previous = buffer.rfind(b"\n", 0, newline)
+        quotes -= buffer.count(b'"', previous + 1, newline)
+        newline = previous
+
+
+def _first_record_end(buffer: bytes) -> int | None:
+    """Offset just after the newline that ends ``buffer``'s first CSV record (None: not in it)."""
+    quotes, position = 0, 0
+    while (newline := buffer.find(b"\n", position)) >= 0:
+        quotes += buffer.count(b'"', position, newline)
+        if quotes % 2 == 0:
+            return newline + 1
+        position = newline + 1
+    return None
+
+
+def csv_chunks(path: str, chunk_bytes: int | None = None) -> Iterator[FileChunk]:
+    """A CSV file in pieces of about ``chunk_bytes`` (default PIECE_BYTES), cut only where a
+    record ends (never inside a quoted cell that holds a newline), each knowing its first line's
+    number; every piece after the first carries the header's column names. A file without a row
+    after its header is an error naming it."""
+    chunk_bytes = chunk_bytes or PIECE_BYTES
+    header: tuple[str, ...] | None = None
+    start, first_line, rows = 0, 1, False
+    buffer = b""  # read but not yet in a piece; starts at a record boundary (offset ``start``)
+    with tf.io.gfile.GFile(path, "rb") as f:
+        while block := f.read(chunk_bytes):
+            buffer += block
+            if header is None:
+                header_end = _first_record_end(buffer)
+                if header_end is None:
+                    continue  # the header goes on past this block
+                header = _csv_header(buffer[:header_end], path)
+                rows = bool(buffer[header_end:].strip())
+            else:
+                rows = rows or bool(block.strip())
+            end = next(_record_ends(buffer), None)
+            if end is None or end < chunk_bytes // 2:  # a record longer than half a piece: read on
+                continue
+            yield FileChunk(path, start, start + end, first_line, header if start else None)
+            first_line += buffer.count(b"\n", 0, end)
+            start, buffer = start + end, buffer[end:]
+    if header is None and buffer.strip():  # a header with no newline after it
+        header = _csv_header(buffer, path)
+    if header is None or not rows:
+        raise _no_records(path)
+    if buffer:
+        yield FileChunk(path, start, start + len(buffer), first_line, header if start else None)
+
+
+def _csv_header(data: bytes, path: str) -> tuple[str, ...]:
+    try:
+        return tuple(next(csv.reader(io.StringIO(data.decode("utf-8")))))
+    except (UnicodeDecodeError, StopIteration) as e:
+        raise RawDataError(f"{path}:1: no readable CSV header ({e})") from e
+
+
+def read_csv_chunk(chunk: FileChunk, specs: Mapping[str, ColumnSpec], list_delimiter: str,
+                   rejected: Rejected | None = None) -> Iterator[tf.train.Example]:
+    """The examples of one piece of a CSV file (see ``csv_chunks``)."""
+    with tf.io.gfile.GFile(chunk.path, "rb") as f:
+        f.seek(chunk.start)
+        data = f.read(chunk.end - chunk.start)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line_no = chunk.first_line + data.count(b"\n", 0, e.start)
+        raise RawDataError(f"{chunk.path}:{line_no}: not UTF-8 text ({e.reason})") from e
+    yield from iter_csv(text, chunk.path, specs, list_delimiter, rejected, header=chunk.header, first_line=chunk.first_line)
+
+
 def read_file_examples(path: str, fmt: str, specs: Mapping[str, ColumnSpec], list_delimiter: str,
                        rejected: Rejected | None = None) -> Iterator[tf.train.Example]:
     """All examples of one raw file (``fmt`` is jsonl or csv); any file system TF can open.
@@ -333,27 +421,8 @@ def read_file_examples(path: str, fmt: str, specs: Mapping[str, ColumnSpec], lis
     if fmt == "jsonl":  # piece by piece, as ExampleGen's workers read it
         for chunk in jsonl_chunks(path):
             yield from read_jsonl_chunk(chunk, specs, rejected)
-        return
-    if fmt != "csv":
+    elif fmt == "csv":
+        for chunk in csv_chunks(path):
+            yield from read_csv_chunk(chunk, specs, list_delimiter, rejected)
+    else:
         raise ValueError(f"unsupported raw format {fmt!r}")
-    with tf.io.gfile.GFile(path, "rb") as f:
-        content = f.read()
-    try:
-        text = content.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line_no = content.count(b"\n", 0, e.start) + 1
-        raise RawDataError(f"{path}:{line_no}: not UTF-8 text ({e.reason})") from e
-    count = 0
-    if rejected is not None:
-        report = rejected
-
-        def rejected(where: str, reason: str) -> None:  # rejected rows count as rows of the file
-            nonlocal count
-            count += 1
-            report(where, reason)
-
-    for example in iter_csv(text, path, specs, list_delimiter, rejected):
-        count += 1
-        yield example
-    if count == 0:
-        raise _no_records(path)

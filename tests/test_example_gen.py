@@ -108,6 +108,27 @@ def test_a_large_jsonl_file_is_read_in_pieces_with_nothing_lost_or_doubled(tmp_p
         f"the config's 7:1:2 hash split, got {shares}"
 
 
+def test_a_large_csv_file_is_read_in_pieces_with_quoted_newlines_whole(tmp_path: Path, raw_config: dict, monkeypatch) -> None:
+    """CSV pieces end only where a record ends: quoted cells that hold newlines arrive whole, once."""
+    import csv
+
+    from records import raw_records
+
+    monkeypatch.setattr(raw_records, "PIECE_BYTES", 2048)  # ~60 pieces of one file
+    data = tmp_path / "big.csv"
+    with data.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["user", "review", "history", "target", "clicked"])
+        writer.writerows([f"u{i}", f"line one\nsaid \"{i}\", twice" if i % 4 == 0 else "short", f"{i};{i + 1}", i, i % 2]
+                         for i in range(2000))
+    run_example_gen(_csv_config(raw_config, data), tmp_path / "out")
+    examples = [e for s in _read_splits(tmp_path / "out").values() for e in s]
+    by_user = {e.features.feature["user"].bytes_list.value[0].decode(): e for e in examples}
+    assert len(examples) == 2000 and set(by_user) == {f"u{i}" for i in range(2000)}, "nothing lost or doubled"
+    assert by_user["u8"].features.feature["review"].bytes_list.value == [b'line one\nsaid "8", twice']
+    assert list(by_user["u8"].features.feature["history"].int64_list.value) == [8, 9]
+
+
 def test_a_bad_record_deep_in_a_large_file_names_its_line(tmp_path: Path, raw_config: dict, monkeypatch) -> None:
     from records import raw_records
 

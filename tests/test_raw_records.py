@@ -112,3 +112,50 @@ def test_a_line_longer_than_a_piece_stays_whole_and_an_empty_file_is_refused(tmp
     (tmp_path / "blank.jsonl").write_text("\n \n")
     with pytest.raises(RawDataError, match=r"blank\.jsonl: no records"):
         list(jsonl_chunks(str(tmp_path / "blank.jsonl"), chunk_bytes=100))
+
+
+def _csv_file(tmp_path, rows: list[list[str]], name: str = "big.csv") -> str:
+    """``rows`` (the header first) as CSV, written by the csv module (quotes, \\r\\n line ends)."""
+    import csv
+
+    path = tmp_path / name
+    with path.open("w", newline="") as f:
+        csv.writer(f).writerows(rows)
+    return str(path)
+
+
+def test_csv_pieces_end_where_a_record_ends_and_carry_the_header(tmp_path, specs) -> None:
+    """A quoted cell may hold newlines, quotes and commas: a piece never ends inside it."""
+    from records.raw_records import csv_chunks, read_csv_chunk
+
+    notes = ["plain", 'said "hi"', "two\nlines", "a, b", "three\n\nlines", ""]
+    rows = [["user", "note", "history", "clicked"]] + [[f"u{i}", notes[i % 6], f"{i}|{i + 1}", str(i % 2)] for i in range(600)]
+    path = _csv_file(tmp_path, rows)
+    data = open(path, "rb").read()
+    for chunk_bytes in (64, 700, 10**6):
+        pieces = list(csv_chunks(path, chunk_bytes=chunk_bytes))
+        assert pieces[0].start == 0 and pieces[-1].end == len(data)
+        assert all(a.end == b.start for a, b in zip(pieces, pieces[1:], strict=False)), "contiguous, no byte twice"
+        assert pieces[0].header is None and all(p.header == ("user", "note", "history", "clicked") for p in pieces[1:])
+        assert all(p.first_line == data.count(b"\n", 0, p.start) + 1 for p in pieces)
+        examples = [e for p in pieces for e in read_csv_chunk(p, specs, "|")]
+        assert [e.features.feature["user"].bytes_list.value[0].decode() for e in examples] == [f"u{i}" for i in range(600)]
+        assert [b"".join(e.features.feature["note"].bytes_list.value).decode() for e in examples] == \
+            [notes[i % 6] for i in range(600)], "quoted cells whole"
+    assert len(list(csv_chunks(path, chunk_bytes=64))) > 50
+
+
+def test_a_bad_csv_row_in_a_later_piece_names_its_line_and_a_header_alone_is_refused(tmp_path, specs) -> None:
+    from records.raw_records import csv_chunks, read_csv_chunk
+
+    rows = [["user", "note", "history", "clicked"]] + [[f"u{i}", "x\ny" if i % 3 == 0 else "z", str(i), "1"] for i in range(300)]
+    rows[251][2] = "seven"  # u250's row (one line); every third row's note before it spans two
+    path = _csv_file(tmp_path, rows)
+    line = open(path, "rb").read().split(b"u250,")[0].count(b"\n") + 1
+    with pytest.raises(RawDataError, match=rf"big\.csv:{line}: field 'history': 'seven' is not an integer"):
+        for p in list(csv_chunks(path, chunk_bytes=256))[1:]:
+            list(read_csv_chunk(p, specs, "|"))
+    for name, text in (("header.csv", "user,clicked\n"), ("header_blank.csv", "user,clicked\n\n  \n"), ("empty.csv", "")):
+        (tmp_path / name).write_text(text)
+        with pytest.raises(RawDataError, match=rf"{name.replace('.', '[.]')}: no records"):
+            list(csv_chunks(str(tmp_path / name), chunk_bytes=100))
