@@ -1,6 +1,6 @@
-"""ExampleGen throughput: our executor on one large JSONL file beside TFX's own ImportExampleGen on
-the same examples already serialized (the floor of TFX's ExampleGen machinery: hash split,
-shuffle, gzip TFRecord writing), in one invocation.
+"""ExampleGen throughput: our executor on one large JSONL file, and on the same rows as one CSV
+file, beside TFX's own ImportExampleGen on the same examples already serialized (the floor of
+TFX's ExampleGen machinery: hash split, shuffle, gzip TFRecord writing), in one invocation.
 
     .venv/bin/python bench/example_gen.py --rows 300000 [--direct_num_workers 2]
 
@@ -32,6 +32,27 @@ def _count(out: Path) -> int:
     return sum(1 for _ in tf.data.TFRecordDataset(files, compression_type="GZIP"))
 
 
+def _write_csv(work: Path, config):
+    """The JSONL file's rows as one CSV file (list cells joined with ``|``); the config that reads it."""
+    import csv
+
+    from embedconfig.config import parse_config
+    from tests.helpers.configs import synthetic_raw_config
+
+    (work / "csv").mkdir()
+    with open(work / "data" / "examples.jsonl") as source, open(work / "csv" / "examples.csv", "w", newline="") as target:
+        writer = None
+        for line in source:
+            record = json.loads(line)
+            if writer is None:
+                writer = csv.DictWriter(target, fieldnames=list(record))
+                writer.writeheader()
+            writer.writerow({k: "|".join(map(str, v)) if isinstance(v, list) else v for k, v in record.items()})
+    raw = synthetic_raw_config(work, work / "csv" / "examples.csv")
+    raw["data"].update(format="csv", list_delimiter="|")
+    return parse_config(raw)
+
+
 def main() -> None:
     """Generate the data, run both, report."""
     parser = argparse.ArgumentParser()
@@ -56,6 +77,7 @@ def main() -> None:
         for example in read_file_examples(str(work / "data" / "examples.jsonl"), "jsonl", column_specs(config), "|"):
             writer.write(example.SerializeToString())
     size_mb = os.path.getsize(work / "data" / "examples.jsonl") / 2**20
+    csv_config = _write_csv(work, config)
 
     from embedconfig.beam_profiles import beam_args_for
 
@@ -63,9 +85,10 @@ def main() -> None:
     beam_args = beam_args_for("direct", {"direct_running_mode": mode, "direct_num_workers": args.direct_num_workers})
     rows = []
     for name, run in (("embedpipe ExampleGen, JSONL", lambda out: run_example_gen(config, out, beam_args)),
+                      ("embedpipe ExampleGen, same rows as CSV", lambda out: run_example_gen(csv_config, out, beam_args)),
                       ("TFX ImportExampleGen, same examples as TFRecord",
                        lambda out: run_import_example_gen(config, work / "tfrecord", out, beam_args))):
-        out = work / name.split(",")[0].replace(" ", "_")
+        out = work / name.replace(" ", "_").replace(",", "")
         started = time.monotonic()
         run(out)
         seconds = time.monotonic() - started
@@ -74,7 +97,8 @@ def main() -> None:
 
     print(f"machine: {machine()}")
     print(f"date: {datetime.datetime.now().isoformat(timespec='seconds')}")
-    print(f"data: {args.rows:,} synthetic rows, one {size_mb:.0f} MB JSONL file; Beam {' '.join(beam_args)}")
+    csv_mb = os.path.getsize(work / "csv" / "examples.csv") / 2**20
+    print(f"data: {args.rows:,} synthetic rows, one {size_mb:.0f} MB JSONL file (as CSV: {csv_mb:.0f} MB); Beam {' '.join(beam_args)}")
     print(f"{'run':<50} {'seconds':>8} {'rows':>9} {'rows/s':>9}")
     for r in rows:
         print(f"{r['run']:<50} {r['seconds']:>8.1f} {r['rows']:>9,} {r['rows_per_s']:>9,.0f}")
