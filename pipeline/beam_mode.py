@@ -67,6 +67,5 @@ def direct_mode(args: tuple[str, ...], size: int | None, cores: int) -> BeamChoi
 def beam_choice(config: PipelineConfig, compiled: bool = False) -> BeamChoice:
     """The Beam args for ``config``: ``auto`` settled from the input's size (locally) or
     ``in_memory`` (compiled)."""
-    if _AUTO_FLAG not in config.beam_args:
-        return BeamChoice(config.beam_args, "as configured")
-    return direct_mode(config.beam_args, None if compiled else input_bytes(config.data), os.cpu_count() or 1)
+    size = input_bytes(config.data) if _AUTO_FLAG in config.beam_args and not compiled else None  # read only if needed
+    return direct_mode(config.beam_args, size, os.cpu_count() or 1)

@@ -85,8 +85,9 @@ def run_locally(
     for path in (config.pipeline.root, os.path.dirname(config.pipeline.metadata_path)):
         if "://" not in path:
             os.makedirs(path, exist_ok=True)
+    beam = beam_choice(config)  # lists the input files once: printed below and given to the pipeline
     pipeline = create_pipeline(
-        config, tfx.orchestration.metadata.sqlite_metadata_connection_config(config.pipeline.metadata_path)
+        config, tfx.orchestration.metadata.sqlite_metadata_connection_config(config.pipeline.metadata_path), beam=beam
     )
     progress = ComponentProgress(total=len(pipeline.components), out=out, forward_errors=not verbose)
     exclude_tf_keras_from_autograph()  # TFMA loads the model with tf_keras in this process: 48.7 -> 32.5 s
@@ -99,10 +100,9 @@ def run_locally(
     absl_logger.setLevel = lambda level: None  # type: ignore[method-assign]
     absl_logger.propagate = verbose
     print(f"embedpipe: running '{config.pipeline.name}' from {config.source} on data {config.data.path}", file=out, flush=True)
-    beam = beam_choice(config)
     print(f"embedpipe: Beam {' '.join(beam.args)} ({beam.reason})", file=out, flush=True)
     try:
-        with no_tfx_sdist_for_direct_beam(config.beam_args):
+        with no_tfx_sdist_for_direct_beam(beam.args):
             tfx.orchestration.LocalDagRunner().run(pipeline)
     finally:
         absl_logger.removeHandler(progress)

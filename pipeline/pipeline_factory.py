@@ -27,7 +27,7 @@ from components.schema_gate import SchemaGate
 from components.serving_canary import ServingCanary
 from embedconfig.config import EVAL, SPLITS, TRAIN, VALIDATION, PipelineConfig
 from models.preprocessing import module_custom_config
-from pipeline.beam_mode import beam_choice
+from pipeline.beam_mode import BeamChoice, beam_choice
 from pipeline.eval_config import eval_config_json, make_eval_config
 
 PREPROCESSING_FN = "models.preprocessing.preprocessing_fn"
@@ -160,13 +160,16 @@ def create_pipeline(
     config: PipelineConfig,
     metadata_connection_config: metadata_store_pb2.ConnectionConfig | None = None,
     compiled: bool = False,
+    beam: BeamChoice | None = None,
 ) -> tfx.dsl.Pipeline:
-    """The TFX pipeline for ``config``; ``metadata_connection_config`` None = orchestrator's own."""
+    """The TFX pipeline for ``config``; ``metadata_connection_config`` None = orchestrator's own.
+    ``beam``: the Beam args already settled for this run (default: settled here, pipeline/beam_mode.py)."""
+    beam = beam or beam_choice(config, compiled)
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline.name,
         pipeline_root=config.pipeline.root,
         components=create_components(config, compiled),
         enable_cache=config.pipeline.enable_cache,
         metadata_connection_config=metadata_connection_config,
-        beam_pipeline_args=list(beam_choice(config, compiled).args),
+        beam_pipeline_args=list(beam.args),
     )
