@@ -332,19 +332,20 @@ def read_jsonl_chunk(chunk: FileChunk, specs: Mapping[str, ColumnSpec], rejected
     yield from iter_jsonl(lines, chunk.path, specs, rejected, first_line=chunk.first_line)
 
 
-def _record_ends(buffer: bytes) -> Iterator[int]:
-    """Offsets just after each newline of ``buffer`` that ends a CSV record, last first. A newline
-    ends a record when an even number of quote characters come before it (RFC 4180 doubles a quote
-    inside a quoted cell), so a newline inside a quoted cell never does. ``buffer`` starts at a
-    record boundary. One pass over the buffer."""
+def _last_record_end(buffer: bytes) -> int | None:
+    """Offset just after the last newline of ``buffer`` that ends a CSV record (None: none does).
+    A newline ends a record when an even number of quote characters come before it (RFC 4180
+    doubles a quote inside a quoted cell), so a newline inside a quoted cell never does.
+    ``buffer`` starts at a record boundary. One pass over the buffer."""
     newline = buffer.rfind(b"\n")
     quotes = buffer.count(b'"', 0, max(newline, 0))
     while newline >= 0:
         if quotes % 2 == 0:
-            yield newline + 1
+            return newline + 1
         previous = buffer.rfind(b"\n", 0, newline)
         quotes -= buffer.count(b'"', previous + 1, newline)
         newline = previous
+    return None
 
 
 def _first_record_end(buffer: bytes) -> int | None:
@@ -378,7 +379,7 @@ def csv_chunks(path: str, chunk_bytes: int | None = None) -> Iterator[FileChunk]
                 rows = bool(buffer[header_end:].strip())
             else:
                 rows = rows or bool(block.strip())
-            end = next(_record_ends(buffer), None)
+            end = _last_record_end(buffer)
             if end is None or end < chunk_bytes // 2:  # a record longer than half a piece: read on
                 continue
             yield FileChunk(path, start, start + end, first_line, header if start else None)
