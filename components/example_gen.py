@@ -35,10 +35,8 @@ from records.raw_records import (
     RawDataError,
     ReaderSettings,
     Rejected,
-    csv_chunks,
-    jsonl_chunks,
-    read_csv_chunk,
-    read_jsonl_chunk,
+    file_pieces,
+    read_piece,
 )
 
 _READER_KEY = "embedpipe_reader"
@@ -75,17 +73,13 @@ def _reader_settings(exec_properties: Mapping[str, Any]) -> ReaderSettings:
 
 def _pieces(path: str, settings: ReaderSettings) -> Iterator[FileChunk]:
     """A file in pieces several workers share (CSV pieces end only where a record ends)."""
-    yield from (jsonl_chunks(path) if settings.format == "jsonl" else csv_chunks(path))
+    yield from file_pieces(path, settings.format)
 
 
 def _examples(piece: FileChunk, settings: ReaderSettings, rejected: Rejected | None = None) -> Iterator[bytes]:
     """Serialized examples, deterministically: TFX's hash split hashes these very bytes, so the
     splits are the ones TFX's own ExampleGen would make of the same examples."""
-    if settings.format == "jsonl":
-        examples = read_jsonl_chunk(piece, settings.specs, rejected)
-    else:
-        examples = read_csv_chunk(piece, settings.specs, settings.list_delimiter, rejected)
-    for example in examples:
+    for example in read_piece(piece, settings.format, settings.specs, settings.list_delimiter, rejected):
         yield example.SerializeToString(deterministic=True)
 
 

@@ -321,12 +321,15 @@ def jsonl_chunks(path: str, chunk_bytes: int | None = None) -> Iterator[FileChun
         yield FileChunk(path, start, read, first_line)
 
 
-def read_jsonl_chunk(chunk: FileChunk, specs: Mapping[str, ColumnSpec], rejected: Rejected | None = None) -> Iterator[tf.train.Example]:
-    """The examples of one piece of a JSON Lines file (see ``jsonl_chunks``)."""
+def _piece_bytes(chunk: FileChunk) -> bytes:
     with tf.io.gfile.GFile(chunk.path, "rb") as f:
         f.seek(chunk.start)
-        data = f.read(chunk.end - chunk.start)
-    lines = data.split(b"\n")
+        return f.read(chunk.end - chunk.start)
+
+
+def read_jsonl_chunk(chunk: FileChunk, specs: Mapping[str, ColumnSpec], rejected: Rejected | None = None) -> Iterator[tf.train.Example]:
+    """The examples of one piece of a JSON Lines file (see ``jsonl_chunks``)."""
+    lines = _piece_bytes(chunk).split(b"\n")
     if lines and not lines[-1]:
         lines.pop()  # after the last newline
     yield from iter_jsonl(lines, chunk.path, specs, rejected, first_line=chunk.first_line)
@@ -403,9 +406,7 @@ def _csv_header(data: bytes, path: str) -> tuple[str, ...]:
 def read_csv_chunk(chunk: FileChunk, specs: Mapping[str, ColumnSpec], list_delimiter: str,
                    rejected: Rejected | None = None) -> Iterator[tf.train.Example]:
     """The examples of one piece of a CSV file (see ``csv_chunks``)."""
-    with tf.io.gfile.GFile(chunk.path, "rb") as f:
-        f.seek(chunk.start)
-        data = f.read(chunk.end - chunk.start)
+    data = _piece_bytes(chunk)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -414,16 +415,27 @@ def read_csv_chunk(chunk: FileChunk, specs: Mapping[str, ColumnSpec], list_delim
     yield from iter_csv(text, chunk.path, specs, list_delimiter, rejected, header=chunk.header, first_line=chunk.first_line)
 
 
+def file_pieces(path: str, fmt: str) -> Iterator[FileChunk]:
+    """A raw file (``fmt`` is jsonl or csv) in the pieces several workers share."""
+    if fmt == "jsonl":
+        return jsonl_chunks(path)
+    if fmt == "csv":
+        return csv_chunks(path)
+    raise ValueError(f"unsupported raw format {fmt!r}")
+
+
+def read_piece(piece: FileChunk, fmt: str, specs: Mapping[str, ColumnSpec], list_delimiter: str,
+               rejected: Rejected | None = None) -> Iterator[tf.train.Example]:
+    """The examples of one piece of a raw file (see ``file_pieces``)."""
+    if fmt == "jsonl":
+        return read_jsonl_chunk(piece, specs, rejected)
+    return read_csv_chunk(piece, specs, list_delimiter, rejected)
+
+
 def read_file_examples(path: str, fmt: str, specs: Mapping[str, ColumnSpec], list_delimiter: str,
                        rejected: Rejected | None = None) -> Iterator[tf.train.Example]:
-    """All examples of one raw file (``fmt`` is jsonl or csv); any file system TF can open.
-    ``rejected``: skip bad records, reporting each there (else the first one raises). A file
-    without a single record is an error naming it."""
-    if fmt == "jsonl":  # piece by piece, as ExampleGen's workers read it
-        for chunk in jsonl_chunks(path):
-            yield from read_jsonl_chunk(chunk, specs, rejected)
-    elif fmt == "csv":
-        for chunk in csv_chunks(path):
-            yield from read_csv_chunk(chunk, specs, list_delimiter, rejected)
-    else:
-        raise ValueError(f"unsupported raw format {fmt!r}")
+    """All examples of one raw file (``fmt`` is jsonl or csv), piece by piece as ExampleGen's
+    workers read it; any file system TF can open. ``rejected``: skip bad records, reporting each
+    there (else the first one raises). A file without a single record is an error naming it."""
+    for piece in file_pieces(path, fmt):
+        yield from read_piece(piece, fmt, specs, list_delimiter, rejected)
