@@ -32,7 +32,7 @@ def _count(out: Path) -> int:
     return sum(1 for _ in tf.data.TFRecordDataset(files, compression_type="GZIP"))
 
 
-def _write_csv(work: Path, config):
+def _write_csv(work: Path):
     """The JSONL file's rows as one CSV file (list cells joined with ``|``); the config that reads it."""
     import csv
 
@@ -77,7 +77,7 @@ def main() -> None:
         for example in read_file_examples(str(work / "data" / "examples.jsonl"), "jsonl", column_specs(config), "|"):
             writer.write(example.SerializeToString())
     size_mb = os.path.getsize(work / "data" / "examples.jsonl") / 2**20
-    csv_config = _write_csv(work, config)
+    csv_config = _write_csv(work)
 
     from embedconfig.beam_profiles import beam_args_for
 

@@ -5,8 +5,8 @@ the project's ExampleGen (which writes pieces of a file from whichever worker re
 Transform (TFT) and Evaluator (TFMA). The Evaluator scores one model, trained once (the
 session's small model), so any difference comes from Beam. Compared: the examples (as
 multisets, per split), the vocabulary files byte for byte, the transformed examples, and the
-eval metrics. (StatisticsGen is TFX's own
-and left out: each multi_processing Beam job starts two workers that import TensorFlow.)
+eval metrics. (StatisticsGen is TFX's own and left out: each multi_processing Beam job starts
+two workers that import TensorFlow.)
 """
 
 from __future__ import annotations
