@@ -44,7 +44,7 @@ def boot_main(argv: list[str] | None = None) -> None:
     for name in ("id", "logging_endpoint", "artifact_endpoint", "provision_endpoint", "control_endpoint"):
         parser.add_argument(f"--{name}", required=True)
     args, _ = parser.parse_known_args(argv)
-    enable_object_storage()
+    enable_object_storage(beam=True)
     exclude_tf_keras_from_autograph()  # TFMA loads the model with tf_keras in the worker
     with grpc.insecure_channel(args.provision_endpoint) as channel:
         info = beam_provision_api_pb2_grpc.ProvisionServiceStub(channel).GetProvisionInfo(

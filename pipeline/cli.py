@@ -266,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.verb in ("run", "schema"):  # data, pipeline root or push base may be s3:// (gs:// is built in)
         from storage import enable_object_storage
 
-        enable_object_storage()
+        enable_object_storage(beam=True)
 
     try:
         return args.func(args)

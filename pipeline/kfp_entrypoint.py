@@ -34,7 +34,7 @@ def main(argv: list[str]) -> None:
         raise SystemExit(f"usage: python -m {MODULE} MODULE [ARGS...]")
     from models.autograph_rules import exclude_tf_keras_from_autograph
 
-    enable_object_storage()
+    enable_object_storage(beam=True)
     exclude_tf_keras_from_autograph()  # the Trainer's and the Evaluator's tf_keras code (models/autograph_rules.py)
     sys.argv = list(argv)
     runpy.run_module(argv[0], run_name="__main__", alter_sys=True)

@@ -18,6 +18,7 @@ import os
 from typing import MutableMapping
 
 from storage import tfio_exit_fix
+from storage.beam_s3_clients import share_beam_s3_clients
 
 _enabled = False
 
@@ -41,13 +42,16 @@ def configure_s3_environment(environ: MutableMapping[str, str] | None = None) ->
         env.setdefault("AWS_DEFAULT_REGION", region)
 
 
-def enable_object_storage() -> None:
+def enable_object_storage(beam: bool = False) -> None:
     """Make ``s3://`` work in this process's ``tf.io.gfile`` and let the process exit cleanly after.
 
     Call it once at the start of every entry point that may touch a bucket (the CLI, the model
-    server, the Kubeflow task entrypoint, the test session). Imports TensorFlow.
+    server, the Kubeflow task entrypoint, the test session). Imports TensorFlow. ``beam``: this
+    process runs Beam, whose S3 IO then shares its boto3 clients (storage/beam_s3_clients.py).
     """
     global _enabled
+    if beam:
+        share_beam_s3_clients()
     if _enabled:
         return
     configure_s3_environment()

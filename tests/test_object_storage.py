@@ -79,3 +79,42 @@ def test_tensorflow_io_gets_its_endpoint_from_the_standard_variables() -> None:
     own = {"AWS_ENDPOINT_URL": "https://s3.example.com", "S3_ENDPOINT": "https://other:9000"}
     configure_s3_environment(own)
     assert own["S3_ENDPOINT"] == "https://other:9000" and "S3_USE_HTTPS" not in own  # the user's own setting wins
+
+
+def test_beams_s3_io_shares_one_boto3_client_across_file_operations(s3, probes_bucket, monkeypatch) -> None:
+    """Beam 2.59 builds a boto3 client per file operation (storage/beam_s3_clients.py); shared, it
+    builds one, and every operation a Beam write and read makes still works on the bucket."""
+    import boto3
+    from apache_beam.io.aws.clients.s3 import boto3_client
+    from apache_beam.io.filesystems import FileSystems
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from storage.beam_s3_clients import share_beam_s3_clients
+
+    built = []
+    session_client = boto3.session.Session.client
+    monkeypatch.setattr(boto3.session.Session, "client", lambda self, *a, **kw: built.append(kw) or session_client(self, *a, **kw))
+
+    def file_operations(prefix: str) -> None:
+        base = f"s3://{PROBES}/{prefix}"
+        with FileSystems.create(f"{base}/a.txt") as f:
+            f.write(b"first\n")
+        FileSystems.rename([f"{base}/a.txt"], [f"{base}/b.txt"])
+        [match] = FileSystems.match([f"{base}/*.txt"])
+        assert [m.path for m in match.metadata_list] == [f"{base}/b.txt"]
+        with FileSystems.open(f"{base}/b.txt") as f:
+            assert f.read() == b"first\n"
+        assert FileSystems.exists(f"{base}/b.txt")
+        FileSystems.delete([f"{base}/b.txt"])
+        assert not FileSystems.exists(f"{base}/b.txt")
+
+    monkeypatch.setattr(FileSystems, "_pipeline_options", PipelineOptions([]))  # as in a Beam job: endpoint from the environment
+    monkeypatch.setattr(boto3_client, "boto3", boto3)  # Beam as installed
+    file_operations("unshared")
+    unshared = len(built)
+    built.clear()
+    assert share_beam_s3_clients()
+    file_operations("shared")
+    file_operations("shared-again")
+    assert unshared >= 7 and len(built) == 1, (unshared, built)
+    assert s3.keys(PROBES, "shared") == [] and s3.keys(PROBES, "unshared") == []
