@@ -18,8 +18,7 @@ from typing import Any, Iterator, Mapping
 import apache_beam as beam
 import tensorflow as tf
 from google.protobuf import json_format, struct_pb2
-from tfx import v1 as tfx
-from tfx.components import FileBasedExampleGen
+from tfx.components import FileBasedExampleGen, ImportExampleGen
 from tfx.components.example_gen import utils as example_gen_utils
 from tfx.components.example_gen import write_split
 from tfx.components.example_gen.base_example_gen_executor import BaseExampleGenExecutor, _PartitionFn
@@ -48,19 +47,19 @@ def _count_lines(path: str) -> int:
         return sum(1 for line in f if line.strip())
 
 
-def reader_custom_config(config: PipelineConfig) -> tfx.proto.CustomConfig:
+def reader_custom_config(config: PipelineConfig) -> example_gen_pb2.CustomConfig:
     """Pack the reader settings (format, delimiter, bad-record policy, column types) into
     ExampleGen's CustomConfig."""
     settings = struct_pb2.Struct()
     settings.update({_READER_KEY: ReaderSettings.of(config).to_dict()})
-    custom = tfx.proto.CustomConfig()
+    custom = example_gen_pb2.CustomConfig()
     custom.custom_config.Pack(settings)
     return custom
 
 
 def _reader_settings(exec_properties: Mapping[str, Any]) -> ReaderSettings:
     raw = exec_properties.get(standard_component_specs.CUSTOM_CONFIG_KEY)
-    custom = tfx.proto.CustomConfig()
+    custom = example_gen_pb2.CustomConfig()
     if isinstance(raw, str):
         json_format.Parse(raw, custom)
     elif raw is not None:
@@ -251,7 +250,7 @@ def matching_files(base: str, pattern: str) -> list[str]:
     return sorted(tf.io.gfile.glob(os.path.join(base, pattern)))
 
 
-def example_gen_io(data: DataConfig, check_files: bool = True) -> tuple[str, tfx.proto.Input, tfx.proto.Output | None]:
+def example_gen_io(data: DataConfig, check_files: bool = True) -> tuple[str, example_gen_pb2.Input, example_gen_pb2.Output | None]:
     """input_base, input_config and output_config for the config's data section.
 
     ``check_files``: refuse a missing directory or a pattern that matches nothing, local or in a
@@ -264,13 +263,13 @@ def example_gen_io(data: DataConfig, check_files: bool = True) -> tuple[str, tfx
         field = f"data.split.files.{name}" if data.split_files else "data.path"
         if check_files and not matching_files(base, pattern):
             raise FileNotFoundError(f"{field}: no files match {os.path.join(base, pattern)}")
-    input_config = tfx.proto.Input(splits=[tfx.proto.Input.Split(name=n, pattern=p) for n, p in patterns.items()])
+    input_config = example_gen_pb2.Input(splits=[example_gen_pb2.Input.Split(name=n, pattern=p) for n, p in patterns.items()])
     if data.split_files:
         return base, input_config, None
     # TFX's hash split: bucket = hash(serialized example) % sum of the shares, cut in SPLITS order
-    output = tfx.proto.Output(
-        split_config=tfx.proto.SplitConfig(
-            splits=[tfx.proto.SplitConfig.Split(name=name, hash_buckets=data.hash_buckets[name]) for name in SPLITS]
+    output = example_gen_pb2.Output(
+        split_config=example_gen_pb2.SplitConfig(
+            splits=[example_gen_pb2.SplitConfig.Split(name=name, hash_buckets=data.hash_buckets[name]) for name in SPLITS]
         )
     )
     return base, input_config, output
@@ -280,7 +279,7 @@ def make_example_gen(config: PipelineConfig, check_files: bool = True) -> Any:
     """The ExampleGen component for ``config``."""
     base, input_config, output_config = example_gen_io(config.data, check_files)
     if config.data.format == "tfrecord":
-        return tfx.components.ImportExampleGen(input_base=base, input_config=input_config, output_config=output_config)
+        return ImportExampleGen(input_base=base, input_config=input_config, output_config=output_config)
     return FileBasedExampleGen(
         input_base=base,
         input_config=input_config,

@@ -9,17 +9,18 @@ import json
 import os
 
 import tensorflow as tf
-from tfx import v1 as tfx
+from tfx.dsl.component.experimental.annotations import OutputArtifact, Parameter
+from tfx.dsl.component.experimental.decorators import component
 from tfx.types.standard_artifacts import HyperParameters
 
 FILE_NAME = "run_parameters.json"
 
 
-@tfx.dsl.components.component
+@component
 def RunParameters(  # noqa: N802 -- TFX component naming
-    hyperparameters: tfx.dsl.components.OutputArtifact[HyperParameters],
-    epochs: tfx.dsl.components.Parameter[int],
-    learning_rate: tfx.dsl.components.Parameter[float],
+    hyperparameters: OutputArtifact[HyperParameters],
+    epochs: Parameter[int],
+    learning_rate: Parameter[float],
 ) -> None:
     """Write ``{"values": {"epochs": ..., "learning_rate": ...}}`` for the Trainer."""
     if epochs < 1 or learning_rate <= 0:

@@ -26,8 +26,9 @@ from typing import Callable
 
 import tensorflow as tf
 from absl import logging
-from tfx import v1 as tfx
 from tfx.components.util import model_utils
+from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArtifact, Parameter
+from tfx.dsl.component.experimental.decorators import component
 from tfx.types.standard_artifacts import Examples, InfraBlessing, Model, ModelBlessing
 from tfx.utils import io_utils, path_utils
 
@@ -224,17 +225,17 @@ def _bless(blessing, blessed: bool, reason: str) -> None:
         f.write(reason + "\n")
 
 
-@tfx.dsl.components.component
+@component
 def ServingCanary(  # noqa: N802 -- TFX component naming
-    model: tfx.dsl.components.InputArtifact[Model],
-    model_blessing: tfx.dsl.components.InputArtifact[ModelBlessing],
-    examples: tfx.dsl.components.InputArtifact[Examples],
-    blessing: tfx.dsl.components.OutputArtifact[InfraBlessing],
-    warmed_model: tfx.dsl.components.OutputArtifact[Model],
-    model_name: tfx.dsl.components.Parameter[str],
-    num_examples: tfx.dsl.components.Parameter[int] = 16,
-    tolerance: tfx.dsl.components.Parameter[float] = 1e-5,
-    timeout_seconds: tfx.dsl.components.Parameter[int] = 180,
+    model: InputArtifact[Model],
+    model_blessing: InputArtifact[ModelBlessing],
+    examples: InputArtifact[Examples],
+    blessing: OutputArtifact[InfraBlessing],
+    warmed_model: OutputArtifact[Model],
+    model_name: Parameter[str],
+    num_examples: Parameter[int] = 16,
+    tolerance: Parameter[float] = 1e-5,
+    timeout_seconds: Parameter[int] = 180,
 ) -> None:
     """Bless the model for serving only if a live server answers like the model does."""
     source = path_utils.serving_model_dir(model.uri)  # <uri>/Format-Serving, where the Trainer saved it

@@ -18,7 +18,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 import tf_keras as keras
 from absl import logging
-from tfx import v1 as tfx
+from tfx.components.trainer.fn_args_utils import DataAccessor, FnArgs
 from tfx_bsl.public import tfxio
 
 from embedconfig.config import LABEL_KEY, PipelineConfig, config_from_dict
@@ -31,7 +31,7 @@ MODEL_INFO_DIR = os.path.join("assets.extra", "embedpipe")
 
 def make_dataset(
     files: list[str],
-    data_accessor: tfx.components.DataAccessor,
+    data_accessor: DataAccessor,
     tft_output: tft.TFTransformOutput,
     batch_size: int,
     shuffle: bool,
@@ -111,7 +111,7 @@ def write_model_info(
             json.dump(training, f, indent=2)
 
 
-def run_fn(fn_args: tfx.components.FnArgs) -> None:
+def run_fn(fn_args: FnArgs) -> None:
     """TFX Trainer entry point."""
     assert_keras_2()
     config = config_from_dict(fn_args.custom_config[CUSTOM_CONFIG_KEY])

@@ -12,7 +12,8 @@ import sys
 import time
 from typing import Callable, Iterator, TextIO
 
-from tfx import v1 as tfx
+from tfx.orchestration.local.local_dag_runner import LocalDagRunner
+from tfx.orchestration.metadata import sqlite_metadata_connection_config
 
 from embedconfig.config import PipelineConfig
 from models.autograph_rules import exclude_tf_keras_from_autograph
@@ -87,7 +88,7 @@ def run_locally(
             os.makedirs(path, exist_ok=True)
     beam = beam_choice(config)  # lists the input files once: printed below and given to the pipeline
     pipeline = create_pipeline(
-        config, tfx.orchestration.metadata.sqlite_metadata_connection_config(config.pipeline.metadata_path), beam=beam
+        config, sqlite_metadata_connection_config(config.pipeline.metadata_path), beam=beam
     )
     progress = ComponentProgress(total=len(pipeline.components), out=out, forward_errors=not verbose)
     exclude_tf_keras_from_autograph()  # TFMA loads the model with tf_keras in this process: 48.7 -> 32.5 s
@@ -103,7 +104,7 @@ def run_locally(
     print(f"embedpipe: Beam {' '.join(beam.args)} ({beam.reason})", file=out, flush=True)
     try:
         with no_tfx_sdist_for_direct_beam(beam.args):
-            tfx.orchestration.LocalDagRunner().run(pipeline)
+            LocalDagRunner().run(pipeline)
     finally:
         absl_logger.removeHandler(progress)
         del absl_logger.setLevel  # back to logging.Logger.setLevel

@@ -16,8 +16,15 @@ from __future__ import annotations
 from typing import Any
 
 from ml_metadata.proto import metadata_store_pb2
-from tfx import v1 as tfx
+from tfx.components import Evaluator, ExampleValidator, Pusher, StatisticsGen, Trainer, Transform
+from tfx.components.schema_gen.import_schema_gen.component import ImportSchemaGen
 from tfx.dsl.components.base import executor_spec
+from tfx.dsl.components.common.resolver import Resolver
+from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import LatestBlessedModelStrategy
+from tfx.orchestration.pipeline import Pipeline
+from tfx.proto import pusher_pb2, trainer_pb2, transform_pb2
+from tfx.types.channel import Channel
+from tfx.types.standard_artifacts import Model, ModelBlessing
 
 from components.baseline_strategy import LatestBlessedOtherModelStrategy
 from components.example_gen import make_example_gen
@@ -75,11 +82,11 @@ def create_components(config: PipelineConfig, compiled: bool = False) -> list[An
             for name, (ptype, default) in runtime_parameter_defaults(config).items()
         }
     example_gen = make_example_gen(config, check_files=not compiled).with_id(EXAMPLE_GEN)
-    schema_importer = tfx.components.ImportSchemaGen(schema_file=config.schema_path).with_id(SCHEMA_IMPORTER)
-    statistics_gen = tfx.components.StatisticsGen(
+    schema_importer = ImportSchemaGen(schema_file=config.schema_path).with_id(SCHEMA_IMPORTER)
+    statistics_gen = StatisticsGen(
         examples=example_gen.outputs["examples"], schema=schema_importer.outputs["schema"]
     ).with_id(STATISTICS_GEN)
-    example_validator = tfx.components.ExampleValidator(
+    example_validator = ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_importer.outputs["schema"]
     ).with_id(EXAMPLE_VALIDATOR)
     schema_gate = SchemaGate(
@@ -87,7 +94,7 @@ def create_components(config: PipelineConfig, compiled: bool = False) -> list[An
         schema=schema_importer.outputs["schema"],
     ).with_id(SCHEMA_GATE)
 
-    transform = tfx.components.Transform(
+    transform = Transform(
         examples=example_gen.outputs["examples"],
         schema=schema_importer.outputs["schema"],
         preprocessing_fn=PREPROCESSING_FN,
@@ -95,20 +102,20 @@ def create_components(config: PipelineConfig, compiled: bool = False) -> list[An
         custom_config=module_custom_config(config.preprocessing),
         # vocabularies from train only: a token seen only in validation or eval must be OOV there,
         # as it is for a model serving new data
-        splits_config=tfx.proto.SplitsConfig(analyze=[TRAIN], transform=list(SPLITS)),
+        splits_config=transform_pb2.SplitsConfig(analyze=[TRAIN], transform=list(SPLITS)),
         disable_statistics=True,
     ).with_id(TRANSFORM)
     transform.add_upstream_node(schema_gate)  # no Transform on data that failed validation
 
     run_parameters = RunParameters(epochs=params["epochs"], learning_rate=params["learning_rate"]).with_id(RUN_PARAMETERS)
-    trainer = tfx.components.Trainer(
+    trainer = Trainer(
         run_fn=RUN_FN,
         hyperparameters=run_parameters.outputs["hyperparameters"],
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
         schema=schema_importer.outputs["schema"],
-        train_args=tfx.proto.TrainArgs(splits=[TRAIN]),
-        eval_args=tfx.proto.EvalArgs(splits=[VALIDATION]),  # Keras validation_data: early stopping picks the epoch here
+        train_args=trainer_pb2.TrainArgs(splits=[TRAIN]),
+        eval_args=trainer_pb2.EvalArgs(splits=[VALIDATION]),  # Keras validation_data: early stopping picks the epoch here
         custom_config=module_custom_config(config),
     ).with_id(TRAINER)
 
@@ -118,15 +125,15 @@ def create_components(config: PipelineConfig, compiled: bool = False) -> list[An
     # (components/baseline_strategy.py); Kubeflow's compiler knows only TFX's own strategy.
     baseline_resolver = None
     if config.evaluation.no_regression:
-        models = {"model": tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-                  "model_blessing": tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing)}
+        models = {"model": Channel(type=Model),
+                  "model_blessing": Channel(type=ModelBlessing)}
         if compiled:
-            baseline_resolver = tfx.dsl.Resolver(strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy, **models)
+            baseline_resolver = Resolver(strategy_class=LatestBlessedModelStrategy, **models)
         else:
-            baseline_resolver = tfx.dsl.Resolver(strategy_class=LatestBlessedOtherModelStrategy,
+            baseline_resolver = Resolver(strategy_class=LatestBlessedOtherModelStrategy,
                                                  candidate=trainer.outputs["model"], **models)
         baseline_resolver = baseline_resolver.with_id(BASELINE_RESOLVER)
-    evaluator = tfx.components.Evaluator(
+    evaluator = Evaluator(
         examples=example_gen.outputs["examples"],
         model=trainer.outputs["model"],
         baseline_model=baseline_resolver.outputs["model"] if baseline_resolver else None,
@@ -141,12 +148,12 @@ def create_components(config: PipelineConfig, compiled: bool = False) -> list[An
         model_name=config.push.model_name,
     ).with_id(SERVING_CANARY)
 
-    pusher = tfx.components.Pusher(
+    pusher = Pusher(
         model=canary.outputs["warmed_model"],
         model_blessing=evaluator.outputs["blessing"],
         infra_blessing=canary.outputs["blessing"],
-        push_destination=tfx.proto.PushDestination(
-            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=config.push.model_directory)
+        push_destination=pusher_pb2.PushDestination(
+            filesystem=pusher_pb2.PushDestination.Filesystem(base_directory=config.push.model_directory)
         ),
         # TFX's Pusher with atomic, idempotent pushes (components/pusher.py)
         custom_executor_spec=executor_spec.ExecutorClassSpec(AtomicPusherExecutor),
@@ -161,11 +168,11 @@ def create_pipeline(
     metadata_connection_config: metadata_store_pb2.ConnectionConfig | None = None,
     compiled: bool = False,
     beam: BeamChoice | None = None,
-) -> tfx.dsl.Pipeline:
+) -> Pipeline:
     """The TFX pipeline for ``config``; ``metadata_connection_config`` None = orchestrator's own.
     ``beam``: the Beam args already settled for this run (default: settled here, pipeline/beam_mode.py)."""
     beam = beam or beam_choice(config, compiled)
-    return tfx.dsl.Pipeline(
+    return Pipeline(
         pipeline_name=config.pipeline.name,
         pipeline_root=config.pipeline.root,
         components=create_components(config, compiled),
