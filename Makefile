@@ -20,8 +20,10 @@ run: $(STAMP)
 	$(BIN)/embedpipe run $(ARGS)
 
 # Both cores, one test file per worker (files share their module fixtures): 251 tests took
-# 16 min 42 s in one process and 10 min 51 s in two on a fresh clone (2026-12-01).
-PYTEST_XDIST ?= -n 2 --dist loadfile
+# 16 min 42 s in one process and 10 min 51 s in two on a fresh clone (2026-12-01). Files go out
+# in collection order, the longest first (tests/conftest.py LONGEST_FIRST), not xdist's default
+# (the files with most tests first), which left the longest ones for the end.
+PYTEST_XDIST ?= -n 2 --dist loadfile --no-loadscope-reorder
 
 test: $(STAMP)
 	$(BIN)/pytest $(PYTEST_XDIST) $(PYTEST_ARGS)
