@@ -1,6 +1,6 @@
 """Wall time per component of a local run: a cold run, then the same run again (cache reuse).
 
-    .venv/bin/python bench/pipeline_wall_time.py --config configs/movielens.yaml --data DIR [--compare CHANGE]
+    .venv/bin/python bench/pipeline_wall_time.py --config configs/movielens.yaml --data DIR [--compare CHANGE] [--floor ROWS]
 
 Prints a table (machine, date, both runs side by side) and writes bench/out/pipeline_wall_time.json.
 The pipeline root and metadata go to a fresh temporary directory, so earlier runs do not count.
@@ -8,6 +8,9 @@ The pipeline root and metadata go to a fresh temporary directory, so earlier run
 changes and prints it as a third column: ``tf-keras-autograph`` (TF 2.16's own AutoGraph rules,
 tf_keras converted, models/autograph_rules.py not applied) or ``tfma-default-metrics`` (TFMA adds
 the Keras model's compiled metrics, its default; pipeline/eval_config.py turns that off).
+``--floor ROWS`` also runs a cold run (subprocess) on about ROWS records of every data file:
+with almost no data, what is left is each component's fixed cost (process-wide start-up, Beam
+job set-up, tracing and saving models), the floor under any cold run of this config.
 """
 
 from __future__ import annotations
@@ -42,19 +45,20 @@ def main() -> None:
     parser.add_argument("--data")
     parser.add_argument("--output", default="bench/out/pipeline_wall_time.json")
     parser.add_argument("--compare", choices=sorted(UNDO), help="also a cold run (subprocess) without this change")
+    parser.add_argument("--floor", type=int, metavar="ROWS", help="also a cold run (subprocess) on ROWS records of each file")
     parser.add_argument("--undo", choices=sorted(UNDO), help=argparse.SUPPRESS)
     parser.add_argument("--cold-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.undo:
         UNDO[args.undo]()
-    baseline = None
+    extra_runs = []
     if args.compare:
+        run = _cold_run_in_subprocess(args.config, args.data, ["--undo", args.compare])
+        extra_runs.append({**run, "run": f"cold, {args.compare} undone"})
+    if args.floor:
         with tempfile.TemporaryDirectory() as scratch:
-            out = os.path.join(scratch, "baseline.json")
-            command = [sys.executable, __file__, "--config", args.config, "--undo", args.compare, "--cold-only", "--output", out]
-            subprocess.run(command + (["--data", args.data] if args.data else []), check=True)
-            with open(out) as f:
-                baseline = json.load(f)["runs"][0]
+            run = _cold_run_in_subprocess(args.config, _sampled_records(args.data or load_config(args.config).data.path, args.floor, scratch), [])
+        extra_runs.append({**run, "run": f"cold, {args.floor} rows per file"})
 
     work = tempfile.mkdtemp(prefix="embedpipe-bench-")
     config = load_config(args.config)
@@ -73,8 +77,7 @@ def main() -> None:
         runs.append({"run": label, "total_s": time.monotonic() - start, "components_s": durations,
                      "metrics": summary.metrics, "blessed": summary.blessed, "pushed": summary.pushed_path})
 
-    if baseline:
-        runs.append({**baseline, "run": f"cold, {args.compare} undone"})
+    runs += extra_runs
     nodes = list(runs[0]["components_s"])
     print(f"machine: {machine()}")
     print(f"date: {datetime.datetime.now().isoformat(timespec='seconds')}")
@@ -90,6 +93,31 @@ def main() -> None:
     os.makedirs(os.path.dirname(args.output), exist_ok=True)
     with open(args.output, "w") as f:
         json.dump({"machine": machine(), "date": datetime.datetime.now().isoformat(), "config": args.config, "runs": runs}, f, indent=2)
+
+
+def _cold_run_in_subprocess(config: str, data: str | None, extra: list[str]) -> dict:
+    """One cold run of this script in a fresh process (its own imports and start-up), as a run record."""
+    with tempfile.TemporaryDirectory() as scratch:
+        out = os.path.join(scratch, "run.json")
+        command = [sys.executable, __file__, "--config", config, "--cold-only", "--output", out, *extra]
+        subprocess.run(command + (["--data", data] if data else []), check=True)
+        with open(out) as f:
+            return json.load(f)["runs"][0]
+
+
+def _sampled_records(data: str, rows: int, scratch: str) -> str:
+    """Copies of ``data``'s files (JSONL, or CSV with one record per line), each cut to about ``rows`` records
+    spread over the whole file (every k-th one), so users and items stay as varied as in the full data."""
+    import tensorflow as tf
+
+    for name in tf.io.gfile.listdir(data):
+        with tf.io.gfile.GFile(os.path.join(data, name)) as src:
+            lines = src.readlines()
+        header, records = (lines[:1], lines[1:]) if name.endswith(".csv") else ([], lines)
+        step = max(1, len(records) // rows)
+        with tf.io.gfile.GFile(os.path.join(scratch, name), "w") as dst:
+            dst.write("".join(header + records[::step][:rows]))
+    return scratch
 
 
 def _convert_tf_keras() -> None:
