@@ -7,7 +7,9 @@ The pipeline root and metadata go to a fresh temporary directory, so earlier run
 ``--compare CHANGE`` first runs a cold run in a subprocess without one of the project's speed
 changes and prints it as a third column: ``tf-keras-autograph`` (TF 2.16's own AutoGraph rules,
 tf_keras converted, models/autograph_rules.py not applied) or ``tfma-default-metrics`` (TFMA adds
-the Keras model's compiled metrics, its default; pipeline/eval_config.py turns that off).
+the Keras model's compiled metrics, its default; pipeline/eval_config.py turns that off) or
+``rnn-backend-selection`` (tf_keras' LSTM/GRU layers, which trace a cuDNN and a generic
+implementation, instead of the generic RNN the project builds without a GPU).
 ``--floor ROWS`` also runs a cold run (subprocess) on about ROWS records of every data file:
 with almost no data, what is left is each component's fixed cost (process-wide start-up, Beam
 job set-up, tracing and saving models), the floor under any cold run of this config.
@@ -147,7 +149,17 @@ def _tfma_default_metrics() -> None:
     eval_config.make_eval_config = pipeline_factory.make_eval_config = with_compiled_metrics
 
 
-UNDO = {"tf-keras-autograph": _convert_tf_keras, "tfma-default-metrics": _tfma_default_metrics}
+def _rnn_backend_selection() -> None:
+    """tf_keras' LSTM/GRU layers on a CPU too (both implementations traced; models/model.py recurrent_layer)."""
+    import tf_keras as keras
+
+    import models.model as model
+
+    model.recurrent_layer = lambda cell, units, name=None: (keras.layers.LSTM if cell == "lstm" else keras.layers.GRU)(units, name=name)
+
+
+UNDO = {"tf-keras-autograph": _convert_tf_keras, "tfma-default-metrics": _tfma_default_metrics,
+        "rnn-backend-selection": _rnn_backend_selection}
 
 
 if __name__ == "__main__":

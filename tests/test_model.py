@@ -10,7 +10,15 @@ import tf_keras as keras
 
 from embedconfig.config import parse_config
 from embedconfig.model_shapes import feature_vector_width
-from models.model import AttentionPooling, ConcatenateAnyMask, Cross, MaskedPooling, TargetAttentionPooling, build_model
+from models.model import (
+    AttentionPooling,
+    ConcatenateAnyMask,
+    Cross,
+    MaskedPooling,
+    TargetAttentionPooling,
+    build_model,
+    recurrent_layer,
+)
 
 
 def test_keras_is_keras_2() -> None:
@@ -76,11 +84,27 @@ def test_padding_does_not_change_a_pooled_vector(encoder: str) -> None:
     elif encoder == "attention":
         out = AttentionPooling()(x)
     else:
-        out = (keras.layers.LSTM if encoder == "lstm" else keras.layers.GRU)(3)(x)
+        out = recurrent_layer(encoder, 3)(x)
     model = keras.Model(ids, out)
     unpadded = model(np.array([[3, 4, 7]])).numpy()
     padded = model(np.array([[3, 4, 7, 0, 0, 0, 0]])).numpy()
     np.testing.assert_allclose(padded, unpadded, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_the_recurrent_layer_computes_what_tf_keras_lstm_and_gru_compute(cell: str) -> None:
+    """Without a GPU the model's recurrent layer is Keras' generic RNN over the cell
+    (models/model.py recurrent_layer); with the same weights it answers like tf_keras' LSTM/GRU,
+    padding included."""
+    ids = keras.Input(shape=(None,), dtype=tf.int64)
+    x = keras.layers.Embedding(10, 4, mask_zero=True)(ids)
+    ours = keras.Model(ids, recurrent_layer(cell, 5)(x))
+    reference = keras.Model(ids, (keras.layers.LSTM if cell == "lstm" else keras.layers.GRU)(5)(x))
+    reference.set_weights(ours.get_weights())
+    batch = np.array([[3, 4, 7, 0, 0], [1, 0, 0, 0, 0], [9, 8, 7, 6, 5]])
+    np.testing.assert_allclose(ours(batch).numpy(), reference(batch).numpy(), rtol=1e-5, atol=1e-6)
+    if not tf.config.list_logical_devices("GPU"):
+        assert type(ours.layers[-1]) is keras.layers.RNN
 
 
 def test_all_padding_pools_to_zero() -> None:
