@@ -70,11 +70,6 @@ def _reader_settings(exec_properties: Mapping[str, Any]) -> ReaderSettings:
     return ReaderSettings.from_dict(json_format.MessageToDict(settings)[_READER_KEY])
 
 
-def _pieces(path: str, settings: ReaderSettings) -> Iterator[FileChunk]:
-    """A file in pieces several workers share (CSV pieces end only where a record ends)."""
-    yield from file_pieces(path, settings.format)
-
-
 def _examples(piece: FileChunk, settings: ReaderSettings, rejected: Rejected | None = None) -> Iterator[bytes]:
     """Serialized examples, deterministically: TFX's hash split hashes these very bytes, so the
     splits are the ones TFX's own ExampleGen would make of the same examples."""
@@ -128,7 +123,7 @@ class _WritePieces(beam.DoFn):
 
 def _pieces_of(pipeline: beam.Pipeline, label: str, files: list[str], settings: ReaderSettings) -> beam.pvalue.PCollection:
     return (pipeline | f"ListFiles[{label}]" >> beam.Create(files) | f"SpreadFiles[{label}]" >> beam.Reshuffle()
-            | f"CutPieces[{label}]" >> beam.FlatMap(_pieces, settings) | f"SpreadPieces[{label}]" >> beam.Reshuffle())
+            | f"CutPieces[{label}]" >> beam.FlatMap(file_pieces, settings.format) | f"SpreadPieces[{label}]" >> beam.Reshuffle())
 
 
 def _input_files(base: str, pattern: str) -> list[str]:
