@@ -151,11 +151,9 @@ def _tfma_default_metrics() -> None:
 
 def _rnn_backend_selection() -> None:
     """tf_keras' LSTM/GRU layers on a CPU too (both implementations traced; models/model.py recurrent_layer)."""
-    import tf_keras as keras
-
     import models.model as model
 
-    model.recurrent_layer = lambda cell, units, name=None: (keras.layers.LSTM if cell == "lstm" else keras.layers.GRU)(units, name=name)
+    model.recurrent_layer = model.cudnn_capable_layer
 
 
 UNDO = {"tf-keras-autograph": _convert_tf_keras, "tfma-default-metrics": _tfma_default_metrics,
