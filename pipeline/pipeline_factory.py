@@ -125,13 +125,11 @@ def create_components(config: PipelineConfig, compiled: bool = False) -> list[An
     # (components/baseline_strategy.py); Kubeflow's compiler knows only TFX's own strategy.
     baseline_resolver = None
     if config.evaluation.no_regression:
-        models = {"model": Channel(type=Model),
-                  "model_blessing": Channel(type=ModelBlessing)}
+        models = {"model": Channel(type=Model), "model_blessing": Channel(type=ModelBlessing)}
         if compiled:
             baseline_resolver = Resolver(strategy_class=LatestBlessedModelStrategy, **models)
         else:
-            baseline_resolver = Resolver(strategy_class=LatestBlessedOtherModelStrategy,
-                                                 candidate=trainer.outputs["model"], **models)
+            baseline_resolver = Resolver(strategy_class=LatestBlessedOtherModelStrategy, candidate=trainer.outputs["model"], **models)
         baseline_resolver = baseline_resolver.with_id(BASELINE_RESOLVER)
     evaluator = Evaluator(
         examples=example_gen.outputs["examples"],
