@@ -172,8 +172,8 @@ def recurrent_layer(cell: str, units: int, name: str | None = None) -> keras.lay
     Keras' generic ``RNN`` over the same cell: the same computation (the cuDNN-capable layers run
     this very cell loop on a CPU), but those layers trace both implementations into every graph
     (grappler's backend selection), at fit, save and load, though only one can ever run here.
-    Measured on the synthetic model with a GRU (fresh processes, 2026-12-01): fit 11.5 -> 5.7 s,
-    SavedModel save 26.6 -> 5.9 s, load 9.3 -> 1.9 s; an LSTM alike.
+    bench/recurrent_layer.py, synthetic model with a GRU, means of two (2026-12-01): fit 12.0 -> 6.9 s,
+    SavedModel save 26.1 -> 7.0 s, load 10.8 -> 2.7 s; an LSTM alike.
     """
     if tf.config.list_logical_devices("GPU"):
         return cudnn_capable_layer(cell, units, name)
