@@ -1,14 +1,18 @@
 """Does the Trainer's input pipeline keep up? The same model fed from files and from memory.
 
-    .venv/bin/python bench/trainer_input.py [--rows 1000000] [--epochs 2]
+    .venv/bin/python bench/trainer_input.py [--rows 1000000] [--epochs 3] [--rounds 2]
 
 Writes ``--rows`` synthetic rows, runs the project's ExampleGen and TFX's Transform executors on
-them (as the pipeline does), then trains the built-in config's model twice from the same seed:
-(a) fed as the Trainer feeds it (models/trainer.py's make_dataset: TFX's TFXIO dataset over the
-gzip TFRecords, shuffled), (b) fed from memory (the same transformed batches read once into numpy
-arrays, then tf.data.Dataset.from_tensor_slices, shuffled the same way). Reports training
-examples/s per epoch (validation excluded), the ratio (a)/(b) and the validation AUC of both. Prints a
-table (machine, date) and writes bench/out/trainer_input.json.
+them (as the pipeline does), then trains the built-in config's model from the same seed, fed three
+ways: (a) as the Trainer feeds it (models/trainer.py: ``decide_caching`` counts the records, then
+``make_dataset`` parses the gzip TFRecords once through TFX's TFXIO dataset and caches them in
+memory if they fit ``training.cache_mb``), (b) the same without the cache (every epoch reads and
+parses the files: the Trainer before the cache), (c) fed from memory (the same transformed batches
+read once into numpy arrays, then tf.data.Dataset.from_tensor_slices, shuffled the same way). The
+three feeds take turns ``--rounds`` times, so a slow spell of the VM hits all of them. Reports
+training examples/s per epoch (validation excluded; the Trainer's record count is charged to its
+first epoch), each feed's rate over all epochs (median of the rounds), its ratio to memory and the
+validation AUC. Prints a table (machine, date) and writes bench/out/trainer_input.json.
 """
 
 from __future__ import annotations
@@ -32,20 +36,23 @@ def main() -> None:
     """Prepare the transformed data once, train both ways, report."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=2, help="times each feed trains, taking turns")
     parser.add_argument("--output", default="bench/out/trainer_input.json")
     args = parser.parse_args()
+
+    import statistics
 
     import numpy as np
     import tensorflow as tf
     import tensorflow_transform as tft
     import tf_keras as keras
-    from tfx import v1 as tfx
+    from tfx.components.trainer.fn_args_utils import DataAccessor
     from tfx.components.util import tfxio_utils
 
     from embedconfig.config import TRAIN, VALIDATION, parse_config
     from models.model import build_model
-    from models.trainer import TrainingClock, compile_model, make_dataset, vocabulary_sizes
+    from models.trainer import TrainingClock, compile_model, decide_caching, make_dataset, vocabulary_sizes
     from pipeline.datasets.synthetic import write_synthetic
     from tests.helpers.configs import synthetic_raw_config
     from tests.helpers.example_gen import run_example_gen
@@ -60,14 +67,10 @@ def main() -> None:
     print(f"{args.rows:,} rows: ExampleGen + Transform in {time.monotonic() - t:.1f}s", flush=True)
 
     tft_output = tft.TFTransformOutput(graph.uri)
-    accessor = tfx.components.DataAccessor(
-        tf_dataset_factory=tfxio_utils.get_tf_dataset_factory_from_artifact([transformed], []),
-        record_batch_factory=None, data_view_decode_fn=None)
+    accessor = DataAccessor(tf_dataset_factory=tfxio_utils.get_tf_dataset_factory_from_artifact([transformed], []),
+                            record_batch_factory=None, data_view_decode_fn=None)
     files = {split: [f"{transformed.uri}/Split-{split}/*"] for split in (TRAIN, VALIDATION)}
     batch, seed = config.training.batch_size, config.training.seed
-
-    def from_files(split: str) -> tf.data.Dataset:
-        return make_dataset(files[split], accessor, tft_output, batch, split == TRAIN, seed)
 
     def in_memory(split: str) -> tuple[dict[str, np.ndarray], np.ndarray]:
         parts = list(make_dataset(files[split], accessor, tft_output, batch, False, seed).as_numpy_iterator())
@@ -79,44 +82,72 @@ def main() -> None:
     train_rows = len(memory[TRAIN][1])
     print(f"read {train_rows:,} train / {len(memory[VALIDATION][1]):,} validation rows into memory in {time.monotonic() - t:.1f}s", flush=True)
 
-    def memory_dataset(split: str) -> tf.data.Dataset:
-        ds = tf.data.Dataset.from_tensor_slices(memory[split])
-        if split == TRAIN:  # the same shuffle as TFXIO's (buffer 10,000, same seed)
-            ds = ds.shuffle(10_000, seed=seed)
-        return ds.batch(batch).prefetch(tf.data.AUTOTUNE)
+    def memory_datasets() -> tuple[tf.data.Dataset, tf.data.Dataset, float]:
+        def dataset(split: str) -> tf.data.Dataset:
+            ds = tf.data.Dataset.from_tensor_slices(memory[split])
+            if split == TRAIN:  # the same shuffle as TFXIO's (buffer 10,000, same seed)
+                ds = ds.shuffle(10_000, seed=seed)
+            return ds.batch(batch).prefetch(tf.data.AUTOTUNE)
+        return dataset(TRAIN), dataset(VALIDATION), 0.0
+
+    def file_datasets(cache: bool) -> tuple[tf.data.Dataset, tf.data.Dataset, float]:
+        started = time.perf_counter()
+        plan = decide_caching(files[TRAIN], files[VALIDATION], tft_output, config.training) if cache else {}
+        decided = time.perf_counter() - started
+        return (make_dataset(files[TRAIN], accessor, tft_output, batch, True, seed, plan.get("train", False)),
+                make_dataset(files[VALIDATION], accessor, tft_output, batch, False, seed, plan.get("validation", False)),
+                decided)
+
+    feeds = {
+        "files, cached (the Trainer now)": lambda: file_datasets(True),
+        "files, parsed every epoch (before)": lambda: file_datasets(False),
+        "memory (numpy arrays)": memory_datasets,
+    }
 
     # Warm-up: the first fit in a process pays TensorFlow's one-time start-up (68 s against 6.5 s for
     # the second fit at 20K rows, measured), which would be charged to whichever feed runs first.
     keras.utils.set_random_seed(seed)
     warm = build_model(config, vocabulary_sizes(config, tft_output))
     compile_model(warm, config)
-    warm.fit(memory_dataset(TRAIN), epochs=1, steps_per_epoch=5, verbose=0)
+    warm.fit(memory_datasets()[0], epochs=1, steps_per_epoch=5, verbose=0)
 
-    results = []
-    for feed, dataset in (("files (Trainer's TFXIO input)", from_files), ("memory (numpy arrays)", memory_dataset)):
-        keras.utils.set_random_seed(seed)
-        model = build_model(config, vocabulary_sizes(config, tft_output))
-        compile_model(model, config)
-        clock = TrainingClock()
-        history = model.fit(dataset(TRAIN), epochs=args.epochs, validation_data=dataset(VALIDATION), callbacks=[clock], verbose=0)
-        rates = [train_rows / s for s in clock.epoch_seconds]
-        results.append({"feed": feed, "epoch_seconds": clock.epoch_seconds, "examples_per_s": rates,
-                        "val_auc": [float(v) for v in history.history["val_auc"]]})
-        print(f"{feed}: " + ", ".join(f"epoch {i + 1} {s:.1f}s ({r:,.0f}/s)" for i, (s, r) in enumerate(zip(clock.epoch_seconds, rates, strict=True))), flush=True)
+    runs: dict[str, list[dict]] = {name: [] for name in feeds}
+    for round_ in range(args.rounds):
+        for name, make in feeds.items():
+            keras.utils.set_random_seed(seed)
+            train, validation, decide_s = make()
+            model = build_model(config, vocabulary_sizes(config, tft_output))
+            compile_model(model, config)
+            clock = TrainingClock()
+            history = model.fit(train, epochs=args.epochs, validation_data=validation, callbacks=[clock], verbose=0)
+            seconds = list(clock.epoch_seconds)
+            seconds[0] += decide_s  # the Trainer counts the records before its first epoch
+            rates = [train_rows / x for x in seconds]
+            runs[name].append({"epoch_seconds": seconds, "examples_per_s": rates, "overall_examples_per_s": train_rows * len(seconds) / sum(seconds),
+                               "count_seconds": decide_s, "val_auc": [float(v) for v in history.history["val_auc"]]})
+            print(f"round {round_ + 1} {name}: " + ", ".join(f"epoch {i + 1} {x:.1f}s ({r:,.0f}/s)" for i, (x, r) in enumerate(zip(seconds, rates, strict=True)))
+                  + (f" (record count {decide_s:.1f}s, in epoch 1)" if decide_s else ""), flush=True)
 
+    overall = {name: statistics.median(r["overall_examples_per_s"] for r in rs) for name, rs in runs.items()}
+    memory_rate = overall["memory (numpy arrays)"]
     print(f"\nmachine: {machine()}")
     print(f"date: {datetime.datetime.now().isoformat(timespec='seconds')}  rows: {args.rows:,} ({train_rows:,} train), "
-          f"batch {batch}, model {config.model.type}/{config.model.pooling}")
-    print("| fed from | " + " | ".join(f"epoch {i + 1} (examples/s)" for i in range(args.epochs)) + " | last val AUC |")
-    print("|---|" + "---:|" * args.epochs + "---:|")
-    for r in results:
-        print(f"| {r['feed']} | " + " | ".join(f"{x:,.0f}" for x in r["examples_per_s"]) + f" | {r['val_auc'][-1]:.4f} |")
-    ratio = [a / b for a, b in zip(results[0]["examples_per_s"], results[1]["examples_per_s"], strict=True)]
-    print("| files / memory | " + " | ".join(f"{x:.2f}x" for x in ratio) + " | |")
+          f"batch {batch}, model {config.model.type}/{config.model.pooling}, {args.epochs} epochs, {args.rounds} rounds taking turns")
+    print("| fed from | round | " + " | ".join(f"epoch {i + 1} (ex/s)" for i in range(args.epochs)) + " | all epochs (ex/s) | last val AUC |")
+    print("|---|---:|" + "---:|" * args.epochs + "---:|---:|")
+    for name, rs in runs.items():
+        for i, r in enumerate(rs):
+            print(f"| {name} | {i + 1} | " + " | ".join(f"{x:,.0f}" for x in r["examples_per_s"])
+                  + f" | {r['overall_examples_per_s']:,.0f} | {r['val_auc'][-1]:.4f} |")
+    print("\n| fed from | all epochs, median of rounds (ex/s) | / memory |")
+    print("|---|---:|---:|")
+    for name, rate in overall.items():
+        print(f"| {name} | {rate:,.0f} | {rate / memory_rate:.2f}x |")
     os.makedirs(os.path.dirname(args.output), exist_ok=True)
     with open(args.output, "w") as f:
-        json.dump({"machine": machine(), "date": datetime.datetime.now().isoformat(), "rows": args.rows,
-                   "train_rows": train_rows, "results": results, "ratio_files_over_memory": ratio}, f, indent=2)
+        json.dump({"machine": machine(), "date": datetime.datetime.now().isoformat(), "rows": args.rows, "epochs": args.epochs,
+                   "rounds": args.rounds, "train_rows": train_rows, "runs": runs, "overall_examples_per_s": overall,
+                   "ratio_to_memory": {n: r / memory_rate for n, r in overall.items()}}, f, indent=2)
 
 
 if __name__ == "__main__":

@@ -197,6 +197,9 @@ class TrainingConfig:
     early_stopping_patience: int | None = 2
     early_stopping_monitor: str = "val_auc"
     seed: int = 0
+    # The Trainer keeps the train (then validation) split's parsed tensors in memory after the first
+    # epoch when they fit in this many MB, instead of reading and parsing the files every epoch; 0 = never.
+    cache_mb: int = 1024
 
 
 @dataclasses.dataclass(frozen=True)
@@ -639,6 +642,7 @@ def _parse_training(s: _Section) -> TrainingConfig:
         early_stopping_patience=es.get("patience", int, 2, minimum=0),
         early_stopping_monitor=es.get("monitor", str, "val_auc", choices=("val_auc", "val_loss")),
         seed=s.get("seed", int, 0),
+        cache_mb=s.get("cache_mb", int, 1024, minimum=0),
     )
     es.finish()
     s.finish()

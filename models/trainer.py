@@ -14,6 +14,7 @@ import json
 import os
 import time
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 import tf_keras as keras
@@ -21,12 +22,19 @@ from absl import logging
 from tfx.components.trainer.fn_args_utils import DataAccessor, FnArgs
 from tfx_bsl.public import tfxio
 
-from embedconfig.config import LABEL_KEY, PipelineConfig, config_from_dict
+from embedconfig.config import LABEL_KEY, PipelineConfig, TrainingConfig, config_from_dict
 from models.model import assert_keras_2, build_model
 from models.preprocessing import CUSTOM_CONFIG_KEY, vocabulary_name
 from models.signatures import make_signatures
 
 MODEL_INFO_DIR = os.path.join("assets.extra", "embedpipe")
+
+
+# tfx_bsl's TensorFlowDatasetOptions.shuffle_buffer_size default: the cached path shuffles alike.
+SHUFFLE_BUFFER = 10_000
+# Rows parsed per batch when filling the cache; the cache holds these batches, so its overhead per
+# tensor is paid once per 1,024 rows, not per row.
+CACHE_READ_BATCH = 1024
 
 
 def make_dataset(
@@ -36,16 +44,53 @@ def make_dataset(
     batch_size: int,
     shuffle: bool,
     seed: int,
+    cache: bool = False,
 ) -> tf.data.Dataset:
-    """One pass over transformed examples as ``(features, label)`` batches."""
-    options = tfxio.TensorFlowDatasetOptions(
-        batch_size=batch_size,
-        label_key=LABEL_KEY,
-        num_epochs=1,
-        shuffle=shuffle,
-        shuffle_seed=seed,
-    )
-    return data_accessor.tf_dataset_factory(files, options, tft_output.transformed_metadata.schema)
+    """One pass over transformed examples as ``(features, label)`` batches.
+
+    Without ``cache`` every pass reads, gunzips and parses the TFRecords (TFX's TFXIO dataset,
+    shuffled there). With ``cache`` the first pass parses them in file order into memory and every
+    pass shuffles the cached rows through the same 10,000-row buffer: the same order semantics,
+    without reading the files again (see :func:`decide_caching`)."""
+    if not cache:
+        options = tfxio.TensorFlowDatasetOptions(
+            batch_size=batch_size, label_key=LABEL_KEY, num_epochs=1, shuffle=shuffle, shuffle_seed=seed
+        )
+        return data_accessor.tf_dataset_factory(files, options, tft_output.transformed_metadata.schema)
+    options = tfxio.TensorFlowDatasetOptions(batch_size=CACHE_READ_BATCH, label_key=LABEL_KEY, num_epochs=1, shuffle=False)
+    rows = data_accessor.tf_dataset_factory(files, options, tft_output.transformed_metadata.schema).cache().unbatch()
+    if shuffle:
+        rows = rows.shuffle(SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=True)
+    return rows.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def parsed_row_bytes(tft_output: tft.TFTransformOutput) -> int | None:
+    """Bytes one transformed example takes as parsed tensors, label included; None if not fixed-size."""
+    total = 0
+    for spec in tft_output.transformed_feature_spec().values():
+        if not isinstance(spec, tf.io.FixedLenFeature):
+            return None
+        total += max(1, int(np.prod(spec.shape))) * spec.dtype.size
+    return total
+
+
+def count_records(files: list[str]) -> int:
+    """TFRecords in ``files`` (glob patterns; gzip when the name ends in .gz), without parsing them."""
+    paths = sorted(p for pattern in files for p in tf.io.gfile.glob(pattern))
+    gzip = [p.endswith(".gz") for p in paths]
+    if not paths or len(set(gzip)) != 1:
+        raise ValueError(f"expected TFRecord files of one compression under {files}, found {paths}")
+    records = tf.data.TFRecordDataset(paths, compression_type="GZIP" if gzip[0] else "", num_parallel_reads=len(paths))
+    return int(records.reduce(np.int64(0), lambda n, _: n + 1))
+
+
+def parsed_size_mb(files: list[str], tft_output: tft.TFTransformOutput) -> float | None:
+    """MB a split's parsed tensors take in memory; None if a transformed feature is not fixed-size.
+
+    Exact: the rows are counted (one read of the compressed files, no parsing) and every row's
+    tensors have the same size."""
+    row_bytes = parsed_row_bytes(tft_output)
+    return None if row_bytes is None else count_records(files) * row_bytes / 2**20
 
 
 def vocabulary_sizes(config: PipelineConfig, tft_output: tft.TFTransformOutput) -> dict[str, int]:
@@ -111,6 +156,32 @@ def write_model_info(
             json.dump(training, f, indent=2)
 
 
+def cache_plan(sizes_mb: dict[str, float | None], budget_mb: float) -> dict[str, bool]:
+    """Which splits to cache, in the given order, while their parsed size fits what is left of the budget."""
+    plan = {}
+    for split, mb in sizes_mb.items():
+        plan[split] = mb is not None and mb <= budget_mb
+        budget_mb -= mb if plan[split] else 0
+    return plan
+
+
+def decide_caching(
+    train_files: list[str], validation_files: list[str], tft_output: tft.TFTransformOutput, training: TrainingConfig
+) -> dict[str, bool]:
+    """Cache the train split's parsed tensors when they fit ``training.cache_mb``, then validation in what is left.
+
+    Why: without the cache every epoch reads, gunzips and parses the TFRecords again on the cores
+    that train (bench/trainer_input.py). With a fixed ``steps_per_epoch`` an epoch need not read the
+    whole split, and tf.data drops a partly filled cache, so nothing is cached then."""
+    if training.steps_per_epoch is not None or training.cache_mb == 0:
+        logging.info("Not caching the splits in memory: training.steps_per_epoch is set or training.cache_mb is 0")
+        return {"train": False, "validation": False}
+    sizes = {"train": parsed_size_mb(train_files, tft_output), "validation": parsed_size_mb(validation_files, tft_output)}
+    plan = cache_plan(sizes, training.cache_mb)
+    logging.info("Parsed split sizes (MB): %s; cached in memory (training.cache_mb %d): %s", sizes, training.cache_mb, plan)
+    return plan
+
+
 def run_fn(fn_args: FnArgs) -> None:
     """TFX Trainer entry point."""
     assert_keras_2()
@@ -126,9 +197,12 @@ def run_fn(fn_args: FnArgs) -> None:
     sizes = vocabulary_sizes(config, tft_output)
     logging.info("Vocabulary sizes (before padding/OOV rows): %s", sizes)
 
-    train = make_dataset(fn_args.train_files, fn_args.data_accessor, tft_output, training.batch_size, True, training.seed)
+    cached = decide_caching(fn_args.train_files, fn_args.eval_files, tft_output, training)
+    train = make_dataset(fn_args.train_files, fn_args.data_accessor, tft_output, training.batch_size, True, training.seed, cached["train"])
     # fn_args.eval_files are TFX's name for the eval_args splits: the validation split, never eval
-    validation = make_dataset(fn_args.eval_files, fn_args.data_accessor, tft_output, training.batch_size, False, training.seed)
+    validation = make_dataset(
+        fn_args.eval_files, fn_args.data_accessor, tft_output, training.batch_size, False, training.seed, cached["validation"]
+    )
 
     model = build_model(config, sizes)
     compile_model(model, config)
@@ -161,6 +235,7 @@ def run_fn(fn_args: FnArgs) -> None:
         "steps": clock.steps,
         "batch_size": training.batch_size,
         "history": {k: [float(v) for v in vs] for k, vs in history.history.items()},
+        "cached_in_memory": cached,
         "train_files": list(fn_args.train_files),
         "validation_files": list(fn_args.eval_files),
     }

@@ -1,0 +1,89 @@
+"""The Trainer's input: with the parsed splits cached in memory (models/trainer.py), every epoch
+sees every row exactly once, reshuffled, and never reads the files again; and a split is cached
+only when its parsed tensors fit ``training.cache_mb``. Through TFX's own TFXIO dataset over the
+small model's real Transform output."""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_transform as tft
+from tfx.components.trainer.fn_args_utils import DataAccessor
+from tfx.components.util import tfxio_utils
+
+from embedconfig.config import TRAIN, VALIDATION
+from models.trainer import MODEL_INFO_DIR, cache_plan, count_records, decide_caching, make_dataset, parsed_row_bytes
+
+# The small model's build (real ExampleGen, Transform, Trainer; shared with the serving and Beam-mode
+# tests) is too slow for the unit tier.
+pytestmark = pytest.mark.e2e
+
+
+def _accessor(transformed) -> DataAccessor:
+    return DataAccessor(tf_dataset_factory=tfxio_utils.get_tf_dataset_factory_from_artifact([transformed], []),
+                        record_batch_factory=None, data_view_decode_fn=None)
+
+
+def _rows(dataset: tf.data.Dataset) -> list[tuple]:
+    """Every row of one pass, as a hashable tuple of its feature values and label, in order."""
+    rows = []
+    for features, label in dataset.as_numpy_iterator():
+        names = sorted(features)
+        for i in range(len(label)):
+            rows.append(tuple(np.asarray(features[n][i]).tobytes() for n in names) + (np.asarray(label[i]).tobytes(),))
+    return rows
+
+
+@pytest.fixture(scope="module")
+def train_copy(small_model_build, tmp_path_factory: pytest.TempPathFactory):
+    """The small model's transformed train split, copied so that a test may delete the files."""
+    built = small_model_build
+    source = Path(built.transformed.uri) / f"Split-{TRAIN}"
+    target = tmp_path_factory.mktemp("train_copy")
+    for name in os.listdir(source):
+        tf.io.gfile.copy(str(source / name), str(target / name))
+    return built, [str(target / "*")]
+
+
+def test_cached_epochs_see_every_row_once_reshuffled_and_read_no_file_again(train_copy) -> None:
+    built, files = train_copy
+    tft_output = tft.TFTransformOutput(built.transform_graph.uri)
+    accessor = _accessor(built.transformed)
+    from_files = collections.Counter(_rows(make_dataset(files, accessor, tft_output, 64, True, 0, cache=False)))
+    assert sum(from_files.values()) == count_records(files) > 500
+
+    cached = make_dataset(files, accessor, tft_output, 64, True, 0, cache=True)
+    first = _rows(cached)
+    for path in tf.io.gfile.glob(files[0]):  # the second epoch must come from memory
+        tf.io.gfile.remove(path)
+    second = _rows(cached)
+    assert collections.Counter(first) == collections.Counter(second) == from_files
+    assert first != second  # reshuffled each epoch, as TFXIO's shuffle is
+
+
+def test_the_size_rule_is_exact_and_caches_only_what_fits() -> None:
+    assert cache_plan({"train": 700.0, "validation": 200.0}, 1024) == {"train": True, "validation": True}
+    assert cache_plan({"train": 700.0, "validation": 400.0}, 1024) == {"train": True, "validation": False}
+    assert cache_plan({"train": 1500.0, "validation": 400.0}, 1024) == {"train": False, "validation": True}
+    assert cache_plan({"train": None, "validation": 1.0}, 1024) == {"train": False, "validation": True}
+
+
+def test_the_trainer_caches_the_small_models_splits_and_says_so(small_model_build) -> None:
+    built = small_model_build
+    tft_output = tft.TFTransformOutput(built.transform_graph.uri)
+    spec = tft_output.transformed_feature_spec()
+    assert parsed_row_bytes(tft_output) == sum(int(np.prod(s.shape or [1])) * s.dtype.size for s in spec.values())
+    with open(os.path.join(built.saved_model, MODEL_INFO_DIR, "training.json")) as f:
+        assert json.load(f)["cached_in_memory"] == {"train": True, "validation": True}
+    files = {s: [os.path.join(built.transformed.uri, f"Split-{s}", "*")] for s in (TRAIN, VALIDATION)}
+    training = built.config.training
+    for change in ({"cache_mb": 0}, {"steps_per_epoch": 3}):
+        plan = decide_caching(files[TRAIN], files[VALIDATION], tft_output, dataclasses.replace(training, **change))
+        assert plan == {"train": False, "validation": False}, change
