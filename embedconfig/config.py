@@ -170,6 +170,23 @@ class DataConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class AttentionConfig:
+    """One more DIN attention vector in the concatenation (``model.attention``): the steps of ``keys``
+    are scored against ``query``'s embedding and ``values`` (aligned step by step; default ``keys``)
+    are summed with those weights, e.g. ``{query: target, keys: history, values: history_ratings}``:
+    how this user rated the movies most like this one."""
+
+    query: str
+    keys: str
+    values: str | None = None
+
+    @property
+    def values_feature(self) -> str:
+        """The sequence whose embeddings are pooled."""
+        return self.values or self.keys
+
+
+@dataclasses.dataclass(frozen=True)
 class ModelConfig:
     """Which multi-embedding architecture the Trainer builds."""
 
@@ -184,6 +201,7 @@ class ModelConfig:
     query: str | None = None  # target_attention: default query (an id feature) of the features pooled with it
     cross_layers: int = 0  # DCN-v2 cross layers over the concatenated feature vector, before the hidden layers
     cross_projection_dim: int | None = None  # low-rank cross layers (W = U V, rank r); None: full rank
+    attention: tuple[AttentionConfig, ...] = ()  # extra DIN attention vectors, besides each feature's own encoding
 
 
 @dataclasses.dataclass(frozen=True)
@@ -343,6 +361,7 @@ def config_from_dict(raw: Mapping[str, Any]) -> PipelineConfig:
                 **raw["model"],
                 "hidden_units": tuple(raw["model"]["hidden_units"]),
                 "concat": _optional_tuple(raw["model"]["concat"]),
+                "attention": tuple(AttentionConfig(**a) for a in raw["model"].get("attention", ())),
             }
         ),
         training=TrainingConfig(**raw["training"]),
@@ -620,6 +639,7 @@ def _parse_model(s: _Section) -> ModelConfig:
         query=s.get("query", str, None),
         cross_layers=s.get("cross_layers", int, 0, minimum=0),
         cross_projection_dim=s.get("cross_projection_dim", int, None, minimum=1),
+        attention=tuple(_parse_attention(a, f"model.attention[{i}]") for i, a in enumerate(s.get("attention", list, []))),
     )
     rnn.finish()
     s.finish()
@@ -630,6 +650,13 @@ def _parse_model(s: _Section) -> ModelConfig:
     if model.cross_projection_dim is not None and not model.cross_layers:
         raise ConfigError("model.cross_projection_dim", "is the rank of the cross layers; set model.cross_layers >= 1 too")
     return model
+
+
+def _parse_attention(raw: Any, path: str) -> AttentionConfig:
+    s = _Section(raw, path)
+    attention = AttentionConfig(query=s.get("query", str), keys=s.get("keys", str), values=s.get("values", str, None))
+    s.finish()
+    return attention
 
 
 def _parse_training(s: _Section) -> TrainingConfig:

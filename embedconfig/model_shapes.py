@@ -5,7 +5,8 @@ sequences, 1 for ids), embedded to ``[batch, length, embedding_dim]``. The conca
 join the features named in ``model.concat`` (default: every sequence feature) on the last axis,
 which needs one shared length; the other features are encoded on their own (pooled) and joined
 after. ``target_attention`` pooling needs a query, an id feature (``features[i].query``, else
-``model.query``); DCN-v2 cross layers (``model.cross_layers``) work on the joined vector, whose
+``model.query``), and so does each ``model.attention`` entry, whose keys and values sequences
+must line up step by step; DCN-v2 cross layers (``model.cross_layers``) work on the joined vector, whose
 width :func:`feature_vector_width` gives. These rules are checked here so a bad combination is
 refused with the features' names and shapes instead of a Keras stack trace inside the Trainer.
 """
@@ -57,7 +58,7 @@ def feature_vector_width(config: PipelineConfig) -> int:
     for f in config.features:
         if f.name not in names:
             width += config.model.rnn_units if pooling_of(f, config) in ("lstm", "gru") else f.embedding_dim
-    return width
+    return width + sum(config.feature(a.values_feature).embedding_dim for a in config.model.attention)
 
 
 def _check_query(config: PipelineConfig, name: str, field: str) -> None:
@@ -107,10 +108,36 @@ def _check_target_attention(config: PipelineConfig) -> None:
         )
 
 
+def _check_attention(config: PipelineConfig) -> None:
+    """Each ``model.attention`` entry: an id query; keys and values sequences aligned step by step."""
+    names = [f.name for f in config.features]
+    sequences = [f.name for f in config.features if f.kind == "sequence"]
+    for i, a in enumerate(config.model.attention):
+        _check_query(config, a.query, f"model.attention[{i}].query")
+        for role in ("keys", "values"):
+            name = getattr(a, role)
+            if name is None:
+                continue
+            field = f"model.attention[{i}].{role}"
+            if name not in names:
+                raise ConfigError(field, f"{name!r} is not a feature; {role} is a sequence feature: {sequences}")
+            if config.feature(name).kind != "sequence":
+                raise ConfigError(field, f"{name!r} is an id feature; {role} is a sequence feature: {sequences}")
+        keys, values = config.feature(a.keys), config.feature(a.values_feature)
+        layout = ("max_length", "truncate", "padding")
+        if any(getattr(keys, k) != getattr(values, k) for k in layout):
+            raise ConfigError(
+                f"model.attention[{i}].values",
+                f"{values.name!r} must line up step by step with the keys {keys.name!r}: the same max_length, truncate "
+                f"and padding; got " + ", ".join(f"{k} {getattr(keys, k)!r}/{getattr(values, k)!r}" for k in layout),
+            )
+
+
 def check_model_shapes(config: PipelineConfig) -> None:
     """Raise ConfigError naming the features and shapes when the model cannot be built."""
     _check_concat(config)
     _check_target_attention(config)
+    _check_attention(config)
     rank = config.model.cross_projection_dim
     if rank is not None and rank >= feature_vector_width(config):
         raise ConfigError(

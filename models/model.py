@@ -12,6 +12,9 @@ gets its own ``Embedding`` (or the one of the feature it shares with). Variants:
 - ``concat_rnn``: the same concatenation with a mask that keeps a timestep when *any* input has
   a real token there (tf_keras' Concatenate would AND them), then an LSTM/GRU.
 The concat variants encode the remaining features as ``pooled`` does and join them after.
+``model.attention`` adds DIN attention vectors to the concatenation, each scoring one sequence's
+steps against an id's embedding and pooling another sequence aligned with it (the ratings given
+to the history's movies, scored by how alike those movies are to the target).
 ``model.cross_layers: N`` stacks N DCN-v2 cross layers (Wang et al. 2021; ``tfrs.layers.dcn.Cross``,
 low rank with ``model.cross_projection_dim``) on that concatenated vector. The head is Dense
 layers (ReLU, dropout, L2) and one sigmoid unit.
@@ -100,7 +103,9 @@ class TargetAttentionPooling(keras.layers.Layer):
     target's embedding (the query) by an MLP over ``[key, query, key - query, key * query]`` and
     the steps are summed with those scores as weights; padding steps get weight 0.
 
-    Inputs ``[keys [batch, steps, dim], query [batch, 1, query_dim]]``. ``project_query``: map the
+    Inputs ``[keys [batch, steps, dim], query [batch, 1, query_dim]]``, and optionally ``values
+    [batch, steps, values_dim]`` aligned with the keys step by step (``model.attention``): then the
+    values are summed with the weights the keys got, under the keys' mask. ``project_query``: map the
     query to ``dim`` with a bias-free Dense first. build_model sets it when the query does not
     share the sequence's embedding table: DIN compares a target with history items of the same
     table (``key - query``, ``key * query`` are only meaningful in one space); for another table,
@@ -123,7 +128,8 @@ class TargetAttentionPooling(keras.layers.Layer):
         super().build(input_shape)
 
     def call(self, inputs: list[tf.Tensor], mask: list[tf.Tensor | None] | None = None) -> tf.Tensor:
-        keys, query = inputs
+        keys, query, *rest = inputs
+        values = rest[0] if rest else keys
         if self.projection is not None:
             query = self.projection(query)
         query = tf.broadcast_to(query, tf.shape(keys))
@@ -141,7 +147,7 @@ class TargetAttentionPooling(keras.layers.Layer):
         weights = tf.squeeze(self.score(h), axis=-1)
         if mask is not None and mask[0] is not None:  # padding: weight 0, so an all-padding row pools to 0
             weights = weights * tf.cast(mask[0], weights.dtype)
-        return tf.reduce_sum(keys * weights[:, :, tf.newaxis], axis=1)
+        return tf.reduce_sum(values * weights[:, :, tf.newaxis], axis=1)
 
     def compute_mask(self, inputs: list[tf.Tensor], mask: list[tf.Tensor | None] | None = None) -> None:
         return None
@@ -221,6 +227,10 @@ def build_model(config: PipelineConfig, vocabulary_sizes: Mapping[str, int]) -> 
             parts.append(recurrent_layer(config.model.rnn_cell, config.model.rnn_units, name=f"{config.model.rnn_cell}_concat")(stacked))
     joined_names = {f.name for f in joined}
     parts += [_encode(embedded, f, config) for f in config.features if f.name not in joined_names]
+    for i, a in enumerate(config.model.attention):
+        project = config.feature(a.query).vocabulary_owner != config.feature(a.keys).vocabulary_owner
+        attend = TargetAttentionPooling(project_query=project, name=f"attention_{i}_{a.values_feature}_by_{a.keys}")
+        parts.append(attend([embedded[a.keys], embedded[a.query], embedded[a.values_feature]]))
 
     x = parts[0] if len(parts) == 1 else keras.layers.Concatenate(axis=-1, name="concat_features")(parts)
     regularizer = keras.regularizers.l2(config.model.l2) if config.model.l2 else None

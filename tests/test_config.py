@@ -218,6 +218,39 @@ def test_target_attention_and_cross_mistakes_name_the_field(raw_config: dict, mu
     assert e.field == field and words in str(e), str(e)
 
 
+def _attention(*entries: dict) -> dict:
+    return {"attention": list(entries)}
+
+
+@pytest.mark.parametrize(
+    "model, field, words",
+    [
+        (_attention({"query": "interests", "keys": "history"}), "model.attention[0].query", "is a sequence"),
+        (_attention({"query": "target", "keys": "target"}), "model.attention[0].keys", "is an id feature"),
+        (_attention({"query": "target", "keys": "history", "values": "item"}), "model.attention[0].values", "not a feature"),
+        (_attention({"query": "target", "keys": "history", "values": "target_categories"}), "model.attention[0].values",
+         "must line up step by step with the keys 'history': the same max_length, truncate and padding; got max_length 30/4"),
+        (_attention({"query": "target"}), "model.attention[0].keys", "is required"),
+        (_attention({"query": "target", "keys": "history", "value": "interests"}), "model.attention[0].value", "unknown key"),
+        ({"attention": {"query": "target"}}, "model.attention", "must be a list"),
+    ],
+    ids=["query_not_an_id", "keys_not_a_sequence", "values_not_a_feature", "values_not_aligned", "no_keys", "typo", "not_a_list"],
+)
+def test_attention_mistakes_name_the_field(raw_config: dict, model: dict, field: str, words: str) -> None:
+    raw_config["model"] = model
+    e = _error(raw_config)
+    assert e.field == field and words in str(e), str(e)
+
+
+def test_attention_round_trips(raw_config: dict) -> None:
+    raw_config["features"][1]["max_length"] = 30  # interests, lined up with history
+    raw_config["model"] = _attention({"query": "target", "keys": "history", "values": "interests"}, {"query": "user", "keys": "history"})
+    config = parse_config(raw_config)
+    assert [(a.query, a.keys, a.values_feature) for a in config.model.attention] == [
+        ("target", "history", "interests"), ("user", "history", "history")]
+    assert config_from_dict(config.to_dict()) == config
+
+
 def test_target_attention_query_defaults_to_model_query_and_round_trips(raw_config: dict) -> None:
     _pool_history(raw_config, pooling="target_attention", query="target")  # its own query wins over model.query
     raw_config["features"][1]["pooling"] = "target_attention"  # interests: takes model.query

@@ -146,6 +146,40 @@ def test_target_attention_layer_config_round_trips() -> None:
     assert (again.hidden_units, again.project_query, again.name) == ((8,), True, "t")
 
 
+def _valued_attention() -> keras.Model:
+    """TargetAttentionPooling over keys ``ids`` (dim 4) with aligned values ``ratings`` (dim 3)."""
+    ids, ratings, target = (keras.Input(shape=(None,), dtype=tf.int64) for _ in range(3))
+    table = keras.layers.Embedding(10, 4, mask_zero=True)
+    values = keras.layers.Embedding(10, 3, mask_zero=True)(ratings)
+    return keras.Model([ids, ratings, target], TargetAttentionPooling()([table(ids), table(target), values]))
+
+
+def test_attention_values_are_pooled_with_the_weights_their_keys_get() -> None:
+    model = _valued_attention()
+    ids, ratings, target = np.array([[3, 4, 7]]), np.array([[1, 2, 1]]), np.array([[5]])
+    out = model([ids, ratings, target]).numpy()
+    assert out.shape == (1, 3), "the pooled vector has the values' dim"
+    padded = model([np.array([[3, 4, 7, 0, 0]]), np.array([[1, 2, 1, 6, 9]]), target]).numpy()
+    np.testing.assert_allclose(padded, out, rtol=1e-5, atol=1e-6)  # values under padded keys count for nothing
+    assert not np.allclose(model([ids, np.array([[1, 2, 2]]), target]).numpy(), out), "the values are read"
+    assert not np.allclose(model([ids, ratings, np.array([[6]])]).numpy(), out), "the query is read"
+
+
+def test_model_attention_adds_one_vector_per_entry_and_survives_export(raw_config: dict, tmp_path) -> None:
+    """history's steps scored against target pool interests (aligned: both 30 steps, kept last, padded at the end)."""
+    config = _config(raw_config, {"type": "pooled", "attention": [{"query": "target", "keys": "history", "values": "interests"},
+                                                                   {"query": "user", "keys": "history"}]})
+    keras_model = build_model(config, SIZES)
+    first, second = keras_model.get_layer("attention_0_interests_by_history"), keras_model.get_layer("attention_1_history_by_history")
+    assert not first.project_query and second.project_query, "target shares history's table; user does not"
+    assert keras_model.get_layer("concat_features").output_shape == (None, feature_vector_width(config))
+    batch = {"user": np.array([[1], [2]]), "interests": np.array([[1, 2, 3] + [0] * 27] * 2), "target": np.array([[9], [3]]),
+             "target_categories": np.array([[1, 0, 0, 0]] * 2), "history": np.array([[4, 9, 17] + [0] * 27, [0] * 30])}
+    keras_model.save(str(tmp_path / "model"), save_format="tf")
+    served = tf.saved_model.load(str(tmp_path / "model")).signatures["serving_default"](**{k: tf.constant(v) for k, v in batch.items()})
+    np.testing.assert_allclose(next(iter(served.values())).numpy(), keras_model(batch).numpy(), rtol=1e-5, atol=1e-6)
+
+
 def _target_attention_config(raw_config: dict, model: dict | None = None) -> object:
     raw_config["features"][2].update(pooling="target_attention", query="target")  # history, queried by target
     return _config(raw_config, {"type": "pooled", **(model or {})})

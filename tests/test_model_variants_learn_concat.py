@@ -1,4 +1,4 @@
-"""The concatenating variants (and DIN target attention with DCN-v2 cross layers) through the
+"""The concatenating variants (and DIN target attention, model.attention, DCN-v2 cross layers) through the
 pipeline's executors on the late-signal data: the check tests/test_model_variants_learn.py runs, in a file of
 its own so the variants run on both xdist workers (--dist loadfile keeps a file on one worker).
 pytest-xdist 3.8's --dist loadgroup did not keep a marked file's tests on one worker here (tried)."""
@@ -20,10 +20,12 @@ VARIANTS = [
     # in memory: best AUC 0.80, classes 0.30 apart, at the separation check's edge), so the LSTM
     # reads history and target attention pools interests (queried by target, another table: the
     # query is projected); DCN-v2 cross layers (low rank) sit between the concatenated vector and
-    # the Dense layers. One case covers both (a separate pooled_lstm_cross case cost 160 s of suite time).
+    # the Dense layers; model.attention adds a vector of interests pooled by how alike the aligned
+    # history items are to the target. One case covers them (a separate pooled_lstm_cross case cost
+    # 160 s of suite time).
     ("concat_rnn_target_attention_cross",
      {"type": "concat_rnn", "concat": ["history"], "pooling": "target_attention", "query": "target", "cross_layers": 2,
-      "cross_projection_dim": 8},
+      "cross_projection_dim": 8, "attention": [{"query": "target", "keys": "history", "values": "interests"}]},
      "end", ORDER_AWARE_AUC),
 ]
 
