@@ -63,6 +63,27 @@ def test_csv_list_cells_split_on_the_delimiter(specs) -> None:
     assert example.features.feature["target_categories"].bytes_list.value == []
 
 
+@pytest.mark.parametrize(
+    "cells, words",
+    [
+        ("u1,a,1| 2 |3,9,,1", None),  # spaces around a number are accepted, as before the one-pass conversion
+        ("u1,a,1|2|99999999999999999999,9,,1", "d.csv:2: field 'history': 99999999999999999999 does not fit in a 64-bit integer"),
+        ("u1,a,1|2.5|3,9,,1", "d.csv:2: field 'history': '2.5' is not an integer"),
+        ("u1,a,1|2|3,9,,yes", "d.csv:2: field 'clicked': 'yes' is not an integer"),
+    ],
+    ids=["spaces", "too_big", "not_an_int", "bad_label"],
+)
+def test_csv_numbers_are_converted_in_one_pass_and_a_bad_one_is_named(specs, cells: str, words: str | None) -> None:
+    text = f"user,interests,history,target,target_categories,clicked\n{cells}\n"
+    if words is None:
+        (example,) = iter_csv(text, "d.csv", specs, "|")
+        assert _values(example, "history") == [1, 2, 3] and _values(example, "clicked") == [1]
+        return
+    with pytest.raises(RawDataError) as raised:
+        list(iter_csv(text, "d.csv", specs, "|"))
+    assert words in str(raised.value), str(raised.value)
+
+
 def test_csv_ragged_row_names_line(specs) -> None:
     text = "user,clicked\nu1,1\nu2,0,extra\n"
     with pytest.raises(RawDataError, match=r"d\.csv:3: 3 cells but the header has 2"):
