@@ -85,6 +85,9 @@ VARIANTS: dict[str, Any] = {
         next(f for f in raw["features"] if f["name"] == "history").update(pooling="target_attention", query="target"),
         raw["model"].update(cross_layers=2),
     ),
+    # issue 15: how this user rated the history's movies most like the target (bench/auc_probe.py's B-din)
+    "configs/movielens.yaml + rating attention (query target, keys history, values history_ratings)": lambda raw: raw["model"].update(
+        attention=[{"query": "target", "keys": "history", "values": "history_ratings"}]),
 }
 
 
