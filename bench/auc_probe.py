@@ -52,7 +52,7 @@ from bench.keras_reference import Encoded, encode, read_jsonl  # noqa: E402
 from bench.pipeline_wall_time import machine  # noqa: E402
 from embedconfig.config import PipelineConfig, load_config  # noqa: E402
 from models.model import build_model  # noqa: E402
-from models.trainer import compile_model  # noqa: E402
+from models.trainer import SHUFFLE_BUFFER, compile_model  # noqa: E402
 
 
 class RatingTargetAttention(keras.layers.Layer):
@@ -145,7 +145,6 @@ def eval_auc(model: keras.Model, x: dict[str, np.ndarray], y: np.ndarray) -> flo
 
 
 ORDER = "random"  # set from --order in main()
-SHUFFLE_BUFFER = 10000  # tfx_bsl TensorFlowDatasetOptions.shuffle_buffer_size default, what the Trainer's make_dataset gets
 
 
 def _train_input(data: Encoded, batch_size: int, seed: int) -> dict[str, Any]:

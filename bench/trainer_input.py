@@ -52,7 +52,7 @@ def main() -> None:
 
     from embedconfig.config import TRAIN, VALIDATION, parse_config
     from models.model import build_model
-    from models.trainer import TrainingClock, compile_model, decide_caching, make_dataset, vocabulary_sizes
+    from models.trainer import SHUFFLE_BUFFER, TrainingClock, compile_model, decide_caching, make_dataset, vocabulary_sizes
     from pipeline.datasets.synthetic import write_synthetic
     from tests.helpers.configs import synthetic_raw_config
     from tests.helpers.example_gen import run_example_gen
@@ -86,7 +86,7 @@ def main() -> None:
         def dataset(split: str) -> tf.data.Dataset:
             ds = tf.data.Dataset.from_tensor_slices(memory[split])
             if split == TRAIN:  # the same shuffle as TFXIO's (buffer 10,000, same seed)
-                ds = ds.shuffle(10_000, seed=seed)
+                ds = ds.shuffle(SHUFFLE_BUFFER, seed=seed)
             return ds.batch(batch).prefetch(tf.data.AUTOTUNE)
         return dataset(TRAIN), dataset(VALIDATION), 0.0
 

@@ -80,7 +80,7 @@ def count_records(files: list[str]) -> int:
     gzip = [p.endswith(".gz") for p in paths]
     if not paths or len(set(gzip)) != 1:
         raise ValueError(f"expected TFRecord files of one compression under {files}, found {paths}")
-    records = tf.data.TFRecordDataset(paths, compression_type="GZIP" if gzip[0] else "", num_parallel_reads=len(paths))
+    records = tf.data.TFRecordDataset(paths, compression_type="GZIP" if gzip[0] else "", num_parallel_reads=tf.data.AUTOTUNE)
     return int(records.reduce(np.int64(0), lambda n, _: n + 1))
 
 
