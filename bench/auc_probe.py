@@ -34,6 +34,7 @@ tf.config.threading.set_intra_op_parallelism_threads(1)
 tf.config.threading.set_inter_op_parallelism_threads(1)
 
 import argparse  # noqa: E402
+import dataclasses  # noqa: E402
 import datetime  # noqa: E402
 import json  # noqa: E402
 import statistics  # noqa: E402
@@ -137,6 +138,140 @@ def model_b(config: PipelineConfig, sizes: dict[str, int], scoring: str) -> kera
     return keras.Model(inputs=base.inputs, outputs=output, name=f"probe_b_{scoring}")
 
 
+@dataclasses.dataclass(frozen=True)
+class Spec:
+    """One experiment of the extended probe: A's config with overrides, plus optional extra parts.
+
+    ``model`` / ``training``: fields of ``config.model`` / ``config.training`` to replace (e.g.
+    ``{"dropout": 0.4}``, ``{"learning_rate": 1e-3, "epochs": 8, "early_stopping_patience": 2}``).
+    ``dims``: feature name -> embedding_dim. L2 on the embedding tables is ``model={"embedding_l2": x}``
+    (config ``model.l2`` only reaches the Dense kernels and cross layers). ``rating_attention``: add B's RatingTargetAttention (din / dot).
+    ``interaction``: add an explicit user x target term (see :func:`interaction_term`).
+    ``weight_decay``: AdamW with this decoupled decay instead of Adam.
+    """
+
+    description: str
+    model: dict = dataclasses.field(default_factory=dict)
+    training: dict = dataclasses.field(default_factory=dict)
+    dims: dict = dataclasses.field(default_factory=dict)
+    rating_attention: str | None = None
+    interaction: str | None = None
+    weight_decay: float = 0.0
+
+
+LONGER = {"epochs": 6, "early_stopping_patience": 2}  # room for more epochs to help
+LONGER12 = {"epochs": 12, "early_stopping_patience": 2}
+
+SPECS: dict[str, Spec] = {
+    "A": Spec("configs/movielens.yaml via build_model (early stop on validation)"),
+    # B-din as the original B, through the generic builder (same graph as model_b)
+    "Bx-din": Spec("A + rating-aware target attention (DIN scoring), generic builder", rating_attention="din"),
+    # 1. regularisation
+    "A-p2": Spec("A with epochs 6, patience 2 (control for the regularised runs)", training=LONGER),
+    "L2E-1e-5": Spec("A + L2 1e-5 on all embedding tables; epochs 6, patience 2", training=LONGER, model={"embedding_l2": 1e-5}),
+    "L2E-1e-4": Spec("A + L2 1e-4 on all embedding tables; epochs 6, patience 2", training=LONGER, model={"embedding_l2": 1e-4}),
+    "L2H-1e-4": Spec("A + config model.l2 1e-4 (Dense kernels only); epochs 6, patience 2", training=LONGER, model={"l2": 1e-4}),
+    "DO-0.4": Spec("A with dropout 0.4; epochs 6, patience 2", training=LONGER, model={"dropout": 0.4}),
+    "DO-0.5": Spec("A with dropout 0.5; epochs 6, patience 2", training=LONGER, model={"dropout": 0.5}),
+    "LR-1e-3": Spec("A with learning rate 1e-3; epochs 8, patience 2",
+                    training={"learning_rate": 1e-3, "epochs": 8, "early_stopping_patience": 2}),
+    "AdamW-0.1": Spec("A with AdamW weight decay 0.1 (decoupled, all variables); epochs 6, patience 2",
+                      training=LONGER, weight_decay=0.1),
+    # 2. batch size, learning rate scaled by sqrt(batch ratio)
+    "BS512": Spec("batch 512, learning rate 4.2e-3 (sqrt scaling); epochs 6, patience 2",
+                  training={"batch_size": 512, "learning_rate": 4.2e-3, **LONGER}),
+    "BS1024": Spec("batch 1024, learning rate 6e-3 (sqrt scaling); epochs 6, patience 2",
+                   training={"batch_size": 1024, "learning_rate": 6e-3, **LONGER}),
+    # 3. explicit user x target interaction
+    "MF-dot-u": Spec("A + dot(Dense(user emb), target emb) concatenated", interaction="dot-user"),
+    "MF-dot-uh": Spec("A + dot(Dense([user emb, pooled history]), target emb) concatenated", interaction="dot-userhist"),
+    "MF-prod-uh": Spec("A + Dense([user emb, pooled history]) * target emb (elementwise, 32-d) concatenated",
+                       interaction="prod-userhist"),
+    # 4./5. combinations (phase 2)
+    "L2E-3e-4": Spec("A + L2 3e-4 on all embedding tables; epochs 6, patience 2", training=LONGER, model={"embedding_l2": 3e-4}),
+    "L2E-1e-3": Spec("A + L2 1e-3 on all embedding tables; epochs 6, patience 2", training=LONGER, model={"embedding_l2": 1e-3}),
+    "L2E-1e-4-DO-0.4": Spec("A + embedding L2 1e-4 + dropout 0.4; epochs 6, patience 2", training=LONGER,
+                            model={"embedding_l2": 1e-4, "dropout": 0.4}),
+    "Bx-din-L2E-1e-4-DO-0.4": Spec("Bx-din + embedding L2 1e-4 + dropout 0.4; epochs 6, patience 2", training=LONGER,
+                                   model={"embedding_l2": 1e-4, "dropout": 0.4}, rating_attention="din"),
+    # phase 3: stronger embedding L2 was still improving at the 6-epoch cap -> 12 epochs, patience 2
+    "L2E-3e-4-e12": Spec("A + embedding L2 3e-4; epochs 12, patience 2", training=LONGER12, model={"embedding_l2": 3e-4}),
+    "L2E-1e-3-e12": Spec("A + embedding L2 1e-3; epochs 12, patience 2", training=LONGER12, model={"embedding_l2": 1e-3}),
+    "L2E-1e-3-e20": Spec("A + embedding L2 1e-3; epochs 20, patience 2", training={"epochs": 20, "early_stopping_patience": 2}, model={"embedding_l2": 1e-3}),
+    "W-L2E-3e-4-e12": Spec("wider embeddings (user 32, history/target 64) + embedding L2 3e-4; epochs 12, patience 2",
+                           training=LONGER12, dims={"user": 32, "history": 64, "target": 64}, model={"embedding_l2": 3e-4}),
+    "Bx-din-L2E-3e-4-e12": Spec("Bx-din + embedding L2 3e-4; epochs 12, patience 2", training=LONGER12,
+                                rating_attention="din", model={"embedding_l2": 3e-4}),
+    "W-L2E-1e-4": Spec("wider embeddings (user 32, history/target 64) + embedding L2 1e-4; epochs 6, patience 2",
+                       training=LONGER, dims={"user": 32, "history": 64, "target": 64}, model={"embedding_l2": 1e-4}),
+    "Bx-din-L2E-1e-4": Spec("Bx-din + embedding L2 1e-4; epochs 6, patience 2", training=LONGER,
+                            rating_attention="din", model={"embedding_l2": 1e-4}),
+}
+
+
+def spec_config(config: PipelineConfig, spec: Spec) -> PipelineConfig:
+    """``config`` with the spec's model / training / embedding_dim overrides."""
+    features = tuple(dataclasses.replace(f, embedding_dim=spec.dims.get(f.name, f.embedding_dim)) for f in config.features)
+    return dataclasses.replace(config, features=features, model=dataclasses.replace(config.model, **spec.model),
+                               training=dataclasses.replace(config.training, **spec.training))
+
+
+def interaction_term(base: keras.Model, kind: str) -> tf.Tensor:
+    """An explicit user x target term from A's per-feature vectors (matrix-factorisation-like).
+
+    ``dot-user``: ``<W u, t>`` with u the user id embedding; ``dot-userhist``: ``<W [u, h], t>`` with h
+    the mean-pooled history (same table as t); both ``[B, 1]``. ``prod-userhist``: ``W [u, h] * t``,
+    ``[B, d_t]``. W is a bias-free Dense into the target's dimension."""
+    user = base.get_layer("pool_user").output
+    history = base.get_layer("pool_history").output
+    target = base.get_layer("pool_target").output
+    dim = int(target.shape[-1])
+    source = user if kind == "dot-user" else keras.layers.Concatenate(name="mf_user_history")([user, history])
+    projected = keras.layers.Dense(dim, use_bias=False, name="mf_project")(source)
+    if kind.startswith("dot"):
+        return keras.layers.Dot(axes=1, name="mf_dot")([projected, target])
+    if kind == "prod-userhist":
+        return keras.layers.Multiply(name="mf_product")([projected, target])
+    raise ValueError(f"unknown interaction {kind!r}")
+
+
+def model_spec(config: PipelineConfig, sizes: dict[str, int], spec: Spec) -> keras.Model:
+    """build_model for the spec's config; with extra parts, A's head is rebuilt on the longer vector
+    (ReLU Dense with the config's l2 and dropout, as build_model)."""
+    base = build_model(config, sizes)
+    extra: list[tf.Tensor] = []
+    if spec.rating_attention:
+        query = base.get_layer("pool_target").input
+        keys = base.get_layer("pool_history").input
+        values = base.get_layer("gru_history_ratings").input
+        extra.append(RatingTargetAttention(spec.rating_attention, name=f"rating_attention_{spec.rating_attention}")([query, keys, values]))
+    if spec.interaction:
+        extra.append(interaction_term(base, spec.interaction))
+    model = base
+    if extra:
+        m = config.model
+        assert not m.cross_layers, "the probe rebuilds A's head without cross layers"
+        regularizer = keras.regularizers.l2(m.l2) if m.l2 else None
+        x = keras.layers.Concatenate(axis=-1, name="concat_features_x")(list(base.get_layer("concat_features").input) + extra)
+        for i, units in enumerate(m.hidden_units):
+            x = keras.layers.Dense(units, activation="relu", kernel_regularizer=regularizer, name=f"hidden_{i}")(x)
+            if m.dropout:
+                x = keras.layers.Dropout(m.dropout, name=f"dropout_{i}")(x)
+        output = keras.layers.Dense(1, activation="sigmoid", name="probability")(x)
+        model = keras.Model(inputs=base.inputs, outputs=output, name="probe_spec")
+    return model
+
+
+def compile_spec(model: keras.Model, config: PipelineConfig, spec: Spec) -> None:
+    """compile_model (Adam), or the same loss and metrics with AdamW when the spec has weight decay."""
+    if not spec.weight_decay:
+        compile_model(model, config)
+        return
+    model.compile(optimizer=keras.optimizers.AdamW(config.training.learning_rate, weight_decay=spec.weight_decay),
+                  loss=keras.losses.BinaryCrossentropy(),
+                  metrics=[keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="accuracy")])
+
+
 def eval_auc(model: keras.Model, x: dict[str, np.ndarray], y: np.ndarray) -> float:
     """Keras AUC with 10,000 thresholds over every eval example."""
     metric = keras.metrics.AUC(num_thresholds=10000)
@@ -160,12 +295,13 @@ def _train_input(data: Encoded, batch_size: int, seed: int) -> dict[str, Any]:
     return {"x": ds}
 
 
-def fit_early_stopped(make: Callable[[], keras.Model], config: PipelineConfig, data: Encoded, val: tuple, seed: int) -> dict[str, Any]:
+def fit_early_stopped(make: Callable[[], keras.Model], config: PipelineConfig, data: Encoded, val: tuple, seed: int,
+                      compile_fn: Callable[[keras.Model, PipelineConfig], None] = compile_model) -> dict[str, Any]:
     """Fit on train, early stopping on validation (restore best), score eval."""
     t = config.training
     keras.utils.set_random_seed(seed)
     model = make()
-    compile_model(model, config)
+    compile_fn(model, config)
     stop = keras.callbacks.EarlyStopping(monitor=t.early_stopping_monitor, mode="max" if t.early_stopping_monitor == "val_auc" else "min",
                                          patience=t.early_stopping_patience, restore_best_weights=True)
     start = time.perf_counter()
@@ -216,12 +352,15 @@ def main() -> None:
     parser.add_argument("--skip", nargs="*", default=[], help="experiments to skip: C D")
     parser.add_argument("--order", choices=("random", "file_buffer"), default="random",
                         help="training row order: full reshuffle, or file order through a 10,000-row shuffle buffer (as the Trainer)")
+    parser.add_argument("--experiments", nargs="*", default=None,
+                        help=f"run A plus these Spec experiments ({', '.join(n for n in SPECS if n != 'A')}) instead of A/B/C/D")
     parser.add_argument("--output", default="bench/out/auc_probe.json")
     args = parser.parse_args()
     global ORDER
     ORDER = args.order
     wall = time.perf_counter()
 
+    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     config = load_config(args.config)
     rows = {s: read_jsonl(os.path.join(args.data, f"{s}.jsonl"))[: args.limit] for s in ("train", "validation", "eval")}
     data, val, full = split_encode(config, rows["train"], rows["validation"], rows["eval"])
@@ -249,7 +388,24 @@ def main() -> None:
         "C-dot": "B-dot retrained on train+validation for B-dot's best epoch count",
         "D": "A retrained on train+validation for A's best epoch count",
     }
-    for seed in args.seeds:
+    if args.experiments is not None:
+        names = ["A"] + [n for n in args.experiments if n != "A"]
+        unknown = [n for n in names if n not in SPECS]
+        if unknown:
+            parser.error(f"unknown experiments {unknown}; known: {list(SPECS)}")
+        stem = os.path.splitext(args.output)[0]
+        for seed in args.seeds:
+            for name in names:
+                spec = SPECS[name]
+                cfg = spec_config(config, spec)
+                run = fit_early_stopped(lambda cfg=cfg, spec=spec: model_spec(cfg, data.vocabulary_sizes, spec), cfg, data, val, seed,
+                                        compile_fn=lambda m, c, spec=spec: compile_spec(m, c, spec))
+                record(name, spec.description, run)
+                with open(f"{stem}.{name}.json", "w") as f:  # per experiment, rewritten after every seed
+                    json.dump({"argv": sys.argv, "experiment": name, "spec": dataclasses.asdict(spec),
+                               "date": datetime.datetime.now().isoformat(timespec="seconds"), "order": args.order,
+                               **results[name]}, f, indent=2)
+    for seed in (args.seeds if args.experiments is None else []):
         for name in ("A", "B-din", "B-dot"):
             run = fit_early_stopped(makers[name](data), config, data, val, seed)
             record(name, described[name], run)

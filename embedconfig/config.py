@@ -197,7 +197,8 @@ class ModelConfig:
     hidden_units: tuple[int, ...] = (64, 32)
     concat: tuple[str, ...] | None = None  # concat_* variants: features joined on the last axis
     dropout: float = 0.0
-    l2: float = 0.0
+    l2: float = 0.0  # L2 on the Dense kernels and cross layers
+    embedding_l2: float = 0.0  # L2 on every embedding table (whole table, Embedding(embeddings_regularizer=...))
     query: str | None = None  # target_attention: default query (an id feature) of the features pooled with it
     cross_layers: int = 0  # DCN-v2 cross layers over the concatenated feature vector, before the hidden layers
     cross_projection_dim: int | None = None  # low-rank cross layers (W = U V, rank r); None: full rank
@@ -636,6 +637,7 @@ def _parse_model(s: _Section) -> ModelConfig:
         concat=_optional_tuple(s.get("concat", list, None)),
         dropout=s.get("dropout", float, 0.0, minimum=0.0),
         l2=s.get("l2", float, 0.0, minimum=0.0),
+        embedding_l2=s.get("embedding_l2", float, 0.0, minimum=0.0),
         query=s.get("query", str, None),
         cross_layers=s.get("cross_layers", int, 0, minimum=0),
         cross_projection_dim=s.get("cross_projection_dim", int, None, minimum=1),

@@ -205,12 +205,13 @@ def _pool_history(raw: dict, **fields: object) -> dict:
         (lambda r: (_pool_history(r, query="target"), r.update(model={"type": "concat_flatten", "concat": ["history"]})),
          "features[2].query", "joined by model.concat"),
         (lambda r: r.update(model={"cross_layers": -1}), "model.cross_layers", ">= 0"),
+        (lambda r: r.update(model={"embedding_l2": -1e-4}), "model.embedding_l2", ">= 0"),
         (lambda r: r.update(model={"cross_projection_dim": 4}), "model.cross_projection_dim", "cross_layers >= 1"),
         (lambda r: r.update(model={"cross_layers": 1, "cross_projection_dim": 36}), "model.cross_projection_dim", "width of the concatenated feature vector, 36"),
     ],
     ids=["query_not_a_feature", "query_not_an_id", "no_query", "query_without_target_attention", "target_attention_on_an_id",
          "model_pooling_without_query", "model_query_not_an_id", "model_query_unused", "target_attention_inside_concat",
-         "query_inside_concat", "negative_cross_layers", "rank_without_cross_layers", "rank_not_below_width"],
+         "query_inside_concat", "negative_cross_layers", "negative_embedding_l2", "rank_without_cross_layers", "rank_not_below_width"],
 )
 def test_target_attention_and_cross_mistakes_name_the_field(raw_config: dict, mutate, field: str, words: str) -> None:
     mutate(raw_config)

@@ -218,6 +218,17 @@ def test_cross_layers_are_stacked_on_the_concatenated_vector(raw_config: dict) -
     assert keras_model.get_layer("hidden_0").input is crosses[-1].output
 
 
+def test_embedding_l2_penalises_each_table_once_and_nothing_else(raw_config: dict) -> None:
+    """``model.embedding_l2`` adds ``l2 * sum(w**2)`` per table (a shared table once); ``model.l2`` stays on Dense."""
+    keras_model = build_model(_config(raw_config, {"type": "pooled", "embedding_l2": 3e-4}), SIZES)
+    tables = [layer for layer in keras_model.layers if isinstance(layer, keras.layers.Embedding)]
+    assert len(tables) == 4, "target shares history's table"
+    expected = sum(3e-4 * float(tf.reduce_sum(tf.square(t.embeddings))) for t in tables)
+    assert len(keras_model.losses) == len(tables)
+    np.testing.assert_allclose(float(tf.add_n(keras_model.losses)), expected, rtol=1e-5)
+    assert build_model(_config(raw_config, {"type": "pooled"}), SIZES).losses == []
+
+
 def test_target_attention_and_cross_layers_survive_savedmodel_export(raw_config: dict, tmp_path) -> None:
     """The exported graph (what serving loads) scores like the Keras model, without the Python classes."""
     keras_model = build_model(_target_attention_config(raw_config, {"cross_layers": 2}), SIZES)
