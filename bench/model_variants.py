@@ -88,6 +88,12 @@ VARIANTS: dict[str, Any] = {
     # issue 15: how this user rated the history's movies most like the target (bench/auc_probe.py's B-din)
     "configs/movielens.yaml + rating attention (query target, keys history, values history_ratings)": lambda raw: raw["model"].update(
         attention=[{"query": "target", "keys": "history", "values": "history_ratings"}]),
+    # issue 15: L2 on the embedding tables lets training go past epoch 1 (bench/auc_probe.py, in memory)
+    "configs/movielens.yaml + embedding_l2 3e-4, epochs 12, patience 2": lambda raw: (
+        raw["model"].update(embedding_l2=3e-4), raw["training"].update(epochs=12, early_stopping={"patience": 2})),
+    "configs/movielens.yaml + rating attention + embedding_l2 3e-4, epochs 12, patience 2": lambda raw: (
+        raw["model"].update(embedding_l2=3e-4, attention=[{"query": "target", "keys": "history", "values": "history_ratings"}]),
+        raw["training"].update(epochs=12, early_stopping={"patience": 2})),
 }
 
 
