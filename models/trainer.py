@@ -34,8 +34,8 @@ MODEL_INFO_DIR = os.path.join("assets.extra", "embedpipe")
 SHUFFLE_BUFFER = 10_000
 # Rows parsed per batch when filling the cache; the cache holds these batches, so its overhead per
 # tensor is paid once per 1,024 rows, not per row.
-COUNT_BATCH = 8192  # records per step when counting a split
 CACHE_READ_BATCH = 1024
+COUNT_BATCH = 8192  # records per reduce step when counting a split (see count_records)
 
 
 def make_dataset(
