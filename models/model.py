@@ -28,7 +28,7 @@ import tensorflow as tf
 import tf_keras as keras
 from tensorflow_recommenders.layers.feature_interaction import Cross  # tfrs.layers.dcn.Cross
 
-from embedconfig.config import FeatureConfig, PipelineConfig
+from embedconfig.config import FeatureConfig, ModelConfig, PipelineConfig
 from embedconfig.model_shapes import concat_features, pooling_of, query_of
 from models.autograph_rules import exclude_tf_keras_from_autograph
 from models.preprocessing import embedding_rows
@@ -237,18 +237,22 @@ def build_model(config: PipelineConfig, vocabulary_sizes: Mapping[str, int]) -> 
         parts.append(attend([embedded[a.keys], embedded[a.query], embedded[a.values_feature]]))
 
     x = parts[0] if len(parts) == 1 else keras.layers.Concatenate(axis=-1, name="concat_features")(parts)
-    regularizer = keras.regularizers.l2(config.model.l2) if config.model.l2 else None
+    return keras.Model(inputs=inputs, outputs=prediction_head(x, config.model), name=f"embedpipe_{config.model.type}")
+
+
+def prediction_head(x: tf.Tensor, model: ModelConfig) -> tf.Tensor:
+    """The probability from the concatenated feature vector: cross layers, ReLU Dense layers, sigmoid."""
+    regularizer = keras.regularizers.l2(model.l2) if model.l2 else None
     # DCN-v2's stacked structure: x_{i+1} = x0 * (W x_i + b) + x_i, then the Dense layers. Why
     # tensorflow-recommenders' Cross (0.7.3, pure Python) and not our own: with TF_USE_LEGACY_KERAS=1
     # its tf.keras is tf_keras, so Cross subclasses tf_keras' Layer (checked in assert_keras_2), builds
     # in this functional model, trains, and survives SavedModel export, tf.saved_model.load and
     # load_model (tests/test_model.py; tests/test_model_variants_learn_concat.py through the Trainer executor).
     x0 = x
-    for i in range(config.model.cross_layers):
-        x = Cross(projection_dim=config.model.cross_projection_dim, kernel_regularizer=regularizer, name=f"cross_{i}")(x0, x)
-    for i, units in enumerate(config.model.hidden_units):
+    for i in range(model.cross_layers):
+        x = Cross(projection_dim=model.cross_projection_dim, kernel_regularizer=regularizer, name=f"cross_{i}")(x0, x)
+    for i, units in enumerate(model.hidden_units):
         x = keras.layers.Dense(units, activation="relu", kernel_regularizer=regularizer, name=f"hidden_{i}")(x)
-        if config.model.dropout:
-            x = keras.layers.Dropout(config.model.dropout, name=f"dropout_{i}")(x)
-    output = keras.layers.Dense(1, activation="sigmoid", name="probability")(x)
-    return keras.Model(inputs=inputs, outputs=output, name=f"embedpipe_{config.model.type}")
+        if model.dropout:
+            x = keras.layers.Dropout(model.dropout, name=f"dropout_{i}")(x)
+    return keras.layers.Dense(1, activation="sigmoid", name="probability")(x)
