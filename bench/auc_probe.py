@@ -52,7 +52,7 @@ import tf_keras as keras  # noqa: E402
 from bench.keras_reference import Encoded, encode, read_jsonl  # noqa: E402
 from bench.pipeline_wall_time import machine  # noqa: E402
 from embedconfig.config import PipelineConfig, load_config  # noqa: E402
-from models.model import build_model  # noqa: E402
+from models.model import build_model, prediction_head  # noqa: E402
 from models.trainer import SHUFFLE_BUFFER, compile_model  # noqa: E402
 
 
@@ -116,26 +116,8 @@ def model_a(config: PipelineConfig, sizes: dict[str, int]) -> keras.Model:
 
 
 def model_b(config: PipelineConfig, sizes: dict[str, int], scoring: str) -> keras.Model:
-    """A's graph up to its per-feature vectors, plus RatingTargetAttention, then A's head rebuilt.
-
-    The embedded tensors are the inputs of A's per-feature encoders: ``pool_target`` ([B,1,32],
-    the history table), ``pool_history`` ([B,50,32], same table), ``gru_history_ratings``
-    ([B,50,4], history_ratings' own table), each carrying its Embedding's mask."""
-    base = build_model(config, sizes)
-    parts = list(base.get_layer("concat_features").input)
-    query = base.get_layer("pool_target").input
-    keys = base.get_layer("pool_history").input
-    values = base.get_layer("gru_history_ratings").input
-    parts.append(RatingTargetAttention(scoring, name=f"rating_attention_{scoring}")([query, keys, values]))
-    x = keras.layers.Concatenate(axis=-1, name="concat_features_b")(parts)
-    m = config.model
-    assert not m.cross_layers and not m.l2, "the probe rebuilds A's head without cross layers / l2"
-    for i, units in enumerate(m.hidden_units):
-        x = keras.layers.Dense(units, activation="relu", name=f"hidden_{i}")(x)
-        if m.dropout:
-            x = keras.layers.Dropout(m.dropout, name=f"dropout_{i}")(x)
-    output = keras.layers.Dense(1, activation="sigmoid", name="probability")(x)
-    return keras.Model(inputs=base.inputs, outputs=output, name=f"probe_b_{scoring}")
+    """A plus RatingTargetAttention (see :func:`model_spec`)."""
+    return model_spec(config, sizes, Spec(f"B-{scoring}", rating_attention=scoring))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -236,8 +218,11 @@ def interaction_term(base: keras.Model, kind: str) -> tf.Tensor:
 
 
 def model_spec(config: PipelineConfig, sizes: dict[str, int], spec: Spec) -> keras.Model:
-    """build_model for the spec's config; with extra parts, A's head is rebuilt on the longer vector
-    (ReLU Dense with the config's l2 and dropout, as build_model)."""
+    """build_model for the spec's config; with extra parts, A's head is rebuilt on the longer vector.
+
+    RatingTargetAttention reads the inputs of A's per-feature encoders: ``pool_target`` ([B,1,32],
+    the history table), ``pool_history`` ([B,50,32], same table), ``gru_history_ratings``
+    ([B,50,4], history_ratings' own table), each carrying its Embedding's mask."""
     base = build_model(config, sizes)
     extra: list[tf.Tensor] = []
     if spec.rating_attention:
@@ -247,29 +232,17 @@ def model_spec(config: PipelineConfig, sizes: dict[str, int], spec: Spec) -> ker
         extra.append(RatingTargetAttention(spec.rating_attention, name=f"rating_attention_{spec.rating_attention}")([query, keys, values]))
     if spec.interaction:
         extra.append(interaction_term(base, spec.interaction))
-    model = base
-    if extra:
-        m = config.model
-        assert not m.cross_layers, "the probe rebuilds A's head without cross layers"
-        regularizer = keras.regularizers.l2(m.l2) if m.l2 else None
-        x = keras.layers.Concatenate(axis=-1, name="concat_features_x")(list(base.get_layer("concat_features").input) + extra)
-        for i, units in enumerate(m.hidden_units):
-            x = keras.layers.Dense(units, activation="relu", kernel_regularizer=regularizer, name=f"hidden_{i}")(x)
-            if m.dropout:
-                x = keras.layers.Dropout(m.dropout, name=f"dropout_{i}")(x)
-        output = keras.layers.Dense(1, activation="sigmoid", name="probability")(x)
-        model = keras.Model(inputs=base.inputs, outputs=output, name="probe_spec")
-    return model
+    if not extra:
+        return base
+    # A's head (build_model's prediction_head) on the longer vector
+    x = keras.layers.Concatenate(axis=-1, name="concat_features_x")(list(base.get_layer("concat_features").input) + extra)
+    return keras.Model(inputs=base.inputs, outputs=prediction_head(x, config.model), name="probe_spec")
 
 
 def compile_spec(model: keras.Model, config: PipelineConfig, spec: Spec) -> None:
-    """compile_model (Adam), or the same loss and metrics with AdamW when the spec has weight decay."""
-    if not spec.weight_decay:
-        compile_model(model, config)
-        return
-    model.compile(optimizer=keras.optimizers.AdamW(config.training.learning_rate, weight_decay=spec.weight_decay),
-                  loss=keras.losses.BinaryCrossentropy(),
-                  metrics=[keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="accuracy")])
+    """compile_model, with AdamW instead of Adam when the spec has weight decay."""
+    optimizer = keras.optimizers.AdamW(config.training.learning_rate, weight_decay=spec.weight_decay) if spec.weight_decay else None
+    compile_model(model, config, optimizer)
 
 
 def eval_auc(model: keras.Model, x: dict[str, np.ndarray], y: np.ndarray) -> float:
@@ -405,7 +378,7 @@ def main() -> None:
                     json.dump({"argv": sys.argv, "experiment": name, "spec": dataclasses.asdict(spec),
                                "date": datetime.datetime.now().isoformat(timespec="seconds"), "order": args.order,
                                **results[name]}, f, indent=2)
-    for seed in (args.seeds if args.experiments is None else []):
+    for seed in args.seeds if args.experiments is None else ():  # the Spec experiments replace A/B/C/D
         for name in ("A", "B-din", "B-dot"):
             run = fit_early_stopped(makers[name](data), config, data, val, seed)
             record(name, described[name], run)

@@ -101,10 +101,10 @@ def vocabulary_sizes(config: PipelineConfig, tft_output: tft.TFTransformOutput) 
     return {f.name: tft_output.vocabulary_size_by_name(vocabulary_name(f.name)) for f in config.preprocessing.vocabulary_owners()}
 
 
-def compile_model(model: keras.Model, config: PipelineConfig) -> None:
-    """Adam + binary cross-entropy, tracking AUC (the early-stopping metric) and accuracy."""
+def compile_model(model: keras.Model, config: PipelineConfig, optimizer: keras.optimizers.Optimizer | None = None) -> None:
+    """Binary cross-entropy with Adam (or ``optimizer``), tracking AUC (the early-stopping metric) and accuracy."""
     model.compile(
-        optimizer=keras.optimizers.Adam(config.training.learning_rate),
+        optimizer=optimizer or keras.optimizers.Adam(config.training.learning_rate),
         loss=keras.losses.BinaryCrossentropy(),
         metrics=[keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="accuracy")],
     )
