@@ -117,5 +117,6 @@ def main() -> None:
     Path(args.output).write_text(json.dumps({"machine": machine(), "date": datetime.datetime.now().isoformat(timespec="seconds"),
                                              "rows": args.rows, "runs": rows}, indent=2))
 
+
 if __name__ == "__main__":
     main()
