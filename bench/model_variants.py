@@ -46,6 +46,8 @@ from models.model import build_model  # noqa: E402
 from pipeline.local_runner import run_locally  # noqa: E402
 
 SEQUENCES_50 = ["history", "history_ratings", "liked_genres"]  # the three length-50 sequences
+RATING_ATTENTION = {"query": "target", "keys": "history", "values": "history_ratings"}  # bench/auc_probe.py's B-din
+LONGER = {"epochs": 12, "early_stopping": {"patience": 2}}  # room for a regularised model to keep learning
 
 
 def _set_pooling(raw: dict, pooling: str) -> None:
@@ -87,13 +89,12 @@ VARIANTS: dict[str, Any] = {
     ),
     # issue 15: how this user rated the history's movies most like the target (bench/auc_probe.py's B-din)
     "configs/movielens.yaml + rating attention (query target, keys history, values history_ratings)": lambda raw: raw["model"].update(
-        attention=[{"query": "target", "keys": "history", "values": "history_ratings"}]),
+        attention=[RATING_ATTENTION]),
     # issue 15: L2 on the embedding tables lets training go past epoch 1 (bench/auc_probe.py, in memory)
     "configs/movielens.yaml + embedding_l2 3e-4, epochs 12, patience 2": lambda raw: (
-        raw["model"].update(embedding_l2=3e-4), raw["training"].update(epochs=12, early_stopping={"patience": 2})),
+        raw["model"].update(embedding_l2=3e-4), raw["training"].update(LONGER)),
     "configs/movielens.yaml + rating attention + embedding_l2 3e-4, epochs 12, patience 2": lambda raw: (
-        raw["model"].update(embedding_l2=3e-4, attention=[{"query": "target", "keys": "history", "values": "history_ratings"}]),
-        raw["training"].update(epochs=12, early_stopping={"patience": 2})),
+        raw["model"].update(embedding_l2=3e-4, attention=[RATING_ATTENTION]), raw["training"].update(LONGER)),
 }
 
 
