@@ -247,7 +247,7 @@ def prediction_head(x: tf.Tensor, model: ModelConfig) -> tf.Tensor:
     # tensorflow-recommenders' Cross (0.7.3, pure Python) and not our own: with TF_USE_LEGACY_KERAS=1
     # its tf.keras is tf_keras, so Cross subclasses tf_keras' Layer (checked in assert_keras_2), builds
     # in this functional model, trains, and survives SavedModel export, tf.saved_model.load and
-    # load_model (tests/test_model.py; tests/test_model_variants_learn_concat.py through the Trainer executor).
+    # load_model (tests/test_model.py; tests/test_model_variants_learn.py through the Trainer executor).
     x0 = x
     for i in range(model.cross_layers):
         x = Cross(projection_dim=model.cross_projection_dim, kernel_regularizer=regularizer, name=f"cross_{i}")(x0, x)

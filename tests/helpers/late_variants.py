@@ -1,7 +1,7 @@
-"""The late-signal data and the per-variant check that tests/test_model_variants_learn*.py share.
+"""The late-signal data and the per-variant check of tests/test_model_variants_learn.py.
 
 Each variant runs the executors a pipeline runs for it: the project's ExampleGen and TFX's
-Transform once per module (once per padding: padding is a Transform setting), then TFX's Trainer
+Transform once per test module (once per padding: padding is a Transform setting), then TFX's Trainer
 executor on ``models.trainer.run_fn`` per variant, which fits on train, early-stops on validation
 and exports the SavedModel with its signatures. The held-out AUC is the exported model's, on
 every raw tf.Example of the eval split, scored through ``serving_default`` as a server scores
