@@ -76,7 +76,7 @@ def small_model(small_model_build) -> str:
 @pytest.fixture(scope="module")
 def late_data(tmp_path_factory: pytest.TempPathFactory):
     """The late-signal data through ExampleGen (and Transform on first use), once per test module
-    of tests/test_model_variants_learn*.py (tests/helpers/late_variants.py)."""
+    (tests/test_model_variants_learn.py; tests/helpers/late_variants.py)."""
     from tests.helpers.late_variants import make_late_data
 
     return make_late_data(tmp_path_factory)
@@ -93,9 +93,8 @@ def pytest_configure(config: pytest.Config) -> None:
 # With --dist loadfile --no-loadscope-reorder, pytest-xdist hands whole files to its workers in
 # collection order. Its default order (files with the most tests first) started these last, and one
 # worker ran alone at the end; longest first, the two workers finish within a short file of each other.
-LONGEST_FIRST = ("test_kubeflow.py", "test_pipeline_e2e.py", "test_beam_modes.py", "test_portable_runner.py",  # 255, 248, 140, 120 s
-                 "test_new_dataset.py", "test_model_variants_learn_concat.py", "test_serving.py",  # 86, 83, 44 s
-                 "test_model_variants_learn.py", "test_tf_serving_cases.py")  # 41, 39 s (suite of 2026-12-01 21:05)
+LONGEST_FIRST = ("test_kubeflow.py", "test_pipeline_e2e.py", "test_beam_modes.py", "test_new_dataset.py",  # 342, 332, 219, ~200 s
+                 "test_model_variants_learn.py", "test_serving.py", "test_tf_serving_cases.py")  # ~125, 53, 44 s (suite of 2026-12-02 03:58)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

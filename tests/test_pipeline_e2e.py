@@ -7,14 +7,14 @@ the logs may appear on local disk. Three runs of the built-in example:
 
 1. cold: blessed, canaried and pushed into the bucket; the Evaluator's split is one the Trainer
    never read, and slices are reported. ``embedpipe serve`` then serves the pushed model straight
-   from the bucket and answers like the model loaded in this process;
+   from the bucket and answers like the model loaded in this process, on every signature;
 2. a retrain (another seed): upstream cached, compared with the blessed baseline, pushed, and the
    running server picks the new version up;
 3. the retrain's config again: cached through the Pusher.
 
 Each run's summary is read from the metadata store by pipeline/run_summary.py, as the CLI prints it.
 Two runs over bad data, which the schema gate stops, use local disk (the other paths that run on
-local disk: tests/test_new_dataset.py, tests/test_portable_runner.py, the reliability tests).
+local disk: tests/test_new_dataset.py (on the portable runner), the reliability tests).
 (These three runs replace three local runs here and two bucket runs in tests/test_object_storage.py,
 which checked much the same things twice.)
 """
@@ -41,9 +41,9 @@ from pipeline.local_runner import run_locally
 from pipeline.run_summary import summarize_run
 from tests.helpers.configs import REPO, synthetic_raw_config
 from tests.helpers.s3_server import CREDENTIALS, environment_without_buckets
+from tests.helpers.synthetic_requests import ROWS as REQUEST_ROWS
 from tests.helpers.synthetic_requests import SERIALIZED
 
-HERE = Path(__file__).resolve().parent
 pytestmark = pytest.mark.e2e
 
 RUN_TIMEOUT = 900  # seconds; a cold run takes ~100 s on 2 cores
@@ -96,6 +96,31 @@ def _in_process_scores(model_dir: str) -> np.ndarray:
     return model.signatures["serving_default"](examples=tf.constant(SERIALIZED))["probability"].numpy().reshape(-1)
 
 
+def _served_signatures(client) -> dict:
+    """What the server says of the pushed model's other signatures: their names (GetModelMetadata),
+    Classify on ``classify``, and Predict on ``predict_raw`` with raw tensors, for the rows of
+    SERIALIZED (padded with the parse defaults: "" and -1)."""
+    from tensorflow_serving.apis import get_model_metadata_pb2, predict_pb2
+
+    request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
+    request.model_spec.name = MODEL_NAME
+    signature_map = get_model_metadata_pb2.SignatureDefMap()
+    client.prediction.GetModelMetadata(request, timeout=30).metadata["signature_def"].Unpack(signature_map)
+
+    raw = predict_pb2.PredictRequest()
+    raw.model_spec.name, raw.model_spec.signature_name = MODEL_NAME, "predict_raw"
+    pad = lambda key, fill: [r[key] + [fill] * (max(len(x[key]) for x in REQUEST_ROWS) - len(r[key])) for r in REQUEST_ROWS]  # noqa: E731
+    tensors = {"user": tf.constant([r["user"] for r in REQUEST_ROWS]), "target": tf.constant([r["target"] for r in REQUEST_ROWS], tf.int64),
+               "interests": tf.constant(pad("interests", "")), "history": tf.constant(pad("history", -1), tf.int64),
+               "target_categories": tf.constant(pad("target_categories", ""))}
+    for key, value in tensors.items():
+        raw.inputs[key].CopyFrom(tf.make_tensor_proto(value))
+    response = client.prediction.Predict(raw, timeout=30)
+    return {"names": set(signature_map.signature_def),
+            "classify": np.array(client.classify_serialized(SERIALIZED)),
+            "predict_raw": tf.make_ndarray(response.outputs["probability"]).reshape(-1)}
+
+
 def _version(pushed_path: str) -> int:
     return int(pushed_path.rsplit("/", 1)[1])
 
@@ -135,6 +160,7 @@ def runs(s3, tmp_path_factory: pytest.TempPathFactory) -> dict:
         _wait_for_version(model_client, server, _version(record["first"].pushed_path))
         record["first_served"] = np.array(model_client.predict_serialized(SERIALIZED))
         record["first_expected"] = _in_process_scores(record["first"].pushed_path)
+        record["first_signatures"] = _served_signatures(model_client)
 
         retrain = dict(raw, training={**raw["training"], "seed": 1})  # the Trainer runs again, upstream is cached
         config2 = work / "config2.yaml"
@@ -226,19 +252,14 @@ def test_the_summary_ranks_slices_with_their_example_counts(runs) -> None:
     assert first.blessed, "the slices are reported, not gated"
 
 
-def test_pushed_model_scores_raw_examples_in_a_fresh_process(runs, s3) -> None:
-    result = subprocess.run(
-        [sys.executable, str(HERE / "helpers" / "score_pushed_model.py"), runs["first"].pushed_path],
-        capture_output=True, text=True, timeout=300, env={**environment_without_buckets(), **s3.env(), "TF_CPP_MIN_LOG_LEVEL": "2"},
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    scores = json.loads(result.stdout.strip().splitlines()[-1])
-    assert {"serving_default", "predict_raw", "classify", "transform_features"} <= set(scores["signatures"])
-    default = scores["serving_default"]
-    assert len(default) == 3 and all(0.0 < p < 1.0 for p in default)
-    assert scores["predict_raw"] == pytest.approx(default, abs=1e-6), "raw-tensor signature agrees"
-    assert [s[1] for s in scores["classify_scores"]] == pytest.approx(default, abs=1e-6)
-    assert scores["classify_classes"][0] == ["0", "1"]
+def test_every_signature_of_the_pushed_model_answers_from_the_server(runs) -> None:
+    """The server is a fresh process that read the model from the bucket: the raw-tensor and the
+    Classify signatures agree with serving_default there, for unseen, empty and too-long inputs."""
+    served, default = runs["first_signatures"], runs["first_served"]
+    assert {"serving_default", "predict_raw", "classify", "transform_features"} <= served["names"]
+    assert len(default) == len(REQUEST_ROWS) and all(0.0 < p < 1.0 for p in default)
+    np.testing.assert_allclose(served["predict_raw"], default, atol=1e-6)
+    np.testing.assert_allclose(served["classify"], default, atol=1e-6)
 
 
 def test_the_server_serves_the_bucket_like_the_model_in_process_and_picks_up_new_versions(runs) -> None:
