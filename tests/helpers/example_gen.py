@@ -18,7 +18,8 @@ def example_gen_properties(config: PipelineConfig) -> dict:
     return {
         standard_component_specs.INPUT_BASE_KEY: base,
         standard_component_specs.INPUT_CONFIG_KEY: json_format.MessageToJson(input_config),
-        standard_component_specs.OUTPUT_CONFIG_KEY: json_format.MessageToJson(output_config),
+        # file splits (data.split.files) name their splits in the input config, as the component does
+        standard_component_specs.OUTPUT_CONFIG_KEY: json_format.MessageToJson(output_config or example_gen_pb2.Output()),
         standard_component_specs.CUSTOM_CONFIG_KEY: json_format.MessageToJson(reader_custom_config(config)),
         standard_component_specs.OUTPUT_DATA_FORMAT_KEY: example_gen_pb2.FORMAT_TF_EXAMPLE,
         standard_component_specs.OUTPUT_FILE_FORMAT_KEY: example_gen_pb2.FORMAT_TFRECORDS_GZIP,
@@ -33,7 +34,7 @@ def beam_context(beam_args: list[str] | None):
 
 
 def run_example_gen(config: PipelineConfig, out: Path, beam_args: list[str] | None = None) -> standard_artifacts.Examples:
-    """The Examples artifact (train and eval splits under ``out``)."""
+    """The Examples artifact (its splits under ``out``)."""
     examples = standard_artifacts.Examples()
     examples.uri = str(out)
     RawExampleGenExecutor(beam_context(beam_args)).Do({}, {standard_component_specs.EXAMPLES_KEY: [examples]}, example_gen_properties(config))
