@@ -16,6 +16,11 @@ In memory (numpy arrays from ``bench.keras_reference.encode``; no TFX), one proc
   early stopping chose on validation (same seed), scored on eval;
 - D: A retrained the same way.
 
+``--variant-configs NAME=PATH ...`` (with ``--experiments``): also run each of these config files
+(A's model, ``build_model``, for another feature set: longer sequences, an added feature), each
+encoded from the same rows with its own vocabularies, interleaved with A per seed in the same
+process; the data is the one ``--data`` directory for all.
+
 A and B fit on train with early stopping on validation (monitor val_auc, the config's patience,
 restore_best_weights) for at most the config's epochs, as the Trainer does. Eval AUC is
 ``keras.metrics.AUC(num_thresholds=10000)`` on every eval example; eval never chooses anything.
@@ -305,13 +310,15 @@ def fit_fixed(make: Callable[[], keras.Model], config: PipelineConfig, data: Enc
             "fit_seconds": seconds, "params": int(model.count_params())}
 
 
-def split_encode(config: PipelineConfig, train_rows: list, val_rows: list, eval_rows: list) -> tuple[Encoded, tuple, Encoded]:
-    """(train -> eval arrays, validation arrays, train+validation -> eval arrays); vocabularies from the fitted rows."""
+def split_encode(config: PipelineConfig, train_rows: list, val_rows: list, eval_rows: list,
+                 with_full: bool = True) -> tuple[Encoded, tuple, Encoded | None]:
+    """(train -> eval arrays, validation arrays, train+validation -> eval arrays); vocabularies from the fitted rows.
+    ``with_full=False``: no train+validation arrays (None; only C and D use them)."""
     data = encode(config, train_rows, val_rows + eval_rows)
     n = len(val_rows)
     val = ({k: v[:n] for k, v in data.eval.items()}, data.eval_labels[:n])
     fit = Encoded(data.train, {k: v[n:] for k, v in data.eval.items()}, data.train_labels, data.eval_labels[n:], data.vocabulary_sizes)
-    full = encode(config, train_rows + val_rows, eval_rows)
+    full = encode(config, train_rows + val_rows, eval_rows) if with_full else None
     return fit, val, full
 
 
@@ -327,8 +334,15 @@ def main() -> None:
                         help="training row order: full reshuffle, or file order through a 10,000-row shuffle buffer (as the Trainer)")
     parser.add_argument("--experiments", nargs="*", default=None,
                         help=f"run A plus these Spec experiments ({', '.join(n for n in SPECS if n != 'A')}) instead of A/B/C/D")
+    parser.add_argument("--variant-configs", nargs="*", default=[], metavar="NAME=PATH",
+                        help="with --experiments: also run A's model (build_model) for each of these config files on the same data")
     parser.add_argument("--output", default="bench/out/auc_probe.json")
     args = parser.parse_args()
+    variants = dict(v.split("=", 1) for v in args.variant_configs)
+    if variants and args.experiments is None:
+        parser.error("--variant-configs needs --experiments (give it with no names to run only A and the variants)")
+    if set(variants) & (set(SPECS) | {"B-din", "B-dot", "C-din", "C-dot", "D"}):
+        parser.error("variant names must differ from the experiment names")
     global ORDER
     ORDER = args.order
     wall = time.perf_counter()
@@ -336,9 +350,17 @@ def main() -> None:
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     config = load_config(args.config)
     rows = {s: read_jsonl(os.path.join(args.data, f"{s}.jsonl"))[: args.limit] for s in ("train", "validation", "eval")}
-    data, val, full = split_encode(config, rows["train"], rows["validation"], rows["eval"])
+    data, val, full = split_encode(config, rows["train"], rows["validation"], rows["eval"], with_full=args.experiments is None)
     print(f"train {len(data.train_labels)}  validation {len(val[1])}  eval {len(data.eval_labels)}  "
           f"positive rate eval {data.eval_labels.mean():.3f}  vocab {data.vocabulary_sizes}", flush=True)
+    variant_data: dict[str, tuple[PipelineConfig, Encoded, tuple]] = {}
+    for vname, vpath in variants.items():
+        vconfig = load_config(vpath)
+        vdata, vval, _ = split_encode(vconfig, rows["train"], rows["validation"], rows["eval"], with_full=False)
+        assert np.array_equal(vdata.eval_labels, data.eval_labels) and np.array_equal(vval[1], val[1])
+        variant_data[vname] = (vconfig, vdata, vval)
+        print(f"variant {vname}: {vpath}  features {[(f.name, f.length, f.embedding_dim) for f in vconfig.features]}  "
+              f"vocab {vdata.vocabulary_sizes}", flush=True)
 
     makers = {
         "A": lambda d: (lambda: model_a(config, d.vocabulary_sizes)),
@@ -378,6 +400,14 @@ def main() -> None:
                     json.dump({"argv": sys.argv, "experiment": name, "spec": dataclasses.asdict(spec),
                                "date": datetime.datetime.now().isoformat(timespec="seconds"), "order": args.order,
                                **results[name]}, f, indent=2)
+            for vname, (vconfig, vdata, vval) in variant_data.items():
+                run = fit_early_stopped(lambda vconfig=vconfig, vdata=vdata: build_model(vconfig, vdata.vocabulary_sizes),
+                                        vconfig, vdata, vval, seed)
+                record(vname, f"build_model for {variants[vname]}", run)
+                with open(f"{stem}.{vname}.json", "w") as f:
+                    json.dump({"argv": sys.argv, "experiment": vname, "config": variants[vname],
+                               "date": datetime.datetime.now().isoformat(timespec="seconds"), "order": args.order,
+                               **results[vname]}, f, indent=2)
     for seed in args.seeds if args.experiments is None else ():  # the Spec experiments replace A/B/C/D
         for name in ("A", "B-din", "B-dot"):
             run = fit_early_stopped(makers[name](data), config, data, val, seed)
