@@ -196,6 +196,17 @@ SPECS: dict[str, Spec] = {
 }
 
 
+# The A/B/C/D runs (without --experiments), as the tables name them
+DESCRIBED = {
+    "A": "configs/movielens.yaml via build_model (early stop on validation)",
+    "B-din": "A + rating-aware target attention, DIN MLP scoring, raw weights",
+    "B-dot": "A + rating-aware target attention, scaled dot product, softmax",
+    "C-din": "B-din retrained on train+validation for B-din's best epoch count",
+    "C-dot": "B-dot retrained on train+validation for B-dot's best epoch count",
+    "D": "A retrained on train+validation for A's best epoch count",
+}
+
+
 def spec_config(config: PipelineConfig, spec: Spec) -> PipelineConfig:
     """``config`` with the spec's model / training / embedding_dim overrides."""
     features = tuple(dataclasses.replace(f, embedding_dim=spec.dims.get(f.name, f.embedding_dim)) for f in config.features)
@@ -341,7 +352,7 @@ def main() -> None:
     variants = dict(v.split("=", 1) for v in args.variant_configs)
     if variants and args.experiments is None:
         parser.error("--variant-configs needs --experiments (give it with no names to run only A and the variants)")
-    if set(variants) & (set(SPECS) | {"B-din", "B-dot", "C-din", "C-dot", "D"}):
+    if set(variants) & (set(SPECS) | set(DESCRIBED)):
         parser.error("variant names must differ from the experiment names")
     global ORDER
     ORDER = args.order
@@ -375,14 +386,12 @@ def main() -> None:
         print(f"  {name:<6} seed {run['seed']}: eval AUC {run['auc']:.4f}  epochs {run['epochs']}/{run['epochs_run']}  "
               f"{run['fit_seconds']:.0f} s  val_auc {run.get('val_auc', '-')}", flush=True)
 
-    described = {
-        "A": "configs/movielens.yaml via build_model (early stop on validation)",
-        "B-din": "A + rating-aware target attention, DIN MLP scoring, raw weights",
-        "B-dot": "A + rating-aware target attention, scaled dot product, softmax",
-        "C-din": "B-din retrained on train+validation for B-din's best epoch count",
-        "C-dot": "B-dot retrained on train+validation for B-dot's best epoch count",
-        "D": "A retrained on train+validation for A's best epoch count",
-    }
+    def write_runs(stem: str, name: str, **about: Any) -> None:
+        """One experiment's runs so far, with what it was, rewritten after every seed."""
+        with open(f"{stem}.{name}.json", "w") as f:
+            json.dump({"argv": sys.argv, "experiment": name, **about, "date": datetime.datetime.now().isoformat(timespec="seconds"),
+                       "order": args.order, **results[name]}, f, indent=2)
+
     if args.experiments is not None:
         names = ["A"] + [n for n in args.experiments if n != "A"]
         unknown = [n for n in names if n not in SPECS]
@@ -396,26 +405,20 @@ def main() -> None:
                 run = fit_early_stopped(lambda cfg=cfg, spec=spec: model_spec(cfg, data.vocabulary_sizes, spec), cfg, data, val, seed,
                                         compile_fn=lambda m, c, spec=spec: compile_spec(m, c, spec))
                 record(name, spec.description, run)
-                with open(f"{stem}.{name}.json", "w") as f:  # per experiment, rewritten after every seed
-                    json.dump({"argv": sys.argv, "experiment": name, "spec": dataclasses.asdict(spec),
-                               "date": datetime.datetime.now().isoformat(timespec="seconds"), "order": args.order,
-                               **results[name]}, f, indent=2)
+                write_runs(stem, name, spec=dataclasses.asdict(spec))
             for vname, (vconfig, vdata, vval) in variant_data.items():
                 run = fit_early_stopped(lambda vconfig=vconfig, vdata=vdata: build_model(vconfig, vdata.vocabulary_sizes),
                                         vconfig, vdata, vval, seed)
                 record(vname, f"build_model for {variants[vname]}", run)
-                with open(f"{stem}.{vname}.json", "w") as f:
-                    json.dump({"argv": sys.argv, "experiment": vname, "config": variants[vname],
-                               "date": datetime.datetime.now().isoformat(timespec="seconds"), "order": args.order,
-                               **results[vname]}, f, indent=2)
+                write_runs(stem, vname, config=variants[vname])
     for seed in args.seeds if args.experiments is None else ():  # the Spec experiments replace A/B/C/D
         for name in ("A", "B-din", "B-dot"):
             run = fit_early_stopped(makers[name](data), config, data, val, seed)
-            record(name, described[name], run)
+            record(name, DESCRIBED[name], run)
             retrain = {"A": "D", "B-din": "C-din", "B-dot": "C-dot"}[name]
             if retrain[0] in args.skip:
                 continue
-            record(retrain, described[retrain], fit_fixed(makers[name](full), config, full, run["epochs"], seed))
+            record(retrain, DESCRIBED[retrain], fit_fixed(makers[name](full), config, full, run["epochs"], seed))
 
     print(f"\nmachine: {machine()}, TF {tf.__version__}, 1 intra/1 inter-op thread; "
           f"date {datetime.datetime.now().isoformat(timespec='seconds')}")
