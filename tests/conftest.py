@@ -93,8 +93,8 @@ def pytest_configure(config: pytest.Config) -> None:
 # With --dist loadfile --no-loadscope-reorder, pytest-xdist hands whole files to its workers in
 # collection order. Its default order (files with the most tests first) started these last, and one
 # worker ran alone at the end; longest first, the two workers finish within a short file of each other.
-LONGEST_FIRST = ("test_kubeflow.py", "test_pipeline_e2e.py", "test_beam_modes.py", "test_new_dataset.py",  # 342, 332, 219, ~200 s
-                 "test_model_variants_learn.py", "test_serving.py", "test_tf_serving_cases.py")  # ~125, 53, 44 s (suite of 2026-12-02 03:58)
+LONGEST_FIRST = ("test_kubeflow.py", "test_pipeline_e2e.py", "test_beam_modes.py", "test_new_dataset.py",  # 360, 333, 180, 168 s
+                 "test_model_variants_learn.py", "test_serving.py", "test_tf_serving_cases.py")  # 169, 53, 49 s (fresh clone, 2026-12-02 04:48)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
