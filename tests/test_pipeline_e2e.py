@@ -41,8 +41,7 @@ from pipeline.local_runner import run_locally
 from pipeline.run_summary import summarize_run
 from tests.helpers.configs import REPO, synthetic_raw_config
 from tests.helpers.s3_server import CREDENTIALS, environment_without_buckets
-from tests.helpers.synthetic_requests import ROWS as REQUEST_ROWS
-from tests.helpers.synthetic_requests import SERIALIZED
+from tests.helpers.synthetic_requests import RAW_INPUTS, SERIALIZED
 
 pytestmark = pytest.mark.e2e
 
@@ -99,7 +98,7 @@ def _in_process_scores(model_dir: str) -> np.ndarray:
 def _served_signatures(client) -> dict:
     """What the server says of the pushed model's other signatures: their names (GetModelMetadata),
     Classify on ``classify``, and Predict on ``predict_raw`` with raw tensors, for the rows of
-    SERIALIZED (padded with the parse defaults: "" and -1)."""
+    SERIALIZED (tests/helpers/synthetic_requests.py)."""
     from tensorflow_serving.apis import get_model_metadata_pb2, predict_pb2
 
     request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
@@ -109,11 +108,7 @@ def _served_signatures(client) -> dict:
 
     raw = predict_pb2.PredictRequest()
     raw.model_spec.name, raw.model_spec.signature_name = MODEL_NAME, "predict_raw"
-    pad = lambda key, fill: [r[key] + [fill] * (max(len(x[key]) for x in REQUEST_ROWS) - len(r[key])) for r in REQUEST_ROWS]  # noqa: E731
-    tensors = {"user": tf.constant([r["user"] for r in REQUEST_ROWS]), "target": tf.constant([r["target"] for r in REQUEST_ROWS], tf.int64),
-               "interests": tf.constant(pad("interests", "")), "history": tf.constant(pad("history", -1), tf.int64),
-               "target_categories": tf.constant(pad("target_categories", ""))}
-    for key, value in tensors.items():
+    for key, value in RAW_INPUTS.items():
         raw.inputs[key].CopyFrom(tf.make_tensor_proto(value))
     response = client.prediction.Predict(raw, timeout=30)
     return {"names": set(signature_map.signature_def),
@@ -257,7 +252,7 @@ def test_every_signature_of_the_pushed_model_answers_from_the_server(runs) -> No
     Classify signatures agree with serving_default there, for unseen, empty and too-long inputs."""
     served, default = runs["first_signatures"], runs["first_served"]
     assert {"serving_default", "predict_raw", "classify", "transform_features"} <= served["names"]
-    assert len(default) == len(REQUEST_ROWS) and all(0.0 < p < 1.0 for p in default)
+    assert len(default) == len(SERIALIZED) and all(0.0 < p < 1.0 for p in default)
     np.testing.assert_allclose(served["predict_raw"], default, atol=1e-6)
     np.testing.assert_allclose(served["classify"], default, atol=1e-6)
 

@@ -43,7 +43,7 @@ from tfx.components.infra_validator.model_server_clients.tensorflow_serving_clie
 from serving.client import ModelClient
 from serving.servable import LoadOptions, ServableVersion
 from serving.server import build_parser, session_config, start_server
-from tests.helpers.synthetic_requests import ROWS, SERIALIZED, row_example
+from tests.helpers.synthetic_requests import RAW_INPUTS, ROWS, SERIALIZED, row_example
 
 pytestmark = pytest.mark.serving
 
@@ -151,15 +151,9 @@ def test_predict_accepts_tensor_content_and_filters_outputs(stubs, expected) -> 
     prediction, _ = stubs
     request = predict_pb2.PredictRequest()
     request.model_spec.name, request.model_spec.signature_name = MODEL, "predict_raw"
-    width = max(len(r["history"]) for r in ROWS)
-    history = np.array([r["history"] + [-1] * (width - len(r["history"])) for r in ROWS], dtype=np.int64)
-    request.inputs["history"].CopyFrom(tf.make_tensor_proto(history))  # numeric: tensor_content
-    assert request.inputs["history"].tensor_content
-    request.inputs["target"].CopyFrom(tf.make_tensor_proto(np.array([r["target"] for r in ROWS], dtype=np.int64)))
-    request.inputs["user"].CopyFrom(tf.make_tensor_proto([r["user"] for r in ROWS]))
-    for key in ("interests", "target_categories"):
-        w = max(len(r[key]) for r in ROWS)
-        request.inputs[key].CopyFrom(tf.make_tensor_proto([r[key] + [""] * (w - len(r[key])) for r in ROWS]))
+    for key, value in RAW_INPUTS.items():
+        request.inputs[key].CopyFrom(tf.make_tensor_proto(value))
+    assert request.inputs["history"].tensor_content  # numeric: tensor_content
     request.output_filter.append("probability")
     response = prediction.Predict(request)
     np.testing.assert_allclose(tf.make_ndarray(response.outputs["probability"]).reshape(-1), expected, atol=1e-6)

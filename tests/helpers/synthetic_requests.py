@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import tensorflow as tf
 
 ROWS = [
@@ -24,3 +25,19 @@ def row_example(row: dict) -> tf.train.Example:
 
 
 SERIALIZED = [row_example(r).SerializeToString() for r in ROWS]
+
+
+def _padded(key: str, fill):
+    width = max(len(r[key]) for r in ROWS)
+    return [r[key] + [fill] * (width - len(r[key])) for r in ROWS]
+
+
+# The rows as ``predict_raw``'s dense inputs, lists padded with the parse defaults ("" and -1);
+# the int features as int64 arrays (a TensorProto carries them in tensor_content).
+RAW_INPUTS = {
+    "user": [r["user"] for r in ROWS],
+    "target": np.array([r["target"] for r in ROWS], dtype=np.int64),
+    "interests": _padded("interests", ""),
+    "history": np.array(_padded("history", -1), dtype=np.int64),
+    "target_categories": _padded("target_categories", ""),
+}
