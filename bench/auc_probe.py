@@ -16,6 +16,10 @@ In memory (numpy arrays from ``bench.keras_reference.encode``; no TFX), one proc
   early stopping chose on validation (same seed), scored on eval;
 - D: A retrained the same way.
 
+``--tabular``: also fit ``bench/tabular_reference.py``'s gradient-boosted trees (engineered user and
+item statistics, then item-item collaborative filtering) on the same rows, once: a yardstick
+from outside the neural family.
+
 ``--variant-configs NAME=PATH ...`` (with ``--experiments``): also run each of these config files
 (A's model, ``build_model``, for another feature set: longer sequences, an added feature), each
 encoded from the same rows with its own vocabularies, interleaved with A per seed in the same
@@ -347,6 +351,8 @@ def main() -> None:
                         help=f"run A plus these Spec experiments ({', '.join(n for n in SPECS if n != 'A')}) instead of A/B/C/D")
     parser.add_argument("--variant-configs", nargs="*", default=[], metavar="NAME=PATH",
                         help="with --experiments: also run A's model (build_model) for each of these config files on the same data")
+    parser.add_argument("--tabular", action="store_true",
+                        help="also fit bench/tabular_reference.py's gradient-boosted trees on the same rows (once)")
     parser.add_argument("--output", default="bench/out/auc_probe.json")
     args = parser.parse_args()
     variants = dict(v.split("=", 1) for v in args.variant_configs)
@@ -419,6 +425,14 @@ def main() -> None:
             if retrain[0] in args.skip:
                 continue
             record(retrain, DESCRIBED[retrain], fit_fixed(makers[name](full), config, full, run["epochs"], seed))
+
+    if args.tabular:
+        from bench.tabular_reference import FEATURE_SETS, run_references
+
+        # once: without early stopping or subsampling the trees do not use their seed (seeds 0 and 1
+        # gave the same AUCs to the fourth decimal, 2026-12-02)
+        for name, run in run_references(config, rows, args.seeds[0]).items():
+            record(name, FEATURE_SETS[name], run)
 
     print(f"\nmachine: {machine()}, TF {tf.__version__}, 1 intra/1 inter-op thread; "
           f"date {datetime.datetime.now().isoformat(timespec='seconds')}")

@@ -10,7 +10,8 @@ comes from the Evaluator (TFMA, eval split) and the training time from the Train
 (``models.model.build_model``) is then fitted in memory on numpy arrays of train for the same
 number of epochs, keeping the last epoch (nothing is selected on eval): the throughput ratio
 pipeline / in-memory is the Trainer's input overhead. The classic
-references (``bench/keras_reference.py``) run in the same invocation.
+references (``bench/keras_reference.py``) and the gradient-boosted trees of
+``bench/tabular_reference.py`` (fit on train, rounds chosen on validation) run in the same invocation.
 
 Prints a table with the machine and date and writes bench/out/model_variants.json.
 """
@@ -41,6 +42,8 @@ from bench.keras_reference import (  # noqa: E402
     read_jsonl,
 )
 from bench.pipeline_wall_time import machine  # noqa: E402
+from bench.tabular_reference import FEATURE_SETS as TABULAR_NAMES  # noqa: E402
+from bench.tabular_reference import run_references as tabular_references  # noqa: E402
 from embedconfig.config import PipelineConfig, parse_config  # noqa: E402
 from models.model import build_model  # noqa: E402
 from pipeline.local_runner import run_locally  # noqa: E402
@@ -139,8 +142,8 @@ def run_variant(name: str, config: PipelineConfig, train_rows: list, eval_rows: 
     }
 
 
-def run_references(config: PipelineConfig, train_rows: list, eval_rows: list) -> list[dict[str, Any]]:
-    """The issue's plain-Keras references, rerun here."""
+def run_references(config: PipelineConfig, train_rows: list, validation_rows: list, eval_rows: list) -> list[dict[str, Any]]:
+    """The issue's plain-Keras references and bench/tabular_reference.py's trees, rerun here."""
     import dataclasses
 
     import tf_keras as keras
@@ -167,6 +170,10 @@ def run_references(config: PipelineConfig, train_rows: list, eval_rows: list) ->
         keras.utils.set_random_seed(t.seed)
         model, inputs = make()
         rows.append(fit_and_score(name, model, data, inputs, 3, 256, 1e-3).__dict__)
+    trees = tabular_references(config, {"train": train_rows, "validation": validation_rows, "eval": eval_rows}, t.seed)
+    for short, run in trees.items():
+        rows.append({"name": f"{TABULAR_NAMES[short]} (rounds chosen on validation)", "auc": run["auc"],
+                     "train_seconds": run["fit_seconds"], "examples_per_second": None})
     return rows
 
 
@@ -183,6 +190,7 @@ def main() -> None:
     base = yaml.safe_load(config_path.read_text())
     data = os.path.abspath(args.data)
     train_rows = read_jsonl(os.path.join(data, "train.jsonl"))
+    validation_rows = read_jsonl(os.path.join(data, "validation.jsonl"))
     eval_rows = read_jsonl(os.path.join(data, "eval.jsonl"))
     work = tempfile.mkdtemp(prefix="embedpipe-variants-")
 
@@ -191,7 +199,7 @@ def main() -> None:
     warm = encode(shipped, train_rows[:2000], eval_rows[:500])
     fit_and_score("warm-up", build_model(shipped, warm.vocabulary_sizes), warm, [f.name for f in shipped.features], 1, 256, 1e-3)
 
-    references = run_references(shipped, train_rows, eval_rows)
+    references = run_references(shipped, train_rows, validation_rows, eval_rows)
     variants = []
     for name, mutate in VARIANTS.items():
         if args.only and not any(s in name for s in args.only):
@@ -201,7 +209,7 @@ def main() -> None:
 
     when = datetime.datetime.now().isoformat(timespec="seconds")
     print(f"\nmachine: {machine()}\ndate: {when}\ndata: {data} ({len(train_rows)} train / {len(eval_rows)} eval)")
-    print("\nreferences (plain Keras, in memory, 3 epochs, Adam 1e-3, batch 256):")
+    print("\nreferences (plain Keras, in memory, 3 epochs, Adam 1e-3, batch 256; then bench/tabular_reference.py's trees):")
     print(f"| {'reference':<62} | eval AUC | train s | examples/s |\n|{'-' * 64}|---------:|--------:|-----------:|")
     for r in references:
         secs = f"{r['train_seconds']:.1f}" if r["train_seconds"] else "-"
