@@ -55,7 +55,8 @@ def _write_config(config_path: Path, output: str) -> None:
         yaml.safe_dump(raw, f, sort_keys=False)
     schema = (REPO / "schema" / "movielens.pbtxt").read_text()
     for name in TOKEN_FEATURES.values():
-        schema += f'feature {{\n  name: "{name}"\n  type: BYTES\n  presence {{\n    min_fraction: 1.0\n    min_count: 1\n  }}\n}}\n'
+        schema += (f'feature {{\n  name: "{name}"\n  type: BYTES\n  presence {{\n    min_fraction: 1.0\n    min_count: 1\n  }}\n'
+                   '  shape {\n    dim {\n      size: 1\n    }\n  }\n}\n')
     with open(os.path.join(output, "schema.pbtxt"), "w") as f:
         f.write(schema)
 

@@ -341,12 +341,26 @@ def check_against_schema(config: PipelineConfig) -> None:
             text_format.Parse(f.read(), schema)
     except text_format.ParseError as e:
         raise ConfigError("schema", f"{config.schema_path} is not a Schema text proto: {e}") from e
-    in_schema = {f.name for f in schema.feature}
+    in_schema = {f.name: f for f in schema.feature}
     for i, feature in enumerate(config.features):
         if feature.name not in in_schema:
             raise ConfigError(f"features[{i}].name", f"'{feature.name}' is not a feature of the schema {config.schema_path}")
+        _check_schema_shape(i, feature, in_schema[feature.name], config.schema_path)
     if config.label.name not in in_schema:
         raise ConfigError("label.name", f"'{config.label.name}' is not a feature of the schema {config.schema_path}")
+
+
+def _check_schema_shape(i: int, feature: FeatureConfig, entry: Any, schema_path: str) -> None:
+    """An id needs ``shape [1]`` in the schema and a sequence none: the exported model's raw-tensor
+    signature feeds ids dense and sequences sparse, so a schema that says otherwise trained for
+    minutes and then failed at export with "Shapes (None, 2) and (None, 1) are incompatible"."""
+    dims = [d.size for d in entry.shape.dim] if entry.HasField("shape") else None
+    if feature.kind == "id" and dims != [1]:
+        raise ConfigError(f"features[{i}].kind", f"'{feature.name}' is an id feature, but the schema {schema_path} does not give it "
+                          "exactly one value per example: its entry needs `shape { dim { size: 1 } }` (as `embedpipe schema infer` writes)")
+    if feature.kind == "sequence" and dims is not None:
+        raise ConfigError(f"features[{i}].kind", f"'{feature.name}' is a sequence feature, but the schema {schema_path} gives it a fixed "
+                          f"shape {dims}: remove the `shape` from its entry (sequences are variable-length, as `embedpipe schema infer` writes)")
 
 
 def config_from_dict(raw: Mapping[str, Any]) -> PipelineConfig:

@@ -97,6 +97,29 @@ def test_a_feature_or_label_absent_from_the_schema_is_a_config_error_at_load(tmp
         load_config(_write_config(tmp_path, raw_config))
 
 
+@pytest.mark.parametrize("feature", ["target", "history"])
+def test_a_schema_shape_the_exported_model_cannot_take_is_a_config_error_at_load(tmp_path: Path, raw_config: dict, feature: str) -> None:
+    """Found on a hand-written schema (2026-12-02): an id entry without `shape [1]` trained for
+    minutes, then the export failed with "Shapes (None, 2) and (None, 1) are incompatible"."""
+    from google.protobuf import text_format
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
+    from embedconfig.config import ConfigError, load_config
+
+    schema = text_format.Parse(Path(raw_config["schema"]).read_text(), schema_pb2.Schema())
+    entry = next(f for f in schema.feature if f.name == feature)
+    if feature == "target":
+        entry.ClearField("shape")
+        expected = r"config field 'features\[3\].kind': 'target' is an id feature, .* needs `shape \{ dim \{ size: 1 \} \}`"
+    else:
+        entry.shape.dim.add().size = 50
+        expected = r"config field 'features\[2\].kind': 'history' is a sequence feature, .* fixed shape \[50\]: remove the `shape`"
+    (tmp_path / "schema.pbtxt").write_text(text_format.MessageToString(schema))
+    raw_config["schema"] = str(tmp_path / "schema.pbtxt")
+    with pytest.raises(ConfigError, match=expected):
+        load_config(_write_config(tmp_path, raw_config))
+
+
 def _skip_config(raw_config: dict, data: Path, max_bad_fraction: float):
     raw_config["data"] = {"format": "jsonl", "path": str(data), "on_bad_record": "skip", "max_bad_fraction": max_bad_fraction}
     return parse_config(raw_config)
