@@ -49,8 +49,6 @@ from models.model import build_model  # noqa: E402
 from pipeline.local_runner import run_locally  # noqa: E402
 
 SEQUENCES_50 = ["history", "history_ratings", "liked_genres"]  # the three length-50 sequences
-RATING_ATTENTION = {"query": "target", "keys": "history", "values": "history_ratings"}  # bench/auc_probe.py's B-din
-LONGER = {"epochs": 12, "early_stopping": {"patience": 2}}  # room for a regularised model to keep learning
 
 
 def _set_pooling(raw: dict, pooling: str) -> None:
@@ -70,9 +68,36 @@ def _concat(model_type: str, padding: str) -> Any:
     return mutate
 
 
+ITEM_CF_TOKENS = ("target_cf", "target_cf_top10", "target_similarity_mean", "target_similarity_max")
+
+
+def _without_item_cf(raw: dict) -> None:
+    raw["features"] = [f for f in raw["features"] if f["name"] not in ITEM_CF_TOKENS]
+
+
+def _without_rating_attention(raw: dict) -> None:
+    raw["model"].pop("attention", None)
+
+
+def _without_embedding_l2(raw: dict) -> None:
+    raw["model"].pop("embedding_l2", None)
+    raw["training"].update(epochs=3, early_stopping={"patience": 1})
+
+
+def _as_of_2026_12_01(raw: dict) -> None:
+    """configs/movielens.yaml before issue 15's item-CF change (the tables' yardstick until then)."""
+    _without_item_cf(raw)
+    _without_rating_attention(raw)
+    _without_embedding_l2(raw)
+
+
 # name -> change to configs/movielens.yaml (None: the config as shipped)
 VARIANTS: dict[str, Any] = {
-    "configs/movielens.yaml (pooled mean, GRU on history_ratings)": None,
+    "configs/movielens.yaml (item-CF tokens, rating attention, embedding L2)": None,
+    "configs/movielens.yaml as of 2026-12-01 (none of the three; 3 epochs)": _as_of_2026_12_01,
+    "shipped without item-CF tokens": _without_item_cf,
+    "shipped without rating attention": _without_rating_attention,
+    "shipped without embedding L2 (3 epochs, patience 1)": _without_embedding_l2,
     "pooled mean": lambda raw: _set_pooling(raw, "mean"),
     "pooled max": lambda raw: _set_pooling(raw, "max"),
     "pooled attention": lambda raw: _set_pooling(raw, "attention"),
@@ -80,24 +105,11 @@ VARIANTS: dict[str, Any] = {
     "concat_flatten (3 sequences, start-padded)": _concat("concat_flatten", "start"),
     "concat_rnn lstm (3 sequences)": _concat("concat_rnn", "end"),
     # issue 15: DIN's target attention over history (queried by the target movie, same table) and
-    # DCN-v2 cross layers over the concatenated vector, each on top of the shipped config, then both
-    "configs/movielens.yaml + target_attention on history (query: target)": lambda raw: next(
+    # DCN-v2 cross layers over the concatenated vector, each on top of the shipped config
+    "shipped + target_attention on history (query: target)": lambda raw: next(
         f for f in raw["features"] if f["name"] == "history"
     ).update(pooling="target_attention", query="target"),
-    "configs/movielens.yaml + 2 cross layers": lambda raw: raw["model"].update(cross_layers=2),
-    "configs/movielens.yaml + 2 cross layers, rank 16": lambda raw: raw["model"].update(cross_layers=2, cross_projection_dim=16),
-    "configs/movielens.yaml + target_attention on history + 2 cross layers": lambda raw: (
-        next(f for f in raw["features"] if f["name"] == "history").update(pooling="target_attention", query="target"),
-        raw["model"].update(cross_layers=2),
-    ),
-    # issue 15: how this user rated the history's movies most like the target (bench/auc_probe.py's B-din)
-    "configs/movielens.yaml + rating attention (query target, keys history, values history_ratings)": lambda raw: raw["model"].update(
-        attention=[RATING_ATTENTION]),
-    # issue 15: L2 on the embedding tables lets training go past epoch 1 (bench/auc_probe.py, in memory)
-    "configs/movielens.yaml + embedding_l2 3e-4, epochs 12, patience 2": lambda raw: (
-        raw["model"].update(embedding_l2=3e-4), raw["training"].update(LONGER)),
-    "configs/movielens.yaml + rating attention + embedding_l2 3e-4, epochs 12, patience 2": lambda raw: (
-        raw["model"].update(embedding_l2=3e-4, attention=[RATING_ATTENTION]), raw["training"].update(LONGER)),
+    "shipped + 2 cross layers": lambda raw: raw["model"].update(cross_layers=2),
 }
 
 

@@ -14,10 +14,9 @@ Two feature sets, each a row of the table:
   (the sequences the neural model sees): mean, spread and recent mean of the user's ratings, the
   share the label rule calls positive; the user's ratings of earlier movies that share a genre with the target; the
   target's genres; the target's smoothed positive rate in train and its count.
-- ``GBDT, + item-item CF``: plus classic item-based collaborative filtering. Item vectors are the
-  train ratings minus each user's mean; the similarity of two movies is their cosine. Per example:
-  the similarity-weighted mean of the user's centred ratings of its history movies (all of them,
-  and the 10 most similar to the target), and the mean and maximum similarity.
+- ``GBDT, + item-item CF``: plus the four item-based collaborative filtering scores of
+  :mod:`pipeline.datasets.item_cf` (the ones ``embedpipe data movielens`` writes as tokens for the
+  neural model), here as numbers.
 
 Statistics of train labels are computed *out of fold* for train rows (the users in the other four
 of five folds): leave-one-out target statistics leak the label (a first version of this script
@@ -45,13 +44,11 @@ from sklearn.metrics import roc_auc_score
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from embedconfig.config import PipelineConfig, label_is_positive  # noqa: E402
+from pipeline.datasets.item_cf import FOLDS, ItemSimilarity, fold_of  # noqa: E402
 
-FOLDS = 5
 PRIOR_WEIGHT = 10  # pseudo-count of the smoothed positive rate
-TOP_SIMILAR = 10
 ROUNDS = (50, 100, 200, 400)  # boosting rounds tried; validation chooses
 LEARNING_RATE = 0.05
-CF_SCORES = ("cf", "cf_top10", "similarity_mean", "similarity_max")  # what cf_scores returns, in order
 FEATURE_SETS = {"GBDT": "GBDT, user + item statistics", "GBDT-CF": "GBDT, + item-item CF"}  # short name -> what it is
 
 
@@ -66,7 +63,7 @@ class TabularFeatures:
         self.movie_index = {m: i for i, m in enumerate(movies)}
         users = sorted({r["user"] for r in train})
         user_index = {u: i for i, u in enumerate(users)}
-        folds = np.array([self.fold(u) for u in users])
+        folds = np.array([fold_of(u) for u in users])
 
         ratings = np.zeros((len(users), len(movies)), dtype=np.float32)
         positive = np.zeros_like(ratings)
@@ -80,15 +77,7 @@ class TabularFeatures:
         self.fold_positives = [positive[folds != k].sum(0) for k in range(FOLDS)]
         self.fold_counts = [rated[folds != k].sum(0).astype(np.float32) for k in range(FOLDS)]
         self.prior = self.positives.sum() / self.counts.sum()
-        # item-item cosine over user-mean-centred ratings
-        user_mean = ratings.sum(1) / np.maximum(rated.sum(1), 1)
-        centred = np.where(rated, ratings - user_mean[:, None], 0.0).astype(np.float32)
-        self.similarity = _cosine(centred)
-        self.fold_similarity = [_cosine(np.where((folds != k)[:, None], centred, 0.0)) for k in range(FOLDS)]
-
-    @staticmethod
-    def fold(user: int) -> int:
-        return int(user) % FOLDS
+        self.similarity = ItemSimilarity((r["user"], r["target"], r["rating"]) for r in train)
 
     def label(self, row: dict[str, Any]) -> int:
         return int(label_is_positive(row[self.config.label.name], self.config.label))
@@ -101,7 +90,7 @@ class TabularFeatures:
         return np.array([self._row(r, is_train, with_cf) for r in rows], dtype=np.float64)
 
     def _row(self, r: dict[str, Any], is_train: bool, with_cf: bool) -> list[float]:
-        k = self.fold(r["user"])
+        k = fold_of(r["user"])
         t = self.movie_index[r["target"]]
         pos, cnt = (self.fold_positives[k][t], self.fold_counts[k][t]) if is_train else (self.positives[t], self.counts[t])
         given = np.array([float(x) for x in r["history_ratings"]]) if r["history_ratings"] else np.array([np.nan])
@@ -121,27 +110,8 @@ class TabularFeatures:
         return row
 
     def cf_scores(self, r: dict[str, Any], is_train: bool) -> list[float]:
-        """CF_SCORES of one row (NaN without history); train rows use their fold's similarities."""
-        if not r["history"]:
-            return [np.nan] * len(CF_SCORES)
-        similarity = self.fold_similarity[self.fold(r["user"])] if is_train else self.similarity
-        sims = similarity[self.movie_index[r["target"]]][[self.movie_index[m] for m in r["history"]]]
-        given = np.array([float(x) for x in r["history_ratings"]])
-        centred = given - given.mean()
-        top = np.argsort(-sims)[:TOP_SIMILAR]
-        return [
-            float((sims * centred).sum() / (np.abs(sims).sum() + 1e-6)),
-            float((sims[top] * centred[top]).sum() / (np.abs(sims[top]).sum() + 1e-6)),
-            float(sims.mean()), float(sims.max()),
-        ]
-
-
-def _cosine(vectors: np.ndarray) -> np.ndarray:
-    gram = vectors.T @ vectors
-    norm = np.sqrt(np.maximum(np.diag(gram), 1e-9))
-    similarity = gram / norm[:, None] / norm[None, :]
-    np.fill_diagonal(similarity, 0.0)
-    return similarity
+        """``CF_SCORES`` of one row, as ``embedpipe data movielens`` tokenises them (out of fold for train rows)."""
+        return self.similarity.scores(r["user"], r["target"], r["history"], [float(x) for x in r["history_ratings"]], out_of_fold=is_train)
 
 
 def run_references(config: PipelineConfig, rows: dict[str, list[dict[str, Any]]], seed: int) -> dict[str, dict[str, Any]]:

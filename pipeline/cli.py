@@ -3,7 +3,7 @@
     embedpipe run [--config F] [--data PATH] [--verbose]
     embedpipe schema infer --config F [--data PATH] [--output F]
     embedpipe data synthetic --rows N --output DIR [--seed S] [--signal preference|late]
-    embedpipe data movielens --source DIR --output DIR [--eval-per-user 10] [--validation-per-user 10]
+    embedpipe data movielens --source DIR --output DIR [--eval-per-user 10] [--validation-per-user 10] [--no-item-cf]
     embedpipe serve --port=8500 --model_name=M --model_base_path=DIR [TF Serving flags, see serve --help]
     embedpipe predict --server HOST:PORT --model M (--json '{...}' | --input FILE.jsonl) [--classify]
     embedpipe compile kubeflow --config F --image IMAGE --pipeline-root URI --output pipeline.yaml [--data URI] [--push-base PATH]
@@ -105,7 +105,7 @@ def cmd_data_movielens(args: argparse.Namespace) -> int:
     from pipeline.datasets.movielens import convert_movielens
 
     s = convert_movielens(args.source, args.output, eval_per_user=args.eval_per_user, max_history=args.max_history,
-                          validation_per_user=args.validation_per_user)
+                          validation_per_user=args.validation_per_user, item_cf_tokens=args.item_cf)
     print(f"{s.users} users: {s.train_examples} train examples -> {s.train_path}, "
           f"{s.validation_examples} validation examples -> {s.validation_path}, {s.eval_examples} eval examples -> {s.eval_path}")
     return 0
@@ -208,6 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
     movielens.add_argument("--validation-per-user", type=int, default=10,
                            help="the N ratings before those go to validation (what the Trainer early-stops on)")
     movielens.add_argument("--max-history", type=int, default=50)
+    movielens.add_argument("--no-item-cf", dest="item_cf", action="store_false",
+                           help="leave out the item-based CF tokens (target_cf, ...; configs/movielens.yaml uses them)")
     movielens.set_defaults(func=cmd_data_movielens)
 
     verbs.add_parser("serve", help="serve pushed models over TF Serving's gRPC/REST API (flags: embedpipe serve --help)")

@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+import pytest
+
 from pipeline.datasets.movielens import convert_movielens
 from pipeline.datasets.synthetic import POPULAR_CATEGORIES, generate_rows, write_synthetic
 
@@ -83,3 +86,45 @@ def test_movielens_cli_writes_validation_beside_train_and_eval(tmp_path: Path, c
                  "--eval-per-user", "1", "--validation-per-user", "1"]) == 0
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["eval.jsonl", "train.jsonl", "validation.jsonl"]
     assert "1 validation examples" in capsys.readouterr().out
+
+
+def test_item_cf_similarity_is_the_cosine_of_user_centred_ratings() -> None:
+    from pipeline.datasets.item_cf import ItemSimilarity
+
+    # users 1 and 2 (both fold 1/2 of 5) rate movies 10 and 11 alike and movie 12 the other way
+    ratings = [(1, 10, 5.0), (1, 11, 5.0), (1, 12, 1.0), (2, 10, 2.0), (2, 11, 2.0), (2, 12, 5.0)]
+    sims = ItemSimilarity(ratings).similarities(10, [11, 12, 10, 99], fold=None)
+    assert sims[0] == pytest.approx(1.0) and sims[1] == pytest.approx(-1.0)
+    assert sims[2] == 0.0, "a movie is not its own neighbour"
+    assert sims[3] == 0.0, "a movie without train ratings has no similarity"
+
+
+def test_item_cf_scores_of_a_train_example_do_not_see_its_own_rating() -> None:
+    """Out of fold: a train example's scores come from the other folds' users, so its own label
+    (the rating of the target) cannot leak into them."""
+    from pipeline.datasets.item_cf import FOLDS, ItemSimilarity
+
+    rng = np.random.default_rng(0)
+    ratings = [(u, m, float(rng.integers(1, 6))) for u in range(40) for m in range(12) if rng.random() < 0.7]
+    user, target, history = 3, 5, [0, 1, 2, 7]
+    given = [4.0, 2.0, 5.0, 3.0]
+    ratings = [(u, m, r) for u, m, r in ratings if (u, m) != (user, target)]
+    liked, disliked = ratings + [(user, target, 5.0)], ratings + [(user, target, 1.0)]  # the example's label, both ways
+    before = ItemSimilarity(liked).scores(user, target, history, given, out_of_fold=True)
+    after = ItemSimilarity(disliked).scores(user, target, history, given, out_of_fold=True)
+    assert before == pytest.approx(after), "the example's own rating changed its out-of-fold scores"
+    in_fold = ItemSimilarity(liked).scores(user, target, history, given, out_of_fold=False)
+    assert in_fold != pytest.approx(ItemSimilarity(disliked).scores(user, target, history, given, out_of_fold=False)), \
+        "the check above would pass vacuously"
+    assert FOLDS > 1
+
+
+def test_movielens_writes_item_cf_tokens_unless_told_not_to(tmp_path: Path) -> None:
+    from pipeline.datasets.item_cf import TOKEN_FEATURES
+
+    _write_movielens(tmp_path / "src")
+    s = convert_movielens(str(tmp_path / "src"), str(tmp_path / "out"), eval_per_user=1, validation_per_user=1)
+    rows = [json.loads(line) for path in (s.train_path, s.validation_path, s.eval_path) for line in open(path)]
+    assert all(r[name] in {f"q{i}" for i in range(10)} for r in rows for name in TOKEN_FEATURES)
+    s = convert_movielens(str(tmp_path / "src"), str(tmp_path / "plain"), eval_per_user=1, validation_per_user=1, item_cf_tokens=False)
+    assert not any(name in json.loads(line) for line in open(s.train_path) for name in TOKEN_FEATURES)
