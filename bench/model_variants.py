@@ -163,7 +163,9 @@ def run_references(config: PipelineConfig, train_rows: list, validation_rows: li
     data = encode(config, train_rows, eval_rows)
 
     def pooled_mean(names: list[str]) -> Any:
-        model_config = dataclasses.replace(config.model, pooling="mean", hidden_units=(64,), type="pooled", concat=None)
+        # the shipped dropout, nothing else of its model: no attention, cross layers or L2
+        model_config = dataclasses.replace(config.model, pooling="mean", hidden_units=(64,), type="pooled", concat=None,
+                                           attention=(), cross_layers=0, l2=0.0, embedding_l2=0.0)
         features = tuple(dataclasses.replace(f, pooling=None) for f in config.features if f.name in names)
         subset = dataclasses.replace(config, features=features, model=model_config)
         return lambda: (build_model(subset, data.vocabulary_sizes), names)
