@@ -98,6 +98,8 @@ VARIANTS: dict[str, Any] = {
     "shipped without item-CF tokens": _without_item_cf,
     "shipped without rating attention": _without_rating_attention,
     "shipped without embedding L2 (3 epochs, patience 1)": _without_embedding_l2,
+    "shipped with the item-CF tokens only (no attention, no L2; 3 epochs)": lambda raw: (
+        _without_rating_attention(raw), _without_embedding_l2(raw)),
     "pooled mean": lambda raw: _set_pooling(raw, "mean"),
     "pooled max": lambda raw: _set_pooling(raw, "max"),
     "pooled attention": lambda raw: _set_pooling(raw, "attention"),
