@@ -19,7 +19,17 @@ from tfx.components.trainer.fn_args_utils import DataAccessor
 from tfx.components.util import tfxio_utils
 
 from embedconfig.config import TRAIN, VALIDATION
-from models.trainer import MODEL_INFO_DIR, cache_plan, count_records, decide_caching, make_dataset, parsed_row_bytes
+from models.trainer import (
+    MODEL_INFO_DIR,
+    SHUFFLE_BUFFER,
+    _row_packing,
+    cache_plan,
+    count_records,
+    decide_caching,
+    make_dataset,
+    parsed_row_bytes,
+    shuffled_batches,
+)
 
 # The small model's build (real ExampleGen, Transform, Trainer; shared with the serving and Beam-mode
 # tests) is too slow for the unit tier.
@@ -66,6 +76,25 @@ def test_cached_epochs_see_every_row_once_reshuffled_and_read_no_file_again(trai
     second = _rows(cached)
     assert collections.Counter(first) == collections.Counter(second) == from_files
     assert first != second  # reshuffled each epoch, as TFXIO's shuffle is
+
+
+@pytest.mark.parametrize("with_float", [False, True], ids=["int64 packed", "float falls back"])
+def test_packed_rows_are_the_dict_rows_in_the_same_order_every_pass(with_float: bool) -> None:
+    """Packing each row into one tensor must not change a batch, nor the shuffle's order."""
+    rng = np.random.default_rng(0)
+    n = 3000
+    features = {"history": rng.integers(0, 50, (n, 7)), "user": rng.integers(0, 9, (n, 1))}
+    if with_float:
+        features["score"] = rng.random((n, 1)).astype(np.float32)
+    parsed = tf.data.Dataset.from_tensor_slices((features, rng.integers(0, 2, (n, 1)))).batch(1024)
+    assert (_row_packing(parsed.element_spec) is None) == with_float
+    batches = shuffled_batches(parsed, 64, True, 0)
+    as_dicts = parsed.cache().unbatch().shuffle(SHUFFLE_BUFFER, seed=0, reshuffle_each_iteration=True).batch(64)
+    first = _rows(batches)
+    assert first == _rows(as_dicts) and len(first) == n
+    second = _rows(batches)
+    assert second == _rows(as_dicts) and second != first, "reshuffled each pass, alike"
+    assert batches.element_spec == as_dicts.element_spec
 
 
 def test_the_size_rule_is_exact_and_caches_only_what_fits() -> None:
