@@ -6,7 +6,8 @@ Writes ``--rows`` synthetic rows, runs the project's ExampleGen and TFX's Transf
 them (as the pipeline does), then trains the built-in config's model from the same seed, fed three
 ways: (a) as the Trainer feeds it (models/trainer.py: ``decide_caching`` counts the records, then
 ``make_dataset`` parses the gzip TFRecords once through TFX's TFXIO dataset and caches them in
-memory if they fit ``training.cache_mb``), (b) the same without the cache (every epoch reads and
+memory if they fit ``training.cache_mb``, each row packed into one tensor through the shuffle),
+(a') the same cache with rows as dicts of tensors (the Trainer before 2026-12-02), (b) the same without the cache (every epoch reads and
 parses the files: the Trainer before the cache), (c) fed from memory (the same transformed batches
 read once into numpy arrays, then tf.data.Dataset.from_tensor_slices, shuffled the same way). The
 three feeds take turns ``--rounds`` times, so a slow spell of the VM hits all of them. Reports
@@ -49,10 +50,19 @@ def main() -> None:
     import tf_keras as keras
     from tfx.components.trainer.fn_args_utils import DataAccessor
     from tfx.components.util import tfxio_utils
+    from tfx_bsl.public import tfxio
 
-    from embedconfig.config import TRAIN, VALIDATION, parse_config
+    from embedconfig.config import LABEL_KEY, TRAIN, VALIDATION, parse_config
     from models.model import build_model
-    from models.trainer import SHUFFLE_BUFFER, TrainingClock, compile_model, decide_caching, make_dataset, vocabulary_sizes
+    from models.trainer import (
+        CACHE_READ_BATCH,
+        SHUFFLE_BUFFER,
+        TrainingClock,
+        compile_model,
+        decide_caching,
+        make_dataset,
+        vocabulary_sizes,
+    )
     from pipeline.datasets.synthetic import write_synthetic
     from tests.helpers.configs import synthetic_raw_config
     from tests.helpers.example_gen import run_example_gen
@@ -98,8 +108,22 @@ def main() -> None:
                 make_dataset(files[VALIDATION], accessor, tft_output, batch, False, seed, plan.get("validation", False)),
                 decided)
 
+    def cached_dict_rows() -> tuple[tf.data.Dataset, tf.data.Dataset, float]:
+        """The cached feed as it was before rows were packed into one tensor (models/trainer.py)."""
+        started = time.perf_counter()
+        decide_caching(files[TRAIN], files[VALIDATION], tft_output, config.training)
+        decided = time.perf_counter() - started
+        options = tfxio.TensorFlowDatasetOptions(batch_size=CACHE_READ_BATCH, label_key=LABEL_KEY, num_epochs=1, shuffle=False)
+
+        def rows(split: str) -> tf.data.Dataset:
+            return accessor.tf_dataset_factory(files[split], options, tft_output.transformed_metadata.schema).cache().unbatch()
+
+        train = rows(TRAIN).shuffle(SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=True)
+        return train.batch(batch).prefetch(tf.data.AUTOTUNE), rows(VALIDATION).batch(batch).prefetch(tf.data.AUTOTUNE), decided
+
     feeds = {
         "files, cached (the Trainer now)": lambda: file_datasets(True),
+        "files, cached, rows as dicts (before 2026-12-02)": cached_dict_rows,
         "files, parsed every epoch (before)": lambda: file_datasets(False),
         "memory (numpy arrays)": memory_datasets,
     }
