@@ -46,6 +46,7 @@ from bench.tabular_reference import FEATURE_SETS as TABULAR_NAMES  # noqa: E402
 from bench.tabular_reference import run_references as tabular_references  # noqa: E402
 from embedconfig.config import PipelineConfig, parse_config  # noqa: E402
 from models.model import build_model  # noqa: E402
+from pipeline.datasets.item_cf import TOKEN_FEATURES  # noqa: E402
 from pipeline.local_runner import run_locally  # noqa: E402
 
 SEQUENCES_50 = ["history", "history_ratings", "liked_genres"]  # the three length-50 sequences
@@ -68,11 +69,8 @@ def _concat(model_type: str, padding: str) -> Any:
     return mutate
 
 
-ITEM_CF_TOKENS = ("target_cf", "target_cf_top10", "target_similarity_mean", "target_similarity_max")
-
-
 def _without_item_cf(raw: dict) -> None:
-    raw["features"] = [f for f in raw["features"] if f["name"] not in ITEM_CF_TOKENS]
+    raw["features"] = [f for f in raw["features"] if f["name"] not in TOKEN_FEATURES]
 
 
 def _without_rating_attention(raw: dict) -> None:
