@@ -50,19 +50,10 @@ def main() -> None:
     import tf_keras as keras
     from tfx.components.trainer.fn_args_utils import DataAccessor
     from tfx.components.util import tfxio_utils
-    from tfx_bsl.public import tfxio
 
-    from embedconfig.config import LABEL_KEY, TRAIN, VALIDATION, parse_config
+    from embedconfig.config import TRAIN, VALIDATION, parse_config
     from models.model import build_model
-    from models.trainer import (
-        CACHE_READ_BATCH,
-        SHUFFLE_BUFFER,
-        TrainingClock,
-        compile_model,
-        decide_caching,
-        make_dataset,
-        vocabulary_sizes,
-    )
+    from models.trainer import SHUFFLE_BUFFER, TrainingClock, compile_model, decide_caching, make_dataset, vocabulary_sizes
     from pipeline.datasets.synthetic import write_synthetic
     from tests.helpers.configs import synthetic_raw_config
     from tests.helpers.example_gen import run_example_gen
@@ -100,30 +91,17 @@ def main() -> None:
             return ds.batch(batch).prefetch(tf.data.AUTOTUNE)
         return dataset(TRAIN), dataset(VALIDATION), 0.0
 
-    def file_datasets(cache: bool) -> tuple[tf.data.Dataset, tf.data.Dataset, float]:
+    def file_datasets(cache: bool, pack_rows: bool = True) -> tuple[tf.data.Dataset, tf.data.Dataset, float]:
         started = time.perf_counter()
         plan = decide_caching(files[TRAIN], files[VALIDATION], tft_output, config.training) if cache else {}
         decided = time.perf_counter() - started
-        return (make_dataset(files[TRAIN], accessor, tft_output, batch, True, seed, plan.get("train", False)),
-                make_dataset(files[VALIDATION], accessor, tft_output, batch, False, seed, plan.get("validation", False)),
+        return (make_dataset(files[TRAIN], accessor, tft_output, batch, True, seed, plan.get("train", False), pack_rows),
+                make_dataset(files[VALIDATION], accessor, tft_output, batch, False, seed, plan.get("validation", False), pack_rows),
                 decided)
-
-    def cached_dict_rows() -> tuple[tf.data.Dataset, tf.data.Dataset, float]:
-        """The cached feed as it was before rows were packed into one tensor (models/trainer.py)."""
-        started = time.perf_counter()
-        decide_caching(files[TRAIN], files[VALIDATION], tft_output, config.training)
-        decided = time.perf_counter() - started
-        options = tfxio.TensorFlowDatasetOptions(batch_size=CACHE_READ_BATCH, label_key=LABEL_KEY, num_epochs=1, shuffle=False)
-
-        def rows(split: str) -> tf.data.Dataset:
-            return accessor.tf_dataset_factory(files[split], options, tft_output.transformed_metadata.schema).cache().unbatch()
-
-        train = rows(TRAIN).shuffle(SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=True)
-        return train.batch(batch).prefetch(tf.data.AUTOTUNE), rows(VALIDATION).batch(batch).prefetch(tf.data.AUTOTUNE), decided
 
     feeds = {
         "files, cached (the Trainer now)": lambda: file_datasets(True),
-        "files, cached, rows as dicts (before 2026-12-02)": cached_dict_rows,
+        "files, cached, rows as dicts (before 2026-12-02)": lambda: file_datasets(True, pack_rows=False),
         "files, parsed every epoch (before)": lambda: file_datasets(False),
         "memory (numpy arrays)": memory_datasets,
     }

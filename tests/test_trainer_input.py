@@ -21,7 +21,6 @@ from tfx.components.util import tfxio_utils
 from embedconfig.config import TRAIN, VALIDATION
 from models.trainer import (
     MODEL_INFO_DIR,
-    SHUFFLE_BUFFER,
     _row_packing,
     cache_plan,
     count_records,
@@ -89,7 +88,7 @@ def test_packed_rows_are_the_dict_rows_in_the_same_order_every_pass(with_float: 
     parsed = tf.data.Dataset.from_tensor_slices((features, rng.integers(0, 2, (n, 1)))).batch(1024)
     assert (_row_packing(parsed.element_spec) is None) == with_float
     batches = shuffled_batches(parsed, 64, True, 0)
-    as_dicts = parsed.cache().unbatch().shuffle(SHUFFLE_BUFFER, seed=0, reshuffle_each_iteration=True).batch(64)
+    as_dicts = shuffled_batches(parsed, 64, True, 0, pack_rows=False)
     first = _rows(batches)
     assert first == _rows(as_dicts) and len(first) == n
     second = _rows(batches)
