@@ -74,12 +74,11 @@ class ItemSimilarity:
         self._row = lru_cache(maxsize=_CACHED_ROWS)(self._compute_row)
 
     def _compute_row(self, movie: int, fold: int | None) -> np.ndarray:
-        matrix, norms = self._matrices[fold], self._norms[fold]
-        column = matrix[:, self._movie_index[movie]]
-        dots = np.asarray((matrix.T @ column).todense()).ravel()
-        with np.errstate(divide="ignore", invalid="ignore"):
-            row = np.where(norms * norms[self._movie_index[movie]] > 0, dots / (norms * norms[self._movie_index[movie]]), 0.0)
-        row[self._movie_index[movie]] = 0.0
+        matrix, norms, j = self._matrices[fold], self._norms[fold], self._movie_index[movie]
+        dots = np.asarray((matrix.T @ matrix[:, j]).todense()).ravel()
+        denominators = norms * norms[j]
+        row = np.divide(dots, denominators, out=np.zeros_like(dots), where=denominators > 0)
+        row[j] = 0.0
         return row
 
     def similarities(self, target: int, history: Sequence[int], fold: int | None) -> np.ndarray:
