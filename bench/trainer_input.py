@@ -1,8 +1,10 @@
 """Does the Trainer's input pipeline keep up? The same model fed from files and from memory.
 
-    .venv/bin/python bench/trainer_input.py [--rows 1000000] [--epochs 3] [--rounds 2]
+    .venv/bin/python bench/trainer_input.py [--rows 1000000] [--epochs 3] [--rounds 2] [--feeds NAME ...]
+    .venv/bin/python bench/trainer_input.py --config configs/movielens.yaml --data DIR [...]
 
-Writes ``--rows`` synthetic rows, runs the project's ExampleGen and TFX's Transform executors on
+Writes ``--rows`` synthetic rows (or, with ``--config`` and ``--data``, takes that config's model and
+files, e.g. MovieLens from ``embedpipe data movielens``), runs the project's ExampleGen and TFX's Transform executors on
 them (as the pipeline does), then trains the built-in config's model from the same seed, fed three
 ways: (a) as the Trainer feeds it (models/trainer.py: ``decide_caching`` counts the records, then
 ``make_dataset`` parses the gzip TFRecords once through TFX's TFXIO dataset and caches them in
@@ -13,7 +15,8 @@ read once into numpy arrays, then tf.data.Dataset.from_tensor_slices, shuffled t
 three feeds take turns ``--rounds`` times, so a slow spell of the VM hits all of them. Reports
 training examples/s per epoch (validation excluded; the Trainer's record count is charged to its
 first epoch), each feed's rate over all epochs (median of the rounds), its ratio to memory and the
-validation AUC. Prints a table (machine, date) and writes bench/out/trainer_input.json.
+validation AUC. ``--feeds`` keeps the feeds whose name contains one of its words (memory always
+runs). Prints a table (machine, date) and writes bench/out/trainer_input.json.
 """
 
 from __future__ import annotations
@@ -39,6 +42,9 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=2, help="times each feed trains, taking turns")
+    parser.add_argument("--config", help="a config file: its model and, with --data, its data instead of synthetic rows")
+    parser.add_argument("--data", help="with --config: the data directory (the config's data.path otherwise)")
+    parser.add_argument("--feeds", nargs="*", help="only the feeds whose name contains one of these (memory always runs)")
     parser.add_argument("--output", default="bench/out/trainer_input.json")
     args = parser.parse_args()
 
@@ -48,6 +54,7 @@ def main() -> None:
     import tensorflow as tf
     import tensorflow_transform as tft
     import tf_keras as keras
+    import yaml
     from tfx.components.trainer.fn_args_utils import DataAccessor
     from tfx.components.util import tfxio_utils
 
@@ -60,12 +67,21 @@ def main() -> None:
     from tests.helpers.executors import run_transform, schema_artifact
 
     work = Path(tempfile.mkdtemp(prefix="embedpipe-bench-trainer-"))
-    write_synthetic(str(work / "data"), rows=args.rows, seed=0, shards=4)
-    config = parse_config(synthetic_raw_config(work, work / "data"))
+    if args.config:
+        config_path = Path(args.config).resolve()
+        raw = yaml.safe_load(config_path.read_text())
+        if args.data:
+            raw["data"]["path"] = os.path.abspath(args.data)
+        config = parse_config(raw, base_dir=config_path.parent)
+        source = f"{args.config} on {raw['data']['path']}"
+    else:
+        write_synthetic(str(work / "data"), rows=args.rows, seed=0, shards=4)
+        config = parse_config(synthetic_raw_config(work, work / "data"))
+        source = f"{args.rows:,} synthetic rows, the built-in config"
     t = time.monotonic()
     examples = run_example_gen(config, work / "examples")
     graph, transformed = run_transform(config, examples, schema_artifact(config, work / "schema"), work)
-    print(f"{args.rows:,} rows: ExampleGen + Transform in {time.monotonic() - t:.1f}s", flush=True)
+    print(f"{source}: ExampleGen + Transform in {time.monotonic() - t:.1f}s", flush=True)
 
     tft_output = tft.TFTransformOutput(graph.uri)
     accessor = DataAccessor(tf_dataset_factory=tfxio_utils.get_tf_dataset_factory_from_artifact([transformed], []),
@@ -105,6 +121,8 @@ def main() -> None:
         "files, parsed every epoch (before)": lambda: file_datasets(False),
         "memory (numpy arrays)": memory_datasets,
     }
+    if args.feeds:
+        feeds = {name: make for name, make in feeds.items() if name.startswith("memory") or any(w in name for w in args.feeds)}
 
     # Warm-up: the first fit in a process pays TensorFlow's one-time start-up (68 s against 6.5 s for
     # the second fit at 20K rows, measured), which would be charged to whichever feed runs first.
@@ -133,7 +151,7 @@ def main() -> None:
     overall = {name: statistics.median(r["overall_examples_per_s"] for r in rs) for name, rs in runs.items()}
     memory_rate = overall["memory (numpy arrays)"]
     print(f"\nmachine: {machine()}")
-    print(f"date: {datetime.datetime.now().isoformat(timespec='seconds')}  rows: {args.rows:,} ({train_rows:,} train), "
+    print(f"date: {datetime.datetime.now().isoformat(timespec='seconds')}  data: {source} ({train_rows:,} train), "
           f"batch {batch}, model {config.model.type}/{config.model.pooling}, {args.epochs} epochs, {args.rounds} rounds taking turns")
     print("| fed from | round | " + " | ".join(f"epoch {i + 1} (ex/s)" for i in range(args.epochs)) + " | all epochs (ex/s) | last val AUC |")
     print("|---|---:|" + "---:|" * args.epochs + "---:|---:|")
@@ -147,7 +165,7 @@ def main() -> None:
         print(f"| {name} | {rate:,.0f} | {rate / memory_rate:.2f}x |")
     os.makedirs(os.path.dirname(args.output), exist_ok=True)
     with open(args.output, "w") as f:
-        json.dump({"machine": machine(), "date": datetime.datetime.now().isoformat(), "rows": args.rows, "epochs": args.epochs,
+        json.dump({"argv": sys.argv, "machine": machine(), "date": datetime.datetime.now().isoformat(), "data": source, "epochs": args.epochs,
                    "rounds": args.rounds, "train_rows": train_rows, "runs": runs, "overall_examples_per_s": overall,
                    "ratio_to_memory": {n: r / memory_rate for n, r in overall.items()}}, f, indent=2)
 
