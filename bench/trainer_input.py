@@ -54,11 +54,10 @@ def main() -> None:
     import tensorflow as tf
     import tensorflow_transform as tft
     import tf_keras as keras
-    import yaml
     from tfx.components.trainer.fn_args_utils import DataAccessor
     from tfx.components.util import tfxio_utils
 
-    from embedconfig.config import TRAIN, VALIDATION, parse_config
+    from embedconfig.config import TRAIN, VALIDATION, load_config, parse_config
     from models.model import build_model
     from models.trainer import SHUFFLE_BUFFER, TrainingClock, compile_model, decide_caching, make_dataset, vocabulary_sizes
     from pipeline.datasets.synthetic import write_synthetic
@@ -68,12 +67,10 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="embedpipe-bench-trainer-"))
     if args.config:
-        config_path = Path(args.config).resolve()
-        raw = yaml.safe_load(config_path.read_text())
+        config = load_config(args.config)
         if args.data:
-            raw["data"]["path"] = os.path.abspath(args.data)
-        config = parse_config(raw, base_dir=config_path.parent)
-        source = f"{args.config} on {raw['data']['path']}"
+            config = config.with_data_path(os.path.abspath(args.data))
+        source = f"{args.config} on {config.data.path}"
     else:
         write_synthetic(str(work / "data"), rows=args.rows, seed=0, shards=4)
         config = parse_config(synthetic_raw_config(work, work / "data"))
