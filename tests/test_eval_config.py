@@ -96,3 +96,12 @@ def test_slices_rank_by_the_gated_metric_with_counts_leaving_out_one_class_slice
     assert lines[0] == "slices by auc (10 slices; 1 with one class only left out):"
     assert len(lines) == 1 + 2 * SLICES_SHOWN + 1 and lines[1 + SLICES_SHOWN] == "  ..."
     assert "target_categories=cat_9" in lines[1] and "0.5900" in lines[1] and "(19 examples)" in lines[1]
+
+
+def test_the_model_is_scored_as_a_generic_saved_model_through_serving_default(evaluation) -> None:
+    from tensorflow_model_analysis.utils import model_util
+
+    (spec,) = make_eval_config(evaluation).model_specs
+    # TFMA's own decision, without a model to guess from: left unset, it would try load_model on the path
+    assert model_util.get_model_type(spec, model_path="/no/model/here") == tfma.TF_GENERIC
+    assert spec.signature_name == "serving_default"
