@@ -9,7 +9,10 @@ changes and prints it as a third column: ``tf-keras-autograph`` (TF 2.16's own A
 tf_keras converted, models/autograph_rules.py not applied) or ``tfma-default-metrics`` (TFMA adds
 the Keras model's compiled metrics, its default; pipeline/eval_config.py turns that off) or
 ``rnn-backend-selection`` (tf_keras' LSTM/GRU layers, which trace a cuDNN and a generic
-implementation, instead of the generic RNN the project builds without a GPU).
+implementation, instead of the generic RNN the project builds without a GPU) or
+``tfma-keras-model-type`` (TFMA left to guess the model's type, which loads it as a Keras model;
+pipeline/eval_config.py sets ``tf_generic``) or ``trainer-gc-collect`` (the Trainer does not
+collect the garbage earlier components left in the process before it trains).
 ``--floor ROWS`` also runs a cold run (subprocess) on about ROWS records of every data file:
 with almost no data, what is left is each component's fixed cost (process-wide start-up, Beam
 job set-up, tracing and saving models), the floor under any cold run of this config.
@@ -144,9 +147,36 @@ def _tfma_default_metrics() -> None:
     def with_compiled_metrics(evaluation):
         config = configured_only(evaluation)
         config.options.ClearField("include_default_metrics")
+        for spec in config.model_specs:  # a model TFMA loads as tf_generic has no compiled metrics to add
+            spec.ClearField("model_type")
         return config
 
     eval_config.make_eval_config = pipeline_factory.make_eval_config = with_compiled_metrics
+
+
+def _tfma_keras_model_type() -> None:
+    """TFMA guesses the model type: it loads the model as a Keras model (pipeline/eval_config.py)."""
+    import pipeline.eval_config as eval_config
+    import pipeline.pipeline_factory as pipeline_factory
+
+    generic = eval_config.make_eval_config
+
+    def guessed_type(evaluation):
+        config = generic(evaluation)
+        for spec in config.model_specs:
+            spec.ClearField("model_type")
+        return config
+
+    eval_config.make_eval_config = pipeline_factory.make_eval_config = guessed_type
+
+
+def _no_trainer_gc_collect() -> None:
+    """The Trainer leaves earlier components' garbage to Python's own collections (models/trainer.py run_fn).
+
+    TFX reloads models.trainer when the Trainer starts, so the module's ``gc`` is patched where it comes from."""
+    import gc
+
+    gc.collect = lambda generation=2: 0
 
 
 def _rnn_backend_selection() -> None:
@@ -157,7 +187,8 @@ def _rnn_backend_selection() -> None:
 
 
 UNDO = {"tf-keras-autograph": _convert_tf_keras, "tfma-default-metrics": _tfma_default_metrics,
-        "rnn-backend-selection": _rnn_backend_selection}
+        "rnn-backend-selection": _rnn_backend_selection, "tfma-keras-model-type": _tfma_keras_model_type,
+        "trainer-gc-collect": _no_trainer_gc_collect}
 
 
 if __name__ == "__main__":

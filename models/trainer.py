@@ -10,6 +10,7 @@ what the model was fitted and selected on, so anyone can check the Evaluator's s
 from __future__ import annotations
 
 import dataclasses
+import gc
 import json
 import os
 import time
@@ -83,7 +84,17 @@ def shuffled_batches(parsed: tf.data.Dataset, batch_size: int, shuffle: bool, se
     batches = rows.batch(batch_size)
     if packing is not None:
         batches = batches.map(packing.unpack)
-    return batches.prefetch(tf.data.AUTOTUNE)
+    return batches.prefetch(tf.data.AUTOTUNE).with_options(_WITHOUT_AUTOTUNING)
+
+
+# tf.data's autotuning, off for the cached splits: once the rows come from memory there is nothing
+# left to tune, and its model thread held up every epoch's end. Keras makes a new iterator per
+# epoch, and the old one's destructor joins that thread (py-spy --native: RootDataset::Iterator::
+# ~Iterator -> UnboundedThreadPool::LogicalThreadWrapper::~LogicalThreadWrapper): 5.9-7.4 s per
+# epoch boundary when the Trainer ran in the process Transform ran in (LocalDagRunner, MovieLens,
+# 2026-12-02), 0.02 s in a process of its own. The first pass parses with one call per core.
+_WITHOUT_AUTOTUNING = tf.data.Options()
+_WITHOUT_AUTOTUNING.autotune.enabled = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -244,6 +255,12 @@ def decide_caching(
 def run_fn(fn_args: FnArgs) -> None:
     """TFX Trainer entry point."""
     assert_keras_2()
+    # LocalDagRunner runs every component in one process, and Transform leaves about 160K objects of
+    # cyclic garbage behind (Beam's pipeline graph, TFT's TF graphs). Collected here, before any
+    # training thread runs, that takes 0.7 s; left to the first full collection that falls during
+    # training (it fell in make_signatures) it took 7.9-8.7 s, in 3 of 5 cold MovieLens runs
+    # (2026-12-02; bench/RESULTS.md). In its own process (a Kubeflow pod) there is little to collect.
+    gc.collect()
     config = config_from_dict(fn_args.custom_config[CUSTOM_CONFIG_KEY])
     if fn_args.hyperparameters:  # per-run settings from the RunParameters component
         values = fn_args.hyperparameters.get("values", fn_args.hyperparameters)
