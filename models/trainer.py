@@ -92,7 +92,8 @@ def shuffled_batches(parsed: tf.data.Dataset, batch_size: int, shuffle: bool, se
 # epoch, and the old one's destructor joins that thread (py-spy --native: RootDataset::Iterator::
 # ~Iterator -> UnboundedThreadPool::LogicalThreadWrapper::~LogicalThreadWrapper): 5.9-7.4 s per
 # epoch boundary when the Trainer ran in the process Transform ran in (LocalDagRunner, MovieLens,
-# 2026-12-02), 0.02 s in a process of its own. The first pass parses with one call per core.
+# 2026-12-02), 0.02 s in a process of its own. The first pass then parses with one call per
+# core (TF's default parallelism where autotuning is off).
 _WITHOUT_AUTOTUNING = tf.data.Options()
 _WITHOUT_AUTOTUNING.autotune.enabled = False
 
@@ -258,8 +259,8 @@ def run_fn(fn_args: FnArgs) -> None:
     # LocalDagRunner runs every component in one process, and Transform leaves about 160K objects of
     # cyclic garbage behind (Beam's pipeline graph, TFT's TF graphs). Collected here, before any
     # training thread runs, that takes 0.7 s; left to the first full collection that falls during
-    # training (it fell in make_signatures) it took 7.9-8.7 s, in 3 of 5 cold MovieLens runs
-    # (2026-12-02; bench/RESULTS.md). In its own process (a Kubeflow pod) there is little to collect.
+    # training (it fell in make_signatures) it took 7.7-8.7 s, in about half of the cold MovieLens
+    # runs (2026-12-02; bench/RESULTS.md). In its own process (a Kubeflow pod) there is little to collect.
     gc.collect()
     config = config_from_dict(fn_args.custom_config[CUSTOM_CONFIG_KEY])
     if fn_args.hyperparameters:  # per-run settings from the RunParameters component
