@@ -137,37 +137,40 @@ def _convert_tf_keras() -> None:
                                               if not (isinstance(r, autograph_config.DoNotConvert) and r.matches("tf_keras")))
 
 
-def _tfma_default_metrics() -> None:
-    """TFMA's default: the Keras model's compiled metrics (loss, accuracy) are evaluated too."""
+def _edit_eval_config(edit) -> None:
+    """Have the pipeline build its EvalConfig as pipeline/eval_config.py does, then ``edit(config)``."""
     import pipeline.eval_config as eval_config
     import pipeline.pipeline_factory as pipeline_factory
 
-    configured_only = eval_config.make_eval_config
+    project = eval_config.make_eval_config
 
-    def with_compiled_metrics(evaluation):
-        config = configured_only(evaluation)
-        config.options.ClearField("include_default_metrics")
-        for spec in config.model_specs:  # a model TFMA loads as tf_generic has no compiled metrics to add
-            spec.ClearField("model_type")
+    def edited(evaluation):
+        config = project(evaluation)
+        edit(config)
         return config
 
-    eval_config.make_eval_config = pipeline_factory.make_eval_config = with_compiled_metrics
+    eval_config.make_eval_config = pipeline_factory.make_eval_config = edited
+
+
+def _clear_model_type(config) -> None:
+    for spec in config.model_specs:
+        spec.ClearField("model_type")
+
+
+def _tfma_default_metrics() -> None:
+    """TFMA's default: the Keras model's compiled metrics (loss, accuracy) are evaluated too (which
+    needs the model type left to TFMA: a tf_generic model has no compiled metrics to add)."""
+
+    def with_compiled_metrics(config) -> None:
+        config.options.ClearField("include_default_metrics")
+        _clear_model_type(config)
+
+    _edit_eval_config(with_compiled_metrics)
 
 
 def _tfma_keras_model_type() -> None:
     """TFMA guesses the model type: it loads the model as a Keras model (pipeline/eval_config.py)."""
-    import pipeline.eval_config as eval_config
-    import pipeline.pipeline_factory as pipeline_factory
-
-    generic = eval_config.make_eval_config
-
-    def guessed_type(evaluation):
-        config = generic(evaluation)
-        for spec in config.model_specs:
-            spec.ClearField("model_type")
-        return config
-
-    eval_config.make_eval_config = pipeline_factory.make_eval_config = guessed_type
+    _edit_eval_config(_clear_model_type)
 
 
 def _no_trainer_gc_collect() -> None:
