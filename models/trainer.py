@@ -38,6 +38,15 @@ SHUFFLE_BUFFER = 10_000
 # tensor is paid once per 1,024 rows, not per row.
 CACHE_READ_BATCH = 1024
 COUNT_BATCH = 8192  # records per reduce step when counting a split (see count_records)
+# tf.data's autotuning, off for the cached splits: once the rows come from memory there is nothing
+# left to tune, and its model thread held up every epoch's end. Keras makes a new iterator per
+# epoch, and the old one's destructor joins that thread (py-spy --native: RootDataset::Iterator::
+# ~Iterator -> UnboundedThreadPool::LogicalThreadWrapper::~LogicalThreadWrapper): 5.9-7.4 s per
+# epoch boundary when the Trainer ran in the process Transform ran in (LocalDagRunner, MovieLens,
+# 2026-12-02), 0.02 s in a process of its own. The first pass then parses with one call per
+# core (TF's default parallelism where autotuning is off).
+_WITHOUT_AUTOTUNING = tf.data.Options()
+_WITHOUT_AUTOTUNING.autotune.enabled = False
 
 
 def make_dataset(
@@ -76,7 +85,8 @@ def shuffled_batches(parsed: tf.data.Dataset, batch_size: int, shuffle: bool, se
     its 80,229 transformed train rows (2026-12-02, one core): 1.27 s per pass as dicts, 0.31 s
     packed, with the same batches in the same order (the shuffle draws once per row, whatever the
     row holds). Anything else (a float or ragged output), or ``pack_rows=False`` (the comparison in
-    tests and bench/trainer_input.py), takes the dict path."""
+    tests and bench/trainer_input.py), takes the dict path. Runs without tf.data's autotuning
+    (``_WITHOUT_AUTOTUNING``)."""
     packing = _row_packing(parsed.element_spec) if pack_rows else None
     rows = (parsed if packing is None else parsed.map(packing.pack)).cache().unbatch()
     if shuffle:
@@ -85,17 +95,6 @@ def shuffled_batches(parsed: tf.data.Dataset, batch_size: int, shuffle: bool, se
     if packing is not None:
         batches = batches.map(packing.unpack)
     return batches.prefetch(tf.data.AUTOTUNE).with_options(_WITHOUT_AUTOTUNING)
-
-
-# tf.data's autotuning, off for the cached splits: once the rows come from memory there is nothing
-# left to tune, and its model thread held up every epoch's end. Keras makes a new iterator per
-# epoch, and the old one's destructor joins that thread (py-spy --native: RootDataset::Iterator::
-# ~Iterator -> UnboundedThreadPool::LogicalThreadWrapper::~LogicalThreadWrapper): 5.9-7.4 s per
-# epoch boundary when the Trainer ran in the process Transform ran in (LocalDagRunner, MovieLens,
-# 2026-12-02), 0.02 s in a process of its own. The first pass then parses with one call per
-# core (TF's default parallelism where autotuning is off).
-_WITHOUT_AUTOTUNING = tf.data.Options()
-_WITHOUT_AUTOTUNING.autotune.enabled = False
 
 
 @dataclasses.dataclass(frozen=True)
