@@ -11,6 +11,7 @@ import math
 import pytest
 import tensorflow_model_analysis as tfma
 from tensorflow_model_analysis.evaluators import metrics_validator
+from tensorflow_model_analysis.utils import model_util
 
 from embedconfig.config import parse_config
 from pipeline.eval_config import make_eval_config
@@ -99,8 +100,6 @@ def test_slices_rank_by_the_gated_metric_with_counts_leaving_out_one_class_slice
 
 
 def test_the_model_is_scored_as_a_generic_saved_model_through_serving_default(evaluation) -> None:
-    from tensorflow_model_analysis.utils import model_util
-
     (spec,) = make_eval_config(evaluation).model_specs
     # TFMA's own decision, without a model to guess from: left unset, it would try load_model on the path
     assert model_util.get_model_type(spec, model_path="/no/model/here") == tfma.TF_GENERIC
