@@ -83,9 +83,10 @@ def _jsonl_config(raw_config: dict, data: Path) -> PipelineConfig:
 
 
 def _read_splits(out: Path) -> dict[str, list[tf.train.Example]]:
+    """Each split's examples, its files read in name order (as TFXIO reads them for the Trainer)."""
     splits = {}
     for split in SPLITS:
-        files = tf.io.gfile.glob(str(out / f"Split-{split}" / "*"))
+        files = sorted(tf.io.gfile.glob(str(out / f"Split-{split}" / "*")))
         splits[split] = [tf.train.Example.FromString(r.numpy()) for r in tf.data.TFRecordDataset(files, compression_type="GZIP")]
     return splits
 
@@ -95,14 +96,18 @@ def test_a_large_jsonl_file_is_read_in_pieces_with_nothing_lost_or_doubled(tmp_p
 
     from records import raw_records
 
-    monkeypatch.setattr(raw_records, "PIECE_BYTES", 4096)  # ~40 pieces of one file
-    data = tmp_path / "big.jsonl"
-    data.write_text("".join(json.dumps({"user": f"u{i}", "history": [i, i + 1], "target": i, "clicked": i % 2}) + "\n"
-                            for i in range(3000)))
+    monkeypatch.setattr(raw_records, "PIECE_BYTES", 4096)  # ~20 pieces of each file
+    data = tmp_path / "big"
+    data.mkdir()
+    for name, rows in (("b.jsonl", range(1500, 3000)), ("a.jsonl", range(1500))):  # input order: a, then b
+        (data / name).write_text("".join(json.dumps({"user": f"u{i}", "history": [i, i + 1], "target": i, "clicked": i % 2}) + "\n"
+                                         for i in rows))
     run_example_gen(_jsonl_config(raw_config, data), tmp_path / "out")
     splits = _read_splits(tmp_path / "out")
-    users = sorted(e.features.feature["user"].bytes_list.value[0].decode() for s in splits.values() for e in s)
-    assert users == sorted(f"u{i}" for i in range(3000))
+    order = {split: [int(e.features.feature["user"].bytes_list.value[0].decode()[1:]) for e in s] for split, s in splits.items()}
+    assert sorted(i for s in order.values() for i in s) == list(range(3000))
+    for split, rows in order.items():  # file names sort in input order, whichever worker wrote which piece
+        assert rows == sorted(rows) and len(tf.io.gfile.glob(str(tmp_path / "out" / f"Split-{split}" / "*"))) > 20, split
     shares = {split: len(examples) / 3000 for split, examples in splits.items()}
     assert 0.6 < shares["train"] < 0.8 and 0.05 < shares["validation"] < 0.15 and 0.15 < shares["eval"] < 0.25, \
         f"the config's 7:1:2 hash split, got {shares}"
