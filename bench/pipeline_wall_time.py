@@ -12,7 +12,10 @@ the Keras model's compiled metrics, its default; pipeline/eval_config.py turns t
 implementation, instead of the generic RNN the project builds without a GPU) or
 ``tfma-keras-model-type`` (TFMA left to guess the model's type, which loads it as a Keras model;
 pipeline/eval_config.py sets ``tf_generic``) or ``trainer-gc-collect`` (the Trainer does not
-collect the garbage earlier components left in the process before it trains).
+collect the garbage earlier components left in the process before it trains) or
+``trainer-input-raw`` (``training.input: transformed``, TFX's default: Transform writes every
+split's transformed examples and the Trainer parses them, instead of applying Transform's graph to
+ExampleGen's examples itself).
 ``--floor ROWS`` also runs a cold run (subprocess) on about ROWS records of every data file:
 with almost no data, what is left is each component's fixed cost (process-wide start-up, Beam
 job set-up, tracing and saving models), the floor under any cold run of this config.
@@ -182,6 +185,18 @@ def _no_trainer_gc_collect() -> None:
     gc.collect = lambda generation=2: 0
 
 
+def _trainer_input_transformed() -> None:
+    """``training.input: transformed`` in the config this script loads, whatever the file says."""
+    global load_config
+    project = load_config
+
+    def transformed(path: str):
+        config = project(path)
+        return dataclasses.replace(config, training=dataclasses.replace(config.training, input="transformed"))
+
+    load_config = transformed
+
+
 def _rnn_backend_selection() -> None:
     """tf_keras' LSTM/GRU layers on a CPU too (both implementations traced; models/model.py recurrent_layer)."""
     import models.model as model
@@ -191,7 +206,7 @@ def _rnn_backend_selection() -> None:
 
 UNDO = {"tf-keras-autograph": _convert_tf_keras, "tfma-default-metrics": _tfma_default_metrics,
         "rnn-backend-selection": _rnn_backend_selection, "tfma-keras-model-type": _tfma_keras_model_type,
-        "trainer-gc-collect": _no_trainer_gc_collect}
+        "trainer-gc-collect": _no_trainer_gc_collect, "trainer-input-raw": _trainer_input_transformed}
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """How the whole pipeline scales with rows: `embedpipe run` at 10K, 100K and 1M synthetic rows.
 
     .venv/bin/python bench/scale.py [--sizes 10000 100000 1000000] [--modes in_memory multi_processing auto]
+                                    [--trainer-inputs raw transformed]
 
 Per size, the data is written once in shards (streamed to disk, ``embedpipe data synthetic
 --shards``), then each Beam DirectRunner mode runs the built-in config on it from a fresh pipeline
@@ -8,7 +9,10 @@ root, as a subprocess. Every 0.5 s the bench samples the subprocess's whole proc
 multi_processing workers and the canary's model server included): CPU time (live processes plus
 the ones they reaped) and resident memory. Per component, from the progress lines' timestamps:
 wall time, rows/s, CPU% (100% = one core busy) and the tree's peak RSS; per run, the end-to-end
-time per row. Prints the tables (machine, date, all modes side by side), writes
+time per row. ``--trainer-inputs`` runs each mode with each ``training.input`` (raw, the default:
+the Trainer applies Transform's graph; transformed: Transform writes the transformed splits), the
+runs labelled "MODE, input transformed" for the latter. Prints the tables (machine, date, all runs
+side by side), writes
 bench/out/scale.json and bench/out/scale.png (the scaling curve).
 """
 
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import itertools
 import json
 import os
 import re
@@ -33,6 +38,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.pipeline_wall_time import machine  # noqa: E402
+from embedconfig.config import TRAINER_INPUTS  # noqa: E402
 from tests.helpers.configs import synthetic_raw_config  # noqa: E402
 
 EMBEDPIPE = str(Path(sys.executable).with_name("embedpipe"))
@@ -148,9 +154,10 @@ def run_once(config_path: Path, rows: int, mode: str, log_path: Path, interval: 
                     float(auc.group(1)) if auc else None, proc.returncode, components)
 
 
-def write_config(work: Path, data: Path, mode: str, workers: int) -> Path:
-    """configs/synthetic.yaml pointed into ``work``, with one Beam DirectRunner mode."""
+def write_config(work: Path, data: Path, mode: str, workers: int, trainer_input: str = "raw") -> Path:
+    """configs/synthetic.yaml pointed into ``work``, with one Beam DirectRunner mode and ``training.input``."""
     raw = synthetic_raw_config(work, data, name=f"embedpipe-scale-{mode}")
+    raw["training"]["input"] = trainer_input
     options = {"direct_running_mode": mode}  # auto: the project's choice from the input's size (pipeline/beam_mode.py)
     if mode != "auto":
         options["direct_num_workers"] = 1 if mode == "in_memory" else workers
@@ -221,6 +228,7 @@ def main() -> None:
     parser.add_argument("--modes", nargs="+", default=["in_memory", "multi_processing"],
                         choices=["in_memory", "multi_processing", "multi_threading", "auto"])
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2, help="direct_num_workers for the parallel modes")
+    parser.add_argument("--trainer-inputs", nargs="+", default=["raw"], choices=TRAINER_INPUTS)
     parser.add_argument("--shards", type=int, default=4)
     parser.add_argument("--output", default="bench/out/scale.json")
     parser.add_argument("--plot", default="bench/out/scale.png")
@@ -236,11 +244,12 @@ def main() -> None:
         t = time.monotonic()
         write_synthetic(str(data), rows=rows, seed=0, shards=args.shards)
         print(f"{rows:,} rows written in {args.shards} shards in {time.monotonic() - t:.1f}s", flush=True)
-        for mode in args.modes:
-            work = base / f"{rows}-{mode}"
+        for mode, trainer_input in itertools.product(args.modes, args.trainer_inputs):
+            label = mode if trainer_input == "raw" else f"{mode}, input {trainer_input}"
+            work = base / f"{rows}-{mode}-{trainer_input}"
             work.mkdir()
-            run = run_once(write_config(work, data, mode, args.workers), rows, mode, work / "run.log")
-            print(f"{rows:,} rows, {mode}: {run.total_s:.1f}s, exit {run.exit_code} (log {work / 'run.log'})", flush=True)
+            run = run_once(write_config(work, data, mode, args.workers, trainer_input), rows, label, work / "run.log")
+            print(f"{rows:,} rows, {label}: {run.total_s:.1f}s, exit {run.exit_code} (log {work / 'run.log'})", flush=True)
             runs.append(run)
             write_json(args.output, runs, args.workers, load_at_start[0])  # after each run: a long bench keeps what it measured
 

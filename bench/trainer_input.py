@@ -5,14 +5,16 @@
 
 Writes ``--rows`` synthetic rows (or, with ``--config`` and ``--data``, takes that config's model and
 files, e.g. MovieLens from ``embedpipe data movielens``), runs the project's ExampleGen and TFX's Transform executors on
-them (as the pipeline does), then trains the built-in config's model from the same seed, fed three
-ways: (a) as the Trainer feeds it (models/trainer.py: ``decide_caching`` counts the records, then
-``make_dataset`` parses the gzip TFRecords once through TFX's TFXIO dataset and caches them in
-memory if they fit ``training.cache_mb``, each row packed into one tensor through the shuffle),
-(a') the same cache with rows as dicts of tensors (the Trainer before 2026-12-02), (b) the same without the cache (every epoch reads and
+them (as the pipeline does), then trains the built-in config's model from the same seed, fed these
+ways: (a) as the Trainer feeds it (models/trainer.py, ``training.input: raw``: ``decide_caching``
+counts the records, then ``make_dataset`` parses ExampleGen's gzip TFRecords once through TFX's
+TFXIO dataset, applies Transform's graph and caches the result in memory if it fits
+``training.cache_mb``, each row packed into one tensor through the shuffle), (a') the same from
+Transform's transformed examples (``training.input: transformed``), (a'') that with rows as dicts
+of tensors (the Trainer before 2026-12-02), (b) that without the cache (every epoch reads and
 parses the files: the Trainer before the cache), (c) fed from memory (the same transformed batches
 read once into numpy arrays, then tf.data.Dataset.from_tensor_slices, shuffled the same way). The
-three feeds take turns ``--rounds`` times, so a slow spell of the VM hits all of them. Reports
+feeds take turns ``--rounds`` times, so a slow spell of the VM hits all of them. Reports
 training examples/s per epoch (validation excluded; the Trainer's record count is charged to its
 first epoch), each feed's rate over all epochs (median of the rounds), its ratio to memory and the
 validation AUC. ``--feeds`` keeps the feeds whose name contains one of its words (memory always
@@ -81,9 +83,13 @@ def main() -> None:
     print(f"{source}: ExampleGen + Transform in {time.monotonic() - t:.1f}s", flush=True)
 
     tft_output = tft.TFTransformOutput(graph.uri)
-    accessor = DataAccessor(tf_dataset_factory=tfxio_utils.get_tf_dataset_factory_from_artifact([transformed], []),
-                            record_batch_factory=None, data_view_decode_fn=None)
-    files = {split: [f"{transformed.uri}/Split-{split}/*"] for split in (TRAIN, VALIDATION)}
+    # keyed by raw: ExampleGen's examples (training.input: raw) or Transform's transformed ones
+    accessors = {raw: DataAccessor(tf_dataset_factory=tfxio_utils.get_tf_dataset_factory_from_artifact([a], []),
+                                   record_batch_factory=None, data_view_decode_fn=None)
+                 for raw, a in ((True, examples), (False, transformed))}
+    split_files = {raw: {split: [f"{a.uri}/Split-{split}/*"] for split in (TRAIN, VALIDATION)}
+                   for raw, a in ((True, examples), (False, transformed))}
+    accessor, files = accessors[False], split_files[False]
     batch, seed = config.training.batch_size, config.training.seed
 
     def in_memory(split: str) -> tuple[dict[str, np.ndarray], np.ndarray]:
@@ -104,18 +110,20 @@ def main() -> None:
             return ds.batch(batch).prefetch(tf.data.AUTOTUNE)
         return dataset(TRAIN), dataset(VALIDATION), 0.0
 
-    def file_datasets(cache: bool, pack_rows: bool = True) -> tuple[tf.data.Dataset, tf.data.Dataset, float]:
+    def file_datasets(cache: bool, pack_rows: bool = True, raw: bool = False) -> tuple[tf.data.Dataset, tf.data.Dataset, float]:
+        f, a = split_files[raw], accessors[raw]
         started = time.perf_counter()
-        plan = decide_caching(files[TRAIN], files[VALIDATION], tft_output, config.training) if cache else {}
+        plan = decide_caching(f[TRAIN], f[VALIDATION], tft_output, config.training) if cache else {}
         decided = time.perf_counter() - started
-        return (make_dataset(files[TRAIN], accessor, tft_output, batch, True, seed, plan.get("train", False), pack_rows),
-                make_dataset(files[VALIDATION], accessor, tft_output, batch, False, seed, plan.get("validation", False), pack_rows),
+        return (make_dataset(f[TRAIN], a, tft_output, batch, True, seed, plan.get("train", False), pack_rows, raw=raw),
+                make_dataset(f[VALIDATION], a, tft_output, batch, False, seed, plan.get("validation", False), pack_rows, raw=raw),
                 decided)
 
     feeds = {
-        "files, cached (the Trainer now)": lambda: file_datasets(True),
-        "files, cached, rows as dicts (before 2026-12-02)": lambda: file_datasets(True, pack_rows=False),
-        "files, parsed every epoch (before)": lambda: file_datasets(False),
+        "raw files through Transform's graph, cached (the Trainer now)": lambda: file_datasets(True, raw=True),
+        "transformed files, cached (training.input: transformed)": lambda: file_datasets(True),
+        "transformed files, cached, rows as dicts (before 2026-12-02)": lambda: file_datasets(True, pack_rows=False),
+        "transformed files, parsed every epoch (before the cache)": lambda: file_datasets(False),
         "memory (numpy arrays)": memory_datasets,
     }
     if args.feeds:

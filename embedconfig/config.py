@@ -41,6 +41,11 @@ PADDINGS = ("end", "start")
 MODEL_TYPES = ("pooled", "concat_flatten", "concat_rnn")
 POOLINGS = ("mean", "sum", "max", "lstm", "gru", "attention", "target_attention")
 RNN_CELLS = ("lstm", "gru")
+# What the Trainer reads (training.input). raw: ExampleGen's examples, Transform's graph applied in
+# the Trainer's tf.data pipeline as the serving signatures apply it, and Transform writes no
+# transformed examples (TFX's Transform(materialize=False)). transformed: Transform writes every
+# split's transformed examples and the Trainer parses them (TFX's default).
+TRAINER_INPUTS = ("raw", "transformed")
 TFMA_METRICS = (
     "AUC",
     "BinaryAccuracy",
@@ -219,6 +224,16 @@ class TrainingConfig:
     # The Trainer keeps the train (then validation) split's parsed tensors in memory after the first
     # epoch when they fit in this many MB, instead of reading and parsing the files every epoch; 0 = never.
     cache_mb: int = 1024
+    # raw (TRAINER_INPUTS): on MovieLens-100K, Transform took 26.5-26.8 s without writing the three
+    # transformed splits against 40.7-41.7 s with them, and the Trainer 1.3-1.7 s more applying the
+    # graph itself (2026-12-02, bench/RESULTS.md). transformed pays off where the splits do not fit
+    # cache_mb, so every epoch would apply the graph again, or where Transform runs on a cluster.
+    input: str = "raw"
+
+    @property
+    def reads_raw_examples(self) -> bool:
+        """The Trainer reads ExampleGen's examples and applies Transform's graph itself (``input: raw``)."""
+        return self.input == "raw"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -686,6 +701,7 @@ def _parse_training(s: _Section) -> TrainingConfig:
         early_stopping_monitor=es.get("monitor", str, "val_auc", choices=("val_auc", "val_loss")),
         seed=s.get("seed", int, 0),
         cache_mb=s.get("cache_mb", int, 1024, minimum=0),
+        input=s.get("input", str, "raw", choices=TRAINER_INPUTS),
     )
     es.finish()
     s.finish()

@@ -1,4 +1,4 @@
-"""The Trainer's ``run_fn``: read transformed examples, fit the model, export it with signatures.
+"""The Trainer's ``run_fn``: read the examples through Transform, fit the model, export it with signatures.
 
 Next to the SavedModel, under ``assets.extra/embedpipe/`` (which the Pusher copies along and TF
 Serving ignores), it writes the model summary, the resolved config it was trained with, and
@@ -14,7 +14,7 @@ import gc
 import json
 import os
 import time
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import tensorflow as tf
@@ -58,21 +58,42 @@ def make_dataset(
     seed: int,
     cache: bool = False,
     pack_rows: bool = True,
+    raw: bool = False,
 ) -> tf.data.Dataset:
-    """One pass over transformed examples as ``(features, label)`` batches.
+    """One pass over the examples as ``(features, label)`` batches of Transform's outputs.
 
-    Without ``cache`` every pass reads, gunzips and parses the TFRecords (TFX's TFXIO dataset,
-    shuffled there). With ``cache`` the first pass parses them in file order into memory and every
-    pass shuffles the cached rows through the same 10,000-row buffer: the same order semantics,
-    without reading the files again (see :func:`decide_caching`)."""
-    if not cache:
-        options = tfxio.TensorFlowDatasetOptions(
-            batch_size=batch_size, label_key=LABEL_KEY, num_epochs=1, shuffle=shuffle, shuffle_seed=seed
-        )
-        return data_accessor.tf_dataset_factory(files, options, tft_output.transformed_metadata.schema)
-    options = tfxio.TensorFlowDatasetOptions(batch_size=CACHE_READ_BATCH, label_key=LABEL_KEY, num_epochs=1, shuffle=False)
-    parsed = data_accessor.tf_dataset_factory(files, options, tft_output.transformed_metadata.schema)
-    return shuffled_batches(parsed, batch_size, shuffle, seed, pack_rows)
+    ``files`` hold Transform's transformed examples, or with ``raw`` ExampleGen's raw examples, which
+    go through Transform's graph here, batch by batch, as the serving signatures apply it
+    (``training.input``). Without ``cache`` every pass reads, gunzips and parses the TFRecords (TFX's
+    TFXIO dataset, shuffled there). With ``cache`` the first pass parses them in file order into
+    memory and every pass shuffles the cached rows through the same 10,000-row buffer: the same order
+    semantics, without reading the files again (see :func:`decide_caching`)."""
+    options = tfxio.TensorFlowDatasetOptions(
+        batch_size=CACHE_READ_BATCH if cache else batch_size,
+        label_key=None if raw else LABEL_KEY,
+        num_epochs=1,
+        shuffle=shuffle and not cache,
+        shuffle_seed=seed,
+    )
+    schema = (tft_output.raw_metadata if raw else tft_output.transformed_metadata).schema
+    parsed = data_accessor.tf_dataset_factory(files, options, schema)
+    if raw:
+        parsed = parsed.map(_transformed_by(tft_output), num_parallel_calls=tf.data.AUTOTUNE)
+    return shuffled_batches(parsed, batch_size, shuffle, seed, pack_rows) if cache else parsed
+
+
+def _transformed_by(tft_output: tft.TFTransformOutput) -> Callable[[dict[str, Any]], tuple[dict[str, tf.Tensor], tf.Tensor]]:
+    """Raw batch -> ``(features, label)`` through Transform's graph, each output with the static shape
+    the transformed examples would have been parsed with (so the cache packs rows, as it does for those)."""
+    layer = tft_output.transform_features_layer()
+    specs = tft_output.transformed_feature_spec()
+
+    def transform(raw: dict[str, Any]) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
+        outputs = {name: tf.ensure_shape(t, [None, *specs[name].shape]) for name, t in layer(raw).items()}
+        label = outputs.pop(LABEL_KEY)
+        return outputs, label
+
+    return transform
 
 
 def shuffled_batches(parsed: tf.data.Dataset, batch_size: int, shuffle: bool, seed: int, pack_rows: bool = True) -> tf.data.Dataset:
@@ -274,10 +295,13 @@ def run_fn(fn_args: FnArgs) -> None:
     logging.info("Vocabulary sizes (before padding/OOV rows): %s", sizes)
 
     cached = decide_caching(fn_args.train_files, fn_args.eval_files, tft_output, training)
-    train = make_dataset(fn_args.train_files, fn_args.data_accessor, tft_output, training.batch_size, True, training.seed, cached["train"])
+    raw = training.reads_raw_examples  # ExampleGen's examples, or Transform's materialized ones
+    train = make_dataset(
+        fn_args.train_files, fn_args.data_accessor, tft_output, training.batch_size, True, training.seed, cached["train"], raw=raw
+    )
     # fn_args.eval_files are TFX's name for the eval_args splits: the validation split, never eval
     validation = make_dataset(
-        fn_args.eval_files, fn_args.data_accessor, tft_output, training.batch_size, False, training.seed, cached["validation"]
+        fn_args.eval_files, fn_args.data_accessor, tft_output, training.batch_size, False, training.seed, cached["validation"], raw=raw
     )
 
     model = build_model(config, sizes)

@@ -94,6 +94,7 @@ def create_components(config: PipelineConfig, compiled: bool = False) -> list[An
         schema=schema_importer.outputs["schema"],
     ).with_id(SCHEMA_GATE)
 
+    trainer_reads_transformed = not config.training.reads_raw_examples
     transform = Transform(
         examples=example_gen.outputs["examples"],
         schema=schema_importer.outputs["schema"],
@@ -104,6 +105,8 @@ def create_components(config: PipelineConfig, compiled: bool = False) -> list[An
         # as it is for a model serving new data
         splits_config=transform_pb2.SplitsConfig(analyze=[TRAIN], transform=list(SPLITS)),
         disable_statistics=True,
+        # training.input: raw leaves the graph to the Trainer, and Transform writes no transformed splits
+        materialize=trainer_reads_transformed,
     ).with_id(TRANSFORM)
     transform.add_upstream_node(schema_gate)  # no Transform on data that failed validation
 
@@ -111,7 +114,7 @@ def create_components(config: PipelineConfig, compiled: bool = False) -> list[An
     trainer = Trainer(
         run_fn=RUN_FN,
         hyperparameters=run_parameters.outputs["hyperparameters"],
-        examples=transform.outputs["transformed_examples"],
+        examples=transform.outputs["transformed_examples"] if trainer_reads_transformed else example_gen.outputs["examples"],
         transform_graph=transform.outputs["transform_graph"],
         schema=schema_importer.outputs["schema"],
         train_args=trainer_pb2.TrainArgs(splits=[TRAIN]),

@@ -60,6 +60,15 @@ def test_wrong_type(raw_config: dict) -> None:
     assert _error(raw_config).field == "training.batch_size"
 
 
+def test_the_trainer_reads_raw_examples_unless_told_otherwise(raw_config: dict) -> None:
+    assert parse_config(raw_config).training.reads_raw_examples
+    raw_config["training"]["input"] = "transformed"
+    assert not parse_config(raw_config).training.reads_raw_examples
+    raw_config["training"]["input"] = "parsed"
+    e = _error(raw_config)
+    assert e.field == "training.input" and "'transformed'" in str(e)
+
+
 def test_label_rule_is_parsed_and_applied(raw_config: dict) -> None:
     raw_config["label"] = {"name": "rating", "dtype": "float", "positive_if": ">= 4"}
     label = parse_config(raw_config).label

@@ -236,6 +236,16 @@ def test_the_evaluator_gates_on_a_split_the_trainer_never_read(runs, s3) -> None
     assert first.metrics["example_count"] == sizes["eval"], "TFMA evaluated Split-eval and nothing else"
 
 
+def test_the_trainer_applied_transforms_graph_to_examplegens_examples(runs) -> None:
+    """``training.input: raw``, the default: Transform writes its graph and no transformed splits."""
+    training = _read_json(f"{runs['first'].pushed_path}/assets.extra/embedpipe/training.json")
+    assert all("/ExampleGen/" in path for path in training["train_files"] + training["validation_files"]), training
+    assert training["cached_in_memory"] == {"train": True, "validation": True}
+    transform_keys = [k for k in runs["keys"][ROOT] if "/Transform/" in f"/{k}"]
+    assert any("/transform_graph/" in k for k in transform_keys)
+    assert not any("transformed_examples" in k for k in transform_keys), "nothing materialized"
+
+
 def test_the_summary_ranks_slices_with_their_example_counts(runs) -> None:
     first = runs["first"]
     ranking = first.slices

@@ -1,7 +1,8 @@
-"""The Trainer's input: with the parsed splits cached in memory (models/trainer.py), every epoch
-sees every row exactly once, reshuffled, and never reads the files again; and a split is cached
-only when its parsed tensors fit ``training.cache_mb``. Through TFX's own TFXIO dataset over the
-small model's real Transform output."""
+"""The Trainer's input: raw examples through Transform's graph give exactly the rows Transform
+writes; with the parsed splits cached in memory (models/trainer.py), every epoch sees every row
+exactly once, reshuffled, and never reads the files again; and a split is cached only when its
+parsed tensors fit ``training.cache_mb``. Through TFX's own TFXIO dataset over the small model's
+real ExampleGen and Transform outputs."""
 
 from __future__ import annotations
 
@@ -75,6 +76,23 @@ def test_cached_epochs_see_every_row_once_reshuffled_and_read_no_file_again(trai
     second = _rows(cached)
     assert collections.Counter(first) == collections.Counter(second) == from_files
     assert first != second  # reshuffled each epoch, as TFXIO's shuffle is
+
+
+@pytest.mark.parametrize("cache", [False, True], ids=["parsed every pass", "cached"])
+def test_raw_examples_through_transforms_graph_are_the_rows_transform_writes(small_model_build, cache: bool) -> None:
+    """``training.input: raw`` (the default) must feed the model what ``transformed`` would: every
+    row, label included, with the same shapes (so the cache packs rows either way)."""
+    built = small_model_build
+    tft_output = tft.TFTransformOutput(built.transform_graph.uri)
+    for split in (TRAIN, VALIDATION):
+        raw = make_dataset([os.path.join(built.examples.uri, f"Split-{split}", "*")], _accessor(built.examples),
+                           tft_output, 64, False, 0, cache=cache, raw=True)
+        transformed = make_dataset([os.path.join(built.transformed.uri, f"Split-{split}", "*")], _accessor(built.transformed),
+                                   tft_output, 64, False, 0, cache=cache)
+        assert raw.element_spec == transformed.element_spec
+        rows = collections.Counter(_rows(raw))
+        # ExampleGen writes several shards and TFXIO interleaves them: the same rows, another order
+        assert rows == collections.Counter(_rows(transformed)) and sum(rows.values()) > 100, split
 
 
 @pytest.mark.parametrize("with_float", [False, True], ids=["int64 packed", "float falls back"])

@@ -39,7 +39,8 @@ def schema_artifact(config: PipelineConfig, out: Path) -> standard_artifacts.Sch
 
 def run_transform(config: PipelineConfig, examples, schema, work: Path, beam_args: list[str] | None = None):
     """TFX's Transform executor on ``models.preprocessing``, analysing train and transforming every
-    split as the pipeline does: (transform graph, transformed examples)."""
+    split as the pipeline does with ``training.input: transformed`` (the tests compare the
+    transformed examples whichever input the Trainer reads): (transform graph, transformed examples)."""
     from tfx.components.transform.executor import Executor
 
     graph = artifact(standard_artifacts.TransformGraph, work / "transform_graph")
@@ -55,15 +56,16 @@ def run_transform(config: PipelineConfig, examples, schema, work: Path, beam_arg
     return graph, transformed
 
 
-def run_trainer(config: PipelineConfig, transformed, graph, work: Path) -> standard_artifacts.Model:
+def run_trainer(config: PipelineConfig, examples, transformed, graph, work: Path) -> standard_artifacts.Model:
     """TFX's Trainer executor on ``models.trainer.run_fn`` (fits on train, early-stops on
-    validation): the Model artifact."""
+    validation), given ExampleGen's ``examples`` or Transform's ``transformed`` ones as the pipeline
+    wires them (``training.input``): the Model artifact."""
     from tfx.components.trainer.executor import GenericExecutor
 
     model = artifact(standard_artifacts.Model, work / "model")
     model_run = artifact(standard_artifacts.ModelRun, work / "model_run")
     GenericExecutor().Do(
-        {keys.EXAMPLES_KEY: [transformed], keys.TRANSFORM_GRAPH_KEY: [graph]},
+        {keys.EXAMPLES_KEY: [examples if config.training.reads_raw_examples else transformed], keys.TRANSFORM_GRAPH_KEY: [graph]},
         {keys.MODEL_KEY: [model], keys.MODEL_RUN_KEY: [model_run]},
         {keys.RUN_FN_KEY: RUN_FN, keys.CUSTOM_CONFIG_KEY: json.dumps(module_custom_config(config)),
          keys.TRAIN_ARGS_KEY: json_format.MessageToJson(trainer_pb2.TrainArgs(splits=[TRAIN])),

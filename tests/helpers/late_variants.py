@@ -90,7 +90,7 @@ def check_variant(data: LateData, variant: str, model: dict, padding: str, gate:
     """Train ``variant`` with the Trainer executor on the late data; check it learns, exports and serves."""
     config = data.config(model, padding, variant)
     graph, transformed = data.transformed(config, padding)
-    trained = run_trainer(config, transformed, graph, data.work / variant)
+    trained = run_trainer(config, data.examples, transformed, graph, data.work / variant)
     model_dir = path_utils.serving_model_dir(trained.uri)
     assert tf.io.gfile.exists(f"{model_dir}/{MODEL_INFO_DIR}/model_summary.txt")
 

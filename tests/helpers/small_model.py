@@ -76,7 +76,7 @@ def build_small_model(work: Path, model_name: str = "synthetic") -> SmallModel:
     config = built.config
     examples = run_example_gen(config, work / "examples")
     graph, transformed = run_transform(config, examples, schema_artifact(config, work / "schema"), work)
-    model = run_trainer(config, transformed, graph, work)
+    model = run_trainer(config, examples, transformed, graph, work)
     assert (examples.uri, graph.uri, transformed.uri, model.uri) == (
         built.examples.uri, built.transform_graph.uri, built.transformed.uri, built.model.uri)
     write_warmup_requests(built.saved_model, SERIALIZED, model_name)  # as the canary leaves it for the Pusher
