@@ -224,10 +224,11 @@ class TrainingConfig:
     # The Trainer keeps the train (then validation) split's parsed tensors in memory after the first
     # epoch when they fit in this many MB, instead of reading and parsing the files every epoch; 0 = never.
     cache_mb: int = 1024
-    # raw (TRAINER_INPUTS): on MovieLens-100K, Transform took 26.5-26.8 s without writing the three
-    # transformed splits against 40.7-41.7 s with them, and the Trainer 1.3-1.7 s more applying the
-    # graph itself (2026-12-02, bench/RESULTS.md). transformed pays off where the splits do not fit
-    # cache_mb, so every epoch would apply the graph again, or where Transform runs on a cluster.
+    # raw (TRAINER_INPUTS): in MovieLens-100K cold runs Transform took 25-26 s without writing the
+    # three transformed splits against 37-38 s with them, and the Trainer 0-4 s more, applying the
+    # graph itself: 93-96 s against 102-108 s in all (2026-12-02, bench/RESULTS.md). transformed pays
+    # off where the splits do not fit cache_mb, so every epoch would apply the graph again, or where
+    # Transform runs on a cluster.
     input: str = "raw"
 
     @property
