@@ -1,5 +1,5 @@
 """The Trainer's input: raw examples through Transform's graph give exactly the rows Transform
-writes; with the parsed splits cached in memory (models/trainer.py), every epoch sees every row
+writes, and the Trainer fits on either (``training.input``); with the parsed splits cached in memory (models/trainer.py), every epoch sees every row
 exactly once, reshuffled, and never reads the files again; and a split is cached only when its
 parsed tensors fit ``training.cache_mb``. Through TFX's own TFXIO dataset over the small model's
 real ExampleGen and Transform outputs."""
@@ -18,6 +18,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 from tfx.components.trainer.fn_args_utils import DataAccessor
 from tfx.components.util import tfxio_utils
+from tfx.utils import path_utils
 
 from embedconfig.config import TRAIN, VALIDATION
 from models.trainer import (
@@ -30,6 +31,8 @@ from models.trainer import (
     parsed_row_bytes,
     shuffled_batches,
 )
+from tests.helpers.executors import run_trainer
+from tests.helpers.synthetic_requests import SERIALIZED
 
 # The small model's build (real ExampleGen, Transform, Trainer; shared with the serving and Beam-mode
 # tests) is too slow for the unit tier.
@@ -93,6 +96,21 @@ def test_raw_examples_through_transforms_graph_are_the_rows_transform_writes(sma
         rows = collections.Counter(_rows(raw))
         # ExampleGen writes several shards and TFXIO interleaves them: the same rows, another order
         assert rows == collections.Counter(_rows(transformed)) and sum(rows.values()) > 100, split
+
+
+def test_the_trainer_fits_on_transforms_splits_when_told_to(small_model_build, tmp_path: Path) -> None:
+    """``training.input: transformed`` (TFX's own wiring): the same run_fn fits on Transform's
+    splits, caches them, and exports a model that scores raw examples."""
+    built = small_model_build
+    config = built.config
+    config = dataclasses.replace(config, training=dataclasses.replace(config.training, input="transformed", epochs=1))
+    model_dir = path_utils.serving_model_dir(run_trainer(config, built.examples, built.transformed, built.transform_graph, tmp_path).uri)
+    with open(os.path.join(model_dir, MODEL_INFO_DIR, "training.json")) as f:
+        record = json.load(f)
+    assert all(path.startswith(built.transformed.uri) for path in record["train_files"] + record["validation_files"]), record
+    assert record["cached_in_memory"] == {"train": True, "validation": True}
+    scores = tf.saved_model.load(model_dir).signatures["serving_default"](examples=tf.constant(SERIALIZED))["probability"].numpy()
+    assert scores.shape == (len(SERIALIZED), 1) and np.all((scores > 0) & (scores < 1))
 
 
 @pytest.mark.parametrize("with_float", [False, True], ids=["int64 packed", "float falls back"])
