@@ -65,9 +65,10 @@ def make_dataset(
     ``files`` hold Transform's transformed examples, or with ``raw`` ExampleGen's raw examples, which
     go through Transform's graph here, batch by batch, as the serving signatures apply it
     (``training.input``). Without ``cache`` every pass reads, gunzips and parses the TFRecords (TFX's
-    TFXIO dataset, shuffled there). With ``cache`` the first pass parses them in file order into
-    memory and every pass shuffles the cached rows through the same 10,000-row buffer: the same order
-    semantics, without reading the files again (see :func:`decide_caching`)."""
+    TFXIO dataset, shuffled there). With ``cache`` the first pass parses them into memory in the order
+    TFXIO reads them (file by file, in name order: ExampleGen's names sort in input order) and every
+    pass shuffles the cached rows through the same 10,000-row buffer: the same order semantics,
+    without reading the files again (see :func:`decide_caching`)."""
     options = tfxio.TensorFlowDatasetOptions(
         batch_size=CACHE_READ_BATCH if cache else batch_size,
         label_key=None if raw else LABEL_KEY,
