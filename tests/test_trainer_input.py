@@ -1,8 +1,8 @@
 """The Trainer's input: raw examples through Transform's graph give exactly the rows Transform
-writes, and the Trainer fits on either (``training.input``); with the parsed splits cached in memory (models/trainer.py), every epoch sees every row
-exactly once, reshuffled, and never reads the files again; and a split is cached only when its
-parsed tensors fit ``training.cache_mb``. Through TFX's own TFXIO dataset over the small model's
-real ExampleGen and Transform outputs."""
+writes, and the Trainer fits on either (``training.input``); with the parsed splits cached in
+memory (models/trainer.py), every epoch sees every row exactly once, reshuffled, and never reads
+the files again; and a split is cached only when its parsed tensors fit ``training.cache_mb``.
+Through TFX's own TFXIO dataset over the small model's real ExampleGen and Transform outputs."""
 
 from __future__ import annotations
 
@@ -94,7 +94,8 @@ def test_raw_examples_through_transforms_graph_are_the_rows_transform_writes(sma
                                    tft_output, 64, False, 0, cache=cache)
         assert raw.element_spec == transformed.element_spec
         rows = collections.Counter(_rows(raw))
-        # ExampleGen writes several shards and TFXIO interleaves them: the same rows, another order
+        # the same rows; the order may differ: Transform's Beam read ExampleGen's shards in the
+        # directory's listing order, TFXIO reads them in name order
         assert rows == collections.Counter(_rows(transformed)) and sum(rows.values()) > 100, split
 
 
