@@ -34,10 +34,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
-import pipeline  # noqa: F401 -- TF_USE_LEGACY_KERAS before TensorFlow
-from embedconfig.config import load_config
-from pipeline.local_runner import run_locally
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import pipeline  # noqa: E402,F401 -- TF_USE_LEGACY_KERAS before TensorFlow
+from bench.machine_speed import describe, machine_speed_in_subprocess  # noqa: E402
+from embedconfig.config import load_config  # noqa: E402
+from pipeline.local_runner import run_locally  # noqa: E402
 
 
 def machine() -> str:
@@ -59,6 +63,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.undo:
         UNDO[args.undo]()
+    speed = {} if args.cold_only else {"before": machine_speed_in_subprocess()}
     extra_runs = []
     if args.compare:
         run = _cold_run_in_subprocess(args.config, args.data, ["--undo", args.compare])
@@ -86,9 +91,13 @@ def main() -> None:
                      "metrics": summary.metrics, "blessed": summary.blessed, "pushed": summary.pushed_path})
 
     runs += extra_runs
+    if not args.cold_only:
+        speed["after"] = machine_speed_in_subprocess()
     nodes = list(runs[0]["components_s"])
     print(f"machine: {machine()}")
     print(f"date: {datetime.datetime.now().isoformat(timespec='seconds')}")
+    for when, reading in speed.items():
+        print(f"machine speed {when} the runs: {describe(reading)}")
     print(f"config: {args.config}  data: {config.data.path}")
     width = max(len(r["run"]) for r in runs) + 6
     print(f"{'component':<32}" + "".join(f"{r['run'] + ' (s)':>{width}}" for r in runs))
@@ -100,7 +109,7 @@ def main() -> None:
         print(f"{r['run']}: eval AUC {auc:.4f}  blessed={r['blessed']}  pushed={r['pushed']}" if auc is not None else f"{r['run']}: no metrics")
     os.makedirs(os.path.dirname(args.output), exist_ok=True)
     with open(args.output, "w") as f:
-        json.dump({"machine": machine(), "date": datetime.datetime.now().isoformat(), "config": args.config, "runs": runs}, f, indent=2)
+        json.dump({"machine": machine(), "machine_speed": speed, "date": datetime.datetime.now().isoformat(), "config": args.config, "runs": runs}, f, indent=2)
 
 
 def _cold_run_in_subprocess(config: str, data: str | None, extra: list[str]) -> dict:

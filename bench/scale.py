@@ -37,6 +37,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.machine_speed import describe, machine_speed_in_subprocess  # noqa: E402
 from bench.pipeline_wall_time import machine  # noqa: E402
 from embedconfig.config import TRAINER_INPUTS  # noqa: E402
 from tests.helpers.configs import synthetic_raw_config  # noqa: E402
@@ -213,11 +214,11 @@ def plot(runs: list[RunStats], path: str) -> None:
     fig.savefig(path, dpi=100)
 
 
-def write_json(path: str, runs: list[RunStats], workers: int, load_at_start: float) -> None:
-    """The runs so far, with machine, date, workers and the load average when the bench started."""
+def write_json(path: str, runs: list[RunStats], workers: int, load_at_start: float, speed: dict) -> None:
+    """The runs so far, with machine, its speed, date, workers and the load average when the bench started."""
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     with open(path, "w") as f:
-        json.dump({"machine": machine(), "date": datetime.datetime.now().isoformat(), "workers": workers,
+        json.dump({"machine": machine(), "machine_speed": speed, "date": datetime.datetime.now().isoformat(), "workers": workers,
                    "load_average_at_start": load_at_start, "runs": [asdict(r) for r in runs]}, f, indent=2)
 
 
@@ -237,6 +238,7 @@ def main() -> None:
     from pipeline.datasets.synthetic import write_synthetic
 
     load_at_start = os.getloadavg()
+    speed = {"before": machine_speed_in_subprocess()}
     base = Path(tempfile.mkdtemp(prefix="embedpipe-bench-scale-"))
     runs: list[RunStats] = []
     for rows in args.sizes:
@@ -251,13 +253,16 @@ def main() -> None:
             run = run_once(write_config(work, data, mode, args.workers, trainer_input), rows, label, work / "run.log")
             print(f"{rows:,} rows, {label}: {run.total_s:.1f}s, exit {run.exit_code} (log {work / 'run.log'})", flush=True)
             runs.append(run)
-            write_json(args.output, runs, args.workers, load_at_start[0])  # after each run: a long bench keeps what it measured
+            write_json(args.output, runs, args.workers, load_at_start[0], speed)  # after each run: a long bench keeps what it measured
 
+    speed["after"] = machine_speed_in_subprocess()
     print(f"\nmachine: {machine()}")
     print(f"date: {datetime.datetime.now().isoformat(timespec='seconds')}  workers (parallel modes): {args.workers}  "
           f"load average at start {load_at_start[0]:.1f}, at end {os.getloadavg()[0]:.1f} (other work on the machine)")
+    for when, reading in speed.items():
+        print(f"machine speed {when} the runs: {describe(reading)}")
     print_tables(runs)
-    write_json(args.output, runs, args.workers, load_at_start[0])
+    write_json(args.output, runs, args.workers, load_at_start[0], speed)
     plot(runs, args.plot)
     print(f"\nwrote {args.output} and {args.plot}")
 
