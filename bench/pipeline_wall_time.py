@@ -15,7 +15,8 @@ pipeline/eval_config.py sets ``tf_generic``) or ``trainer-gc-collect`` (the Trai
 collect the garbage earlier components left in the process before it trains) or
 ``trainer-input-raw`` (``training.input: transformed``, TFX's default: Transform writes every
 split's transformed examples and the Trainer parses them, instead of applying Transform's graph to
-ExampleGen's examples itself).
+ExampleGen's examples itself) or ``trainer-save-traces`` (the Trainer's SavedModel keeps every
+layer's traced call functions, Keras' default; models/trainer.py save_model leaves them out).
 ``--floor ROWS`` also runs a cold run (subprocess) on about ROWS records of every data file:
 with almost no data, what is left is each component's fixed cost (process-wide start-up, Beam
 job set-up, tracing and saving models), the floor under any cold run of this config.
@@ -213,9 +214,22 @@ def _rnn_backend_selection() -> None:
     model.recurrent_layer = model.cudnn_capable_layer
 
 
+def _trainer_save_traces() -> None:
+    """Keras' default ``save_traces=True`` in every ``Model.save`` (only the Trainer saves a Keras model)."""
+    import tf_keras as keras
+
+    save = keras.Model.save
+
+    def with_traces(self, *args, **kwargs):
+        return save(self, *args, **{**kwargs, "save_traces": True})
+
+    keras.Model.save = with_traces
+
+
 UNDO = {"tf-keras-autograph": _convert_tf_keras, "tfma-default-metrics": _tfma_default_metrics,
         "rnn-backend-selection": _rnn_backend_selection, "tfma-keras-model-type": _tfma_keras_model_type,
-        "trainer-gc-collect": _no_trainer_gc_collect, "trainer-input-raw": _trainer_input_transformed}
+        "trainer-gc-collect": _no_trainer_gc_collect, "trainer-input-raw": _trainer_input_transformed,
+        "trainer-save-traces": _trainer_save_traces}
 
 
 if __name__ == "__main__":

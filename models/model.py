@@ -35,6 +35,11 @@ from models.preprocessing import embedding_rows
 
 exclude_tf_keras_from_autograph()  # first fit 29.5 s -> 2.0 s on TF 2.16 (models/autograph_rules.py)
 
+# Our layers are registered under this package (tfrs registers Cross as "Custom>Cross"), so
+# `import models.model` is all `keras.models.load_model` needs to rebuild an exported model from
+# its layer configs (the Trainer saves without layer traces: models/trainer.py save_model).
+KERAS_PACKAGE = "embedpipe"
+
 
 def assert_keras_2() -> None:
     """Fail loudly unless the model is built with Keras 2 (tf_keras), as the project requires."""
@@ -44,6 +49,7 @@ def assert_keras_2() -> None:
         raise RuntimeError("tensorflow_recommenders was imported with Keras 3 as tf.keras; set TF_USE_LEGACY_KERAS=1 first")
 
 
+@keras.saving.register_keras_serializable(package=KERAS_PACKAGE)
 class MaskedPooling(keras.layers.Layer):
     """Mean, sum or max over the time axis that ignores masked (padding) steps exactly."""
 
@@ -72,6 +78,7 @@ class MaskedPooling(keras.layers.Layer):
         return {**super().get_config(), "mode": self.mode}
 
 
+@keras.saving.register_keras_serializable(package=KERAS_PACKAGE)
 class AttentionPooling(keras.layers.Layer):
     """Additive attention over the time axis with a learned query; padding gets zero weight."""
 
@@ -98,6 +105,7 @@ class AttentionPooling(keras.layers.Layer):
         return None
 
 
+@keras.saving.register_keras_serializable(package=KERAS_PACKAGE)
 class TargetAttentionPooling(keras.layers.Layer):
     """DIN's attention pooling (Zhou et al. 2018): each step of a sequence is scored against the
     target's embedding (the query) by an MLP over ``[key, query, key - query, key * query]`` and
@@ -156,6 +164,7 @@ class TargetAttentionPooling(keras.layers.Layer):
         return {**super().get_config(), "hidden_units": list(self.hidden_units), "project_query": self.project_query}
 
 
+@keras.saving.register_keras_serializable(package=KERAS_PACKAGE)
 class ConcatenateAnyMask(keras.layers.Concatenate):
     """Concatenate on the last axis; a timestep stays unmasked if any input is unmasked there."""
 

@@ -229,16 +229,34 @@ def test_embedding_l2_penalises_each_table_once_and_nothing_else(raw_config: dic
     assert build_model(_config(raw_config, {"type": "pooled"}), SIZES).losses == []
 
 
-def test_target_attention_and_cross_layers_survive_savedmodel_export(raw_config: dict, tmp_path) -> None:
-    """The exported graph (what serving loads) scores like the Keras model, without the Python classes."""
-    keras_model = build_model(_target_attention_config(raw_config, {"cross_layers": 2}), SIZES)
+@pytest.mark.parametrize(
+    "model",
+    [
+        "target_attention_and_cross",  # TargetAttentionPooling, MaskedPooling, tfrs' Cross
+        {"type": "pooled", "pooling": "attention"},  # AttentionPooling
+        {"type": "concat_rnn", "concat": ["interests", "history"], "rnn": {"cell": "gru", "units": 8}},  # ConcatenateAnyMask, RNN
+    ],
+    ids=["target_attention_cross", "attention_pooling", "concat_rnn_gru"],
+)
+def test_the_trainers_export_serves_without_the_classes_and_reloads_in_keras_with_them(
+    raw_config: dict, model: str | dict, tmp_path
+) -> None:
+    """What the Trainer exports (models.trainer.save_model, without layer traces): the signature scores
+    like the Keras model with no Python class needed, and ``keras.models.load_model`` rebuilds the
+    model from its layer configs once ``models.model`` is imported (it registers our layers)."""
+    from models.trainer import save_model
+
+    config = _target_attention_config(raw_config, {"cross_layers": 2}) if model == "target_attention_and_cross" else _config(raw_config, model)
+    keras_model = build_model(config, SIZES)
     batch = {"user": np.array([[1], [2]]), "interests": np.array([[1, 2] + [0] * 28] * 2), "target": np.array([[9], [3]]),
              "target_categories": np.array([[1, 0, 0, 0]] * 2), "history": np.array([[4, 9, 17] + [0] * 27, [0] * 30])}
-    keras_model.save(str(tmp_path / "model"), save_format="tf")
+    serve = tf.function(keras_model.call, input_signature=[{x.name: tf.TensorSpec(x.shape, x.dtype, x.name) for x in keras_model.inputs}])
+    save_model(keras_model, str(tmp_path / "model"), {"serving_default": serve})
     loaded = tf.saved_model.load(str(tmp_path / "model"))
     served = loaded.signatures["serving_default"](**{k: tf.constant(v) for k, v in batch.items()})
     np.testing.assert_allclose(next(iter(served.values())).numpy(), keras_model(batch).numpy(), rtol=1e-5, atol=1e-6)
     reloaded = keras.models.load_model(str(tmp_path / "model"))
+    assert [type(layer) for layer in reloaded.layers] == [type(layer) for layer in keras_model.layers], "rebuilt, not revived"
     np.testing.assert_allclose(reloaded(batch).numpy(), keras_model(batch).numpy(), rtol=1e-5, atol=1e-6)
 
 
