@@ -11,6 +11,10 @@ taken on another day. The two readings mirror where a cold run spends its time:
 - ``tf_step_us``: one step of a small GRU-like recurrence in a ``tf.while_loop`` inside a
   ``tf.function`` (tiny ops, one after another: the critical path of the Trainer's steps).
 Each is the best of three, so a moment of contention does not count. Lower is faster.
+A rough guide, not a correction factor: on 12-03 a reading of 0.82 s / 118 us went with a 294 s cold
+run and 0.54 s / 84 us with 152 s, but the night before 0.83-0.89 s / 108-126 us went with 236 s,
+and readings moved by half within one run (bench/RESULTS.md). Compare code with ``--compare``
+runs in one invocation, not with a reading.
 """
 
 from __future__ import annotations
