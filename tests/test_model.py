@@ -241,9 +241,10 @@ def test_embedding_l2_penalises_each_table_once_and_nothing_else(raw_config: dic
 def test_the_trainers_export_serves_without_the_classes_and_reloads_in_keras_with_them(
     raw_config: dict, model: str | dict, tmp_path
 ) -> None:
-    """What the Trainer exports (models.trainer.save_model, without layer traces): the signature scores
-    like the Keras model with no Python class needed, and ``keras.models.load_model`` rebuilds the
-    model from its layer configs once ``models.model`` is imported (it registers our layers)."""
+    """What the Trainer exports (models.trainer.save_model, without layer traces): the signature
+    (what TF Serving and `embedpipe serve` call, without our classes: tests/test_serving.py) scores
+    like the Keras model, and ``keras.models.load_model`` rebuilds the model from its layer configs
+    once ``models.model`` is imported (it registers our layers)."""
     from models.trainer import save_model
 
     config = _target_attention_config(raw_config, {"cross_layers": 2}) if model == "target_attention_and_cross" else _config(raw_config, model)
