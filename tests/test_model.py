@@ -229,17 +229,18 @@ def test_embedding_l2_penalises_each_table_once_and_nothing_else(raw_config: dic
     assert build_model(_config(raw_config, {"type": "pooled"}), SIZES).losses == []
 
 
-@pytest.mark.parametrize(
-    "model",
-    [
-        "target_attention_and_cross",  # TargetAttentionPooling, MaskedPooling, tfrs' Cross
-        {"type": "pooled", "pooling": "attention"},  # AttentionPooling
-        {"type": "concat_rnn", "concat": ["interests", "history"], "rnn": {"cell": "gru", "units": 8}},  # ConcatenateAnyMask, RNN
-    ],
-    ids=["target_attention_cross", "attention_pooling", "concat_rnn_gru"],
-)
+# Between them, every layer class of ours (and tfrs' Cross) in an exported model.
+EXPORTED_MODELS = {
+    "target_attention_cross": lambda raw: _target_attention_config(raw, {"cross_layers": 2}),  # TargetAttentionPooling, MaskedPooling, Cross
+    "attention_pooling": lambda raw: _config(raw, {"type": "pooled", "pooling": "attention"}),  # AttentionPooling
+    "concat_rnn_gru": lambda raw: _config(raw, {"type": "concat_rnn", "concat": ["interests", "history"],
+                                                "rnn": {"cell": "gru", "units": 8}}),  # ConcatenateAnyMask, RNN
+}
+
+
+@pytest.mark.parametrize("make_config", EXPORTED_MODELS.values(), ids=EXPORTED_MODELS.keys())
 def test_the_trainers_export_serves_without_the_classes_and_reloads_in_keras_with_them(
-    raw_config: dict, model: str | dict, tmp_path
+    raw_config: dict, make_config, tmp_path
 ) -> None:
     """What the Trainer exports (models.trainer.save_model, without layer traces): the signature
     (what TF Serving and `embedpipe serve` call, without our classes: tests/test_serving.py) scores
@@ -247,8 +248,7 @@ def test_the_trainers_export_serves_without_the_classes_and_reloads_in_keras_wit
     once ``models.model`` is imported (it registers our layers)."""
     from models.trainer import save_model
 
-    config = _target_attention_config(raw_config, {"cross_layers": 2}) if model == "target_attention_and_cross" else _config(raw_config, model)
-    keras_model = build_model(config, SIZES)
+    keras_model = build_model(make_config(raw_config), SIZES)
     batch = {"user": np.array([[1], [2]]), "interests": np.array([[1, 2] + [0] * 28] * 2), "target": np.array([[9], [3]]),
              "target_categories": np.array([[1, 0, 0, 0]] * 2), "history": np.array([[4, 9, 17] + [0] * 27, [0] * 30])}
     serve = tf.function(keras_model.call, input_signature=[{x.name: tf.TensorSpec(x.shape, x.dtype, x.name) for x in keras_model.inputs}])
