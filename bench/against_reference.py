@@ -78,8 +78,8 @@ def reference_model_config(shipped: Path, scratch: Path) -> Path:
     raw["features"] = [f for f in raw["features"] if f["name"] in REFERENCE_FEATURES]
     raw["model"].pop("attention", None)
     raw["training"]["learning_rate"] = REFERENCE_LEARNING_RATE
-    for key in ("schema",):  # the copy lives elsewhere: its relative paths must still find the files
-        raw[key] = str((shipped.parent / raw[key]).resolve())
+    # the copy lives elsewhere: the schema, its one relative path the runs do not override, must still resolve
+    raw["schema"] = str((shipped.parent / raw["schema"]).resolve())
     path = scratch / "movielens_reference_model.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return path
