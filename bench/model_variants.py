@@ -116,8 +116,15 @@ VARIANTS: dict[str, Any] = {
 }
 
 
+# Every variant early-stops over up to 3 epochs (patience 1), whatever the shipped config trains:
+# configs/movielens.yaml trains one epoch because every variant here restored its first one, and
+# this table is where a variant that wants a second would show it. A variant may set its own.
+VARIANT_TRAINING = {"epochs": 3, "early_stopping": {"patience": 1}}
+
+
 def _config(base: dict, mutate: Any, work: str, data: str, config_dir: Path) -> PipelineConfig:
     raw = copy.deepcopy(base)
+    raw["training"].update(VARIANT_TRAINING)
     if mutate:
         mutate(raw)
     raw["pipeline"].update(root=f"{work}/root", metadata_path=f"{work}/metadata.sqlite")
