@@ -124,7 +124,7 @@ VARIANT_TRAINING = {"epochs": 3, "early_stopping": {"patience": 1}}
 
 def _config(base: dict, mutate: Any, work: str, data: str, config_dir: Path) -> PipelineConfig:
     raw = copy.deepcopy(base)
-    raw["training"].update(VARIANT_TRAINING)
+    raw["training"].update(copy.deepcopy(VARIANT_TRAINING))  # a mutator may edit early_stopping in place
     if mutate:
         mutate(raw)
     raw["pipeline"].update(root=f"{work}/root", metadata_path=f"{work}/metadata.sqlite")
