@@ -56,12 +56,20 @@ else:
     from pipeline.config import load_config
 from pipeline.local_runner import run_locally
 
+
+def replace(section, **changes):  # the reference's config is dataclasses, this checkout's pydantic
+    if dataclasses.is_dataclass(section):
+        return dataclasses.replace(section, **changes)
+    from embedconfig.config import replace as replace_section
+    return replace_section(section, **changes)
+
+
 config_path, data, work, out = sys.argv[1:5]
 config = load_config(config_path).with_data_path(data)
-config = dataclasses.replace(
+config = replace(
     config,
-    pipeline=dataclasses.replace(config.pipeline, root=f"{work}/root", metadata_path=f"{work}/metadata.sqlite"),
-    push=dataclasses.replace(config.push, base_directory=f"{work}/serving"),
+    pipeline=replace(config.pipeline, root=f"{work}/root", metadata_path=f"{work}/metadata.sqlite"),
+    push=replace(config.push, base_directory=f"{work}/serving"),
 )
 durations = {}
 start = time.monotonic()

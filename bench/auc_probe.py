@@ -60,7 +60,7 @@ import tf_keras as keras  # noqa: E402
 
 from bench.keras_reference import Encoded, encode, read_jsonl  # noqa: E402
 from bench.pipeline_wall_time import machine  # noqa: E402
-from embedconfig.config import PipelineConfig, load_config  # noqa: E402
+from embedconfig.config import PipelineConfig, load_config, replace  # noqa: E402
 from models.model import build_model, prediction_head  # noqa: E402
 from models.trainer import SHUFFLE_BUFFER, compile_model  # noqa: E402
 
@@ -134,7 +134,7 @@ class Spec:
     """One experiment of the extended probe: A's config with overrides, plus optional extra parts.
 
     ``model`` / ``training``: fields of ``config.model`` / ``config.training`` to replace (e.g.
-    ``{"dropout": 0.4}``, ``{"learning_rate": 1e-3, "epochs": 8, "early_stopping_patience": 2}``).
+    ``{"dropout": 0.4}``, ``{"learning_rate": 1e-3, "epochs": 8, "early_stopping": {"patience": 2}}``).
     ``dims``: feature name -> embedding_dim. L2 on the embedding tables is ``model={"embedding_l2": x}``
     (config ``model.l2`` only reaches the Dense kernels and cross layers). ``rating_attention``: add B's RatingTargetAttention (din / dot).
     ``interaction``: add an explicit user x target term (see :func:`interaction_term`).
@@ -150,8 +150,8 @@ class Spec:
     weight_decay: float = 0.0
 
 
-LONGER = {"epochs": 6, "early_stopping_patience": 2}  # room for more epochs to help
-LONGER12 = {"epochs": 12, "early_stopping_patience": 2}
+LONGER = {"epochs": 6, "early_stopping": {"patience": 2}}  # room for more epochs to help
+LONGER12 = {"epochs": 12, "early_stopping": {"patience": 2}}
 
 SPECS: dict[str, Spec] = {
     "A": Spec("configs/movielens.yaml via build_model (early stop on validation)"),
@@ -165,7 +165,7 @@ SPECS: dict[str, Spec] = {
     "DO-0.4": Spec("A with dropout 0.4; epochs 6, patience 2", training=LONGER, model={"dropout": 0.4}),
     "DO-0.5": Spec("A with dropout 0.5; epochs 6, patience 2", training=LONGER, model={"dropout": 0.5}),
     "LR-1e-3": Spec("A with learning rate 1e-3; epochs 8, patience 2",
-                    training={"learning_rate": 1e-3, "epochs": 8, "early_stopping_patience": 2}),
+                    training={"learning_rate": 1e-3, "epochs": 8, "early_stopping": {"patience": 2}}),
     "AdamW-0.1": Spec("A with AdamW weight decay 0.1 (decoupled, all variables); epochs 6, patience 2",
                       training=LONGER, weight_decay=0.1),
     # 2. batch size, learning rate scaled by sqrt(batch ratio)
@@ -188,7 +188,7 @@ SPECS: dict[str, Spec] = {
     # phase 3: stronger embedding L2 was still improving at the 6-epoch cap -> 12 epochs, patience 2
     "L2E-3e-4-e12": Spec("A + embedding L2 3e-4; epochs 12, patience 2", training=LONGER12, model={"embedding_l2": 3e-4}),
     "L2E-1e-3-e12": Spec("A + embedding L2 1e-3; epochs 12, patience 2", training=LONGER12, model={"embedding_l2": 1e-3}),
-    "L2E-1e-3-e20": Spec("A + embedding L2 1e-3; epochs 20, patience 2", training={"epochs": 20, "early_stopping_patience": 2}, model={"embedding_l2": 1e-3}),
+    "L2E-1e-3-e20": Spec("A + embedding L2 1e-3; epochs 20, patience 2", training={"epochs": 20, "early_stopping": {"patience": 2}}, model={"embedding_l2": 1e-3}),
     "W-L2E-3e-4-e12": Spec("wider embeddings (user 32, history/target 64) + embedding L2 3e-4; epochs 12, patience 2",
                            training=LONGER12, dims={"user": 32, "history": 64, "target": 64}, model={"embedding_l2": 3e-4}),
     "Bx-din-L2E-3e-4-e12": Spec("Bx-din + embedding L2 3e-4; epochs 12, patience 2", training=LONGER12,
@@ -213,9 +213,9 @@ DESCRIBED = {
 
 def spec_config(config: PipelineConfig, spec: Spec) -> PipelineConfig:
     """``config`` with the spec's model / training / embedding_dim overrides."""
-    features = tuple(dataclasses.replace(f, embedding_dim=spec.dims.get(f.name, f.embedding_dim)) for f in config.features)
-    return dataclasses.replace(config, features=features, model=dataclasses.replace(config.model, **spec.model),
-                               training=dataclasses.replace(config.training, **spec.training))
+    features = tuple(replace(f, embedding_dim=spec.dims.get(f.name, f.embedding_dim)) for f in config.features)
+    return replace(config, features=features, model=replace(config.model, **spec.model),
+                               training=replace(config.training, **spec.training))
 
 
 def interaction_term(base: keras.Model, kind: str) -> tf.Tensor:
@@ -295,8 +295,9 @@ def fit_early_stopped(make: Callable[[], keras.Model], config: PipelineConfig, d
     keras.utils.set_random_seed(seed)
     model = make()
     compile_fn(model, config)
-    stop = keras.callbacks.EarlyStopping(monitor=t.early_stopping_monitor, mode="max" if t.early_stopping_monitor == "val_auc" else "min",
-                                         patience=t.early_stopping_patience, restore_best_weights=True)
+    es = t.early_stopping
+    stop = keras.callbacks.EarlyStopping(monitor=es.monitor, mode="max" if es.monitor == "val_auc" else "min",
+                                         patience=es.patience, restore_best_weights=True)
     start = time.perf_counter()
     history = model.fit(**_train_input(data, t.batch_size, seed), epochs=t.epochs, validation_data=val,
                         validation_batch_size=t.batch_size, callbacks=[stop], verbose=0)

@@ -94,7 +94,7 @@ def main() -> None:
     rows = []
     for workers in args.workers:
         mode = "multi_processing" if workers > 1 else "in_memory"  # the config's beam.options for direct
-        beam_args = beam_args_for("direct", {"direct_running_mode": mode, "direct_num_workers": workers})
+        beam_args = list(beam_args_for("direct", {"direct_running_mode": mode, "direct_num_workers": workers}).flags)
         for key in args.runs:
             name, run = readers[key]
             out = work / f"{key}-{workers}"

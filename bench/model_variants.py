@@ -45,7 +45,7 @@ from bench.keras_reference import (  # noqa: E402
 from bench.pipeline_wall_time import machine  # noqa: E402
 from bench.tabular_reference import FEATURE_SETS as TABULAR_NAMES  # noqa: E402
 from bench.tabular_reference import run_references as tabular_references  # noqa: E402
-from embedconfig.config import PipelineConfig, parse_config  # noqa: E402
+from embedconfig.config import PipelineConfig, parse_config, replace  # noqa: E402
 from models.model import build_model  # noqa: E402
 from pipeline.datasets.item_cf import TOKEN_FEATURES  # noqa: E402
 from pipeline.local_runner import run_locally  # noqa: E402
@@ -168,7 +168,6 @@ def run_variant(name: str, config: PipelineConfig, train_rows: list, eval_rows: 
 
 def run_references(config: PipelineConfig, train_rows: list, validation_rows: list, eval_rows: list) -> list[dict[str, Any]]:
     """The issue's plain-Keras references and bench/tabular_reference.py's trees, rerun here."""
-    import dataclasses
 
     import tf_keras as keras
 
@@ -176,10 +175,10 @@ def run_references(config: PipelineConfig, train_rows: list, validation_rows: li
 
     def pooled_mean(names: list[str]) -> Any:
         # the shipped dropout, nothing else of its model: no attention, cross layers or L2
-        model_config = dataclasses.replace(config.model, pooling="mean", hidden_units=(64,), type="pooled", concat=None,
+        model_config = replace(config.model, pooling="mean", hidden_units=(64,), type="pooled", concat=None,
                                            attention=(), cross_layers=0, l2=0.0, embedding_l2=0.0)
-        features = tuple(dataclasses.replace(f, pooling=None) for f in config.features if f.name in names)
-        subset = dataclasses.replace(config, features=features, model=model_config)
+        features = tuple(replace(f, pooling=None) for f in config.features if f.name in names)
+        subset = replace(config, features=features, model=model_config)
         return lambda: (build_model(subset, data.vocabulary_sizes), names)
 
     t = config.training

@@ -25,7 +25,6 @@ job set-up, tracing and saving models), the floor under any cold run of this con
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import datetime
 import io
 import json
@@ -41,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import pipeline  # noqa: E402,F401 -- TF_USE_LEGACY_KERAS before TensorFlow
 from bench.machine_speed import describe, machine_speed_in_subprocess  # noqa: E402
-from embedconfig.config import load_config  # noqa: E402
+from embedconfig.config import load_config, replace  # noqa: E402
 from pipeline.local_runner import run_locally  # noqa: E402
 
 
@@ -78,10 +77,10 @@ def main() -> None:
     config = load_config(args.config)
     if args.data:
         config = config.with_data_path(os.path.abspath(args.data))
-    config = dataclasses.replace(
+    config = replace(
         config,
-        pipeline=dataclasses.replace(config.pipeline, root=f"{work}/root", metadata_path=f"{work}/metadata.sqlite"),
-        push=dataclasses.replace(config.push, base_directory=f"{work}/serving"),
+        pipeline=replace(config.pipeline, root=f"{work}/root", metadata_path=f"{work}/metadata.sqlite"),
+        push=replace(config.push, base_directory=f"{work}/serving"),
     )
     runs = []
     for label in ("cold",) if args.cold_only else ("cold", "cached"):
@@ -202,7 +201,7 @@ def _trainer_input_transformed() -> None:
 
     def transformed(path: str):
         config = project(path)
-        return dataclasses.replace(config, training=dataclasses.replace(config.training, input="transformed"))
+        return replace(config, training=replace(config.training, input="transformed"))
 
     load_config = transformed
 

@@ -27,7 +27,7 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
-from embedconfig.config import SPLITS, DataConfig, PipelineConfig
+from embedconfig.config import SPLITS, DataConfig, PipelineConfig, component_config, from_component_config
 from records.raw_records import (
     FileChunk,
     RawDataError,
@@ -37,7 +37,6 @@ from records.raw_records import (
     read_piece,
 )
 
-_READER_KEY = "embedpipe_reader"
 _REJECTS = "rejects"
 
 
@@ -49,8 +48,8 @@ def _count_lines(path: str) -> int:
 def reader_custom_config(config: PipelineConfig) -> example_gen_pb2.CustomConfig:
     """Pack the reader settings (format, delimiter, bad-record policy, column types) into
     ExampleGen's CustomConfig."""
-    settings = struct_pb2.Struct()
-    settings.update({_READER_KEY: ReaderSettings.of(config).to_dict()})
+    settings = struct_pb2.Struct()  # TFX's ExampleGen takes a proto here: the same dict, in a Struct
+    settings.update(component_config(ReaderSettings.of(config)))
     custom = example_gen_pb2.CustomConfig()
     custom.custom_config.Pack(settings)
     return custom
@@ -64,9 +63,9 @@ def _reader_settings(exec_properties: Mapping[str, Any]) -> ReaderSettings:
     elif raw is not None:
         custom.CopyFrom(raw)
     settings = struct_pb2.Struct()
-    if not custom.custom_config.Unpack(settings) or _READER_KEY not in settings:
+    if not custom.custom_config.Unpack(settings):
         raise ValueError("RawExampleGen needs custom_config from components.example_gen.reader_custom_config()")
-    return ReaderSettings.from_dict(json_format.MessageToDict(settings)[_READER_KEY])
+    return from_component_config(json_format.MessageToDict(settings), ReaderSettings)
 
 
 def _examples(piece: FileChunk, settings: ReaderSettings, rejected: Rejected | None = None) -> Iterator[bytes]:
@@ -248,8 +247,8 @@ def input_patterns(data: DataConfig) -> tuple[str, dict[str, str]]:
     directory that holds them (it need not exist where the pipeline is compiled); otherwise one
     ``single_split`` pattern that ExampleGen splits by hash buckets.
     """
-    if data.split_files:
-        return data.path.rstrip("/") or "/", {name: data.split_files[name] for name in SPLITS}
+    if data.split.files:
+        return data.path.rstrip("/") or "/", {name: data.split.files[name] for name in SPLITS}
     base, pattern = split_input_location(data.path)
     return base, {"single_split": pattern}
 
@@ -269,16 +268,16 @@ def example_gen_io(data: DataConfig, check_files: bool = True) -> tuple[str, exa
     if check_files and not tf.io.gfile.isdir(base):
         raise FileNotFoundError(f"data.path: {base} does not exist (or is not a directory)")
     for name, pattern in patterns.items():
-        field = f"data.split.files.{name}" if data.split_files else "data.path"
+        field = f"data.split.files.{name}" if data.split.files else "data.path"
         if check_files and not matching_files(base, pattern):
             raise FileNotFoundError(f"{field}: no files match {os.path.join(base, pattern)}")
     input_config = example_gen_pb2.Input(splits=[example_gen_pb2.Input.Split(name=n, pattern=p) for n, p in patterns.items()])
-    if data.split_files:
+    if data.split.files:
         return base, input_config, None
     # TFX's hash split: bucket = hash(serialized example) % sum of the shares, cut in SPLITS order
     output = example_gen_pb2.Output(
         split_config=example_gen_pb2.SplitConfig(
-            splits=[example_gen_pb2.SplitConfig.Split(name=name, hash_buckets=data.hash_buckets[name]) for name in SPLITS]
+            splits=[example_gen_pb2.SplitConfig.Split(name=name, hash_buckets=data.split.hash_buckets[name]) for name in SPLITS]
         )
     )
     return base, input_config, output

@@ -25,6 +25,7 @@ Required options are checked when the config loads and named in the error.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 RUNNERS = ("direct", "dataflow", "flink", "spark", "portable")
@@ -53,8 +54,16 @@ _RUNNER_FLAG = {"direct": "DirectRunner", "dataflow": "DataflowRunner", "flink":
 PORTABLE_RUNNERS = tuple(name for name, flag in _RUNNER_FLAG.items() if flag == "PortableRunner")
 
 
-def beam_args_for(runner: str, options: Mapping[str, Any], field: str = "beam.options") -> list[str]:
-    """The ``--runner`` and option flags for ``runner``; ValueError naming ``field.<option>`` when wrong."""
+@dataclass(frozen=True)
+class BeamArgs:
+    """A runner's options with their defaults filled in, and the flags they become."""
+
+    options: dict[str, Any]
+    flags: tuple[str, ...]
+
+
+def beam_args_for(runner: str, options: Mapping[str, Any], field: str = "beam.options") -> BeamArgs:
+    """The options and ``--runner`` / option flags for ``runner``; ValueError naming ``field.<option>`` when wrong."""
     if runner not in RUNNERS:
         raise ValueError(f"beam.runner: {runner!r} is not one of {RUNNERS}")
     required, optional = _OPTIONS[runner]
@@ -75,9 +84,11 @@ def beam_args_for(runner: str, options: Mapping[str, Any], field: str = "beam.op
             raise ValueError(f"{field}.environment_config: the SDK harness image with the project installed (see kubeflow/README.md)")
         if environment == "EXTERNAL":  # else Beam 2.59 fails later with a TypeError in environments.py
             raise ValueError(f"{field}.environment_config: host:port of the SDK worker pool (embedpipe beam-worker-pool)")
-    args = [f"--runner={_RUNNER_FLAG[runner]}"]
-    for name, default in {**optional, **{k: None for k in required}}.items():
-        value = options.get(name, default)
-        if value is not None:
-            args.append(f"--{name}={value}")
-    return args
+    filled = {name: options.get(name, default) for name, default in {**optional, **{k: None for k in required}}.items()}
+    filled = {name: value for name, value in filled.items() if value is not None}
+    return BeamArgs(filled, (f"--runner={_RUNNER_FLAG[runner]}",) + tuple(f"--{name}={value}" for name, value in filled.items()))
+
+
+def runner_flag(runner: str) -> str:
+    """Beam's ``--runner`` value for a config's ``beam.runner``."""
+    return _RUNNER_FLAG[runner]

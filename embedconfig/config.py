@@ -1,23 +1,44 @@
-"""The YAML config that drives a run: load it once, validate it once, fail with the field's name.
+"""The YAML config that drives a run, declared once: each field with its type, default, allowed
+values and bounds, in the YAML's own shape (``config.data.split.files`` is ``data: split: files:``).
 
-Every other module receives a validated :class:`PipelineConfig` (or its JSON-safe ``to_dict()``
-form inside TFX components) and never re-checks it. Relative paths in a config file resolve
-against the directory that holds the file.
+pydantic v2 validates it (``parse_config``, the one loader: YAML files through ``load_config``, and
+the JSON every component receives through ``components_config``) and exports the JSON Schema
+(``embedpipe config schema``). Errors are :class:`ConfigError`, worded as before pydantic and named
+by the field's dotted path (embedconfig/errors.py translates pydantic's). Every other module gets a
+validated :class:`PipelineConfig` (or one of its sections) and never checks it again. Relative
+paths in a config file resolve against the directory that holds the file.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import operator
 import os
+import warnings
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Annotated, Any, Callable, Literal, Mapping, TypeVar, Union, get_args
 
 import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SerializationInfo,
+    SerializerFunctionWrapHandler,
+    Strict,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from embedconfig.beam_profiles import RUNNERS, beam_args_for
-from embedconfig.errors import ConfigError
+from embedconfig.errors import ConfigError, config_error_from
 from embedconfig.model_shapes import check_model_shapes
 
 LABEL_KEY = "label"  # name of the transformed 0/1 label; raw features may not use it
@@ -32,21 +53,23 @@ SPLITS = (TRAIN, VALIDATION, EVAL)
 # enough to rank epochs for early stopping.
 DEFAULT_HASH_BUCKETS = {TRAIN: 7, VALIDATION: 1, EVAL: 2}
 
-DATA_FORMATS = ("jsonl", "csv", "tfrecord")
-BAD_RECORD_POLICIES = ("fail", "skip")
-FEATURE_KINDS = ("sequence", "id")
-DTYPES = ("string", "int")
-TRUNCATIONS = ("keep_last", "keep_first")
-PADDINGS = ("end", "start")
-MODEL_TYPES = ("pooled", "concat_flatten", "concat_rnn")
-POOLINGS = ("mean", "sum", "max", "lstm", "gru", "attention", "target_attention")
-RNN_CELLS = ("lstm", "gru")
+DataFormat = Literal["jsonl", "csv", "tfrecord"]
+BadRecordPolicy = Literal["fail", "skip"]  # fail: stop at the first bad record | skip: reject it to the rejects file
+FeatureKind = Literal["sequence", "id"]
+Dtype = Literal["string", "int"]
+LabelDtype = Literal["int", "float", "string"]
+Truncation = Literal["keep_last", "keep_first"]
+Padding = Literal["end", "start"]  # where the 0s go; "start" right-aligns the tokens (Keras pad_sequences' "pre")
+ModelType = Literal["pooled", "concat_flatten", "concat_rnn"]
+Pooling = Literal["mean", "sum", "max", "lstm", "gru", "attention", "target_attention"]
+RnnCell = Literal["lstm", "gru"]
+EarlyStoppingMonitor = Literal["val_auc", "val_loss"]
 # What the Trainer reads (training.input). raw: ExampleGen's examples, Transform's graph applied in
 # the Trainer's tf.data pipeline as the serving signatures apply it, and Transform writes no
 # transformed examples (TFX's Transform(materialize=False)). transformed: Transform writes every
 # split's transformed examples and the Trainer parses them (TFX's default).
-TRAINER_INPUTS = ("raw", "transformed")
-TFMA_METRICS = (
+TrainerInput = Literal["raw", "transformed"]
+TfmaMetric = Literal[
     "AUC",
     "BinaryAccuracy",
     "Precision",
@@ -57,7 +80,10 @@ TFMA_METRICS = (
     "MeanPrediction",
     "AUCPrecisionRecall",
     "BinaryCrossentropy",
-)
+]
+Bound = Literal["lower_bound", "upper_bound"]
+DATA_FORMATS, FEATURE_KINDS, DTYPES = get_args(DataFormat), get_args(FeatureKind), get_args(Dtype)
+POOLINGS, TRAINER_INPUTS, TFMA_METRICS = get_args(Pooling), get_args(TrainerInput), get_args(TfmaMetric)
 HIGHER_IS_BETTER = ("AUC", "BinaryAccuracy", "Precision", "Recall", "AUCPrecisionRecall")
 LOWER_IS_BETTER = ("BinaryCrossentropy",)
 # The label rule's operators, the one table of them: symbol -> (Python operator for raw values,
@@ -71,35 +97,174 @@ LABEL_OPERATORS: dict[str, tuple[Callable[[Any, Any], bool], str]] = {
     "<": (operator.lt, "less"),
 }
 
+# Scalars as YAML writes them: no "3" for an int, no true for a number (pydantic's lax mode would
+# take both); an int is a number.
+Number = Annotated[float, Strict()]
+PositiveInt = Annotated[StrictInt, Field(ge=1)]
+Count = Annotated[StrictInt, Field(ge=0)]
+
+
+def _resolve_path(value: str, info: ValidationInfo) -> str:
+    """A relative path resolves against the config file's directory (``context['base_dir']``)."""
+    base_dir = (info.context or {}).get("base_dir")
+    if base_dir is None or "://" in value or os.path.isabs(value):
+        return value
+    return os.path.normpath(str(Path(base_dir) / value))
+
+
+# A path or URI to data, artifacts or models (a local path, gs://, s3://).
+PathStr = Annotated[StrictStr, AfterValidator(_resolve_path)]
+
+
+class Section(BaseModel):
+    """A mapping of the config: unknown keys refused, immutable once validated."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=False, use_attribute_docstrings=True)
+
+
+S = TypeVar("S", bound=Section)
+
+
+def replace(section: S, **changes: Any) -> S:
+    """A copy of ``section`` with ``changes``, validated again like a config file."""
+    try:
+        copy = type(section).model_validate({**section.model_dump(), **changes})
+    except ValidationError as e:
+        raise config_error_from(e, type(section), {**section.model_dump(), **changes}) from None
+    if section.__pydantic_private__:
+        copy.__pydantic_private__ = dict(section.__pydantic_private__)
+    return copy
+
 
 # --------------------------------------------------------------------------- sections
 
 
-@dataclasses.dataclass(frozen=True)
-class VocabularyConfig:
+class RunConfig(Section):
+    """Pipeline identity and where its artifacts and metadata live."""
+
+    name: StrictStr
+    root: PathStr
+    """Default: runs/<name>/root beside the config file."""
+    metadata_path: PathStr
+    """The SQLite ML Metadata store of local runs. Default: runs/<name>/metadata.sqlite."""
+    enable_cache: StrictBool = True
+
+
+class SplitConfig(Section):
+    """How raw examples are split into train, validation and eval: hash buckets or one file pattern each."""
+
+    hash_buckets: dict[StrictStr, PositiveInt] | None = None
+    """{train: 7, validation: 1, eval: 2} (the default when neither is given)."""
+    files: dict[StrictStr, StrictStr] | None = None
+    """{train: "train*", validation: "validation*", eval: "eval*"}, relative to data.path."""
+
+    @model_validator(mode="after")
+    def _one_way_to_split(self) -> SplitConfig:
+        if self.hash_buckets and self.files:
+            raise ConfigError("", "give either hash_buckets or files, not both")
+        if not self.hash_buckets and not self.files:
+            object.__setattr__(self, "hash_buckets", dict(DEFAULT_HASH_BUCKETS))
+        if self.hash_buckets:
+            _check_splits("hash_buckets", self.hash_buckets, "validation: 1 (e.g. {train: 7, validation: 1, eval: 2})")
+        if self.files:
+            _check_splits("files", self.files, 'validation: "validation*" (a pattern of its own files)')
+        return self
+
+
+def _check_splits(field: str, mapping: Mapping[str, Any], add_validation: str) -> None:
+    """Exactly the three splits."""
+    if VALIDATION not in mapping and set(mapping) == {TRAIN, EVAL}:
+        # the old two-split form: the Trainer would have to pick its epoch on eval, the split that gates
+        raise ConfigError(f"{field}.{VALIDATION}", f"is required: the Trainer early-stops on validation so that eval, "
+                                                   f"which blesses the model, is never used to select it; add {add_validation}")
+    if set(mapping) != set(SPLITS):
+        raise ConfigError(field, f"must name exactly the splits {list(SPLITS)}, got {sorted(mapping)}")
+
+
+class DataConfig(Section):
+    """Where raw examples come from and how they are split into train, validation and eval."""
+
+    format: DataFormat
+    path: PathStr
+    """A file, a glob, or a directory (of split files with split.files)."""
+    list_delimiter: StrictStr = "|"
+    """Separates the values of a sequence cell in CSV (and in JSONL strings); one character."""
+    split: SplitConfig = SplitConfig(hash_buckets=DEFAULT_HASH_BUCKETS)
+    on_bad_record: BadRecordPolicy = "fail"
+    """fail: stop at the first bad record; skip: write it to the rejects file beside the examples."""
+    max_bad_fraction: Number = Field(0.01, ge=0, le=1)
+    """With skip: the run fails when more records than this fraction are rejected."""
+
+    @field_validator("list_delimiter")
+    @classmethod
+    def _one_character(cls, delimiter: str) -> str:
+        if len(delimiter) != 1:
+            raise ConfigError("", f"must be one character, got {delimiter!r}")
+        return delimiter
+
+
+class VocabularyConfig(Section):
     """How Transform builds one feature's vocabulary."""
 
-    top_k: int | None = None
-    frequency_threshold: int = 1
-    num_oov_buckets: int = 1
+    top_k: PositiveInt | None = None
+    frequency_threshold: PositiveInt = 1
+    num_oov_buckets: Count = 1
 
 
-@dataclasses.dataclass(frozen=True)
-class FeatureConfig:
+class FeatureConfig(Section):
     """One categorical input: its raw form, vocabulary, padding and embedding."""
 
-    name: str
-    kind: str  # sequence | id
-    dtype: str  # string | int
-    embedding_dim: int
+    name: StrictStr
+    kind: FeatureKind
+    dtype: Dtype
+    embedding_dim: PositiveInt
     vocabulary: VocabularyConfig = VocabularyConfig()
-    max_length: int = 1  # ids always have length 1
-    truncate: str = "keep_last"
-    padding: str = "end"  # where the 0s go; "start" right-aligns the tokens (Keras pad_sequences' "pre")
-    mask_zero: bool = True
-    pooling: str | None = None  # per-feature override of model.pooling (pooled model)
-    share_embedding_with: str | None = None
-    query: str | None = None  # target_attention: the id feature whose embedding is the query (overrides model.query)
+    max_length: PositiveInt = 1
+    """Required for a sequence; an id always has length 1."""
+    truncate: Truncation = "keep_last"
+    """Sequences only: which end of a long sequence is kept."""
+    padding: Padding = "end"
+    """Sequences only: where the 0s go; start right-aligns the tokens (Keras pad_sequences' "pre")."""
+    mask_zero: StrictBool = True
+    pooling: Pooling | None = None
+    """Per-feature override of model.pooling (pooled model)."""
+    share_embedding_with: StrictStr | None = None
+    query: StrictStr | None = None
+    """target_attention: the id feature whose embedding is the query (overrides model.query)."""
+
+    @field_validator("name")
+    @classmethod
+    def _identifier(cls, name: str) -> str:
+        if not name.isidentifier():
+            raise ConfigError("", f"{name!r} must be a valid identifier (letters, digits, _)")
+        if name == LABEL_KEY:
+            raise ConfigError("", f"{LABEL_KEY!r} is reserved for the transformed label")
+        return name
+
+    @model_validator(mode="before")
+    @classmethod
+    def _layout_by_kind(cls, raw: Any) -> Any:
+        """A sequence names its max_length; an id has one value, so no length, truncation or padding."""
+        if not isinstance(raw, Mapping) or raw.get("kind") not in FEATURE_KINDS:
+            return raw
+        if raw["kind"] == "sequence" and raw.get("max_length") is None:
+            raise ConfigError("max_length", "is required")
+        if raw["kind"] == "id":
+            if raw.get("max_length") not in (None, 1):
+                raise ConfigError("max_length", "an id feature has exactly one value; use kind: sequence for lists")
+            if raw.get("truncate") is not None:
+                raise ConfigError("truncate", "only sequence features are truncated")
+            if raw.get("padding") is not None:
+                raise ConfigError("padding", "only sequence features are padded")
+        return raw
+
+    @model_serializer(mode="wrap")
+    def _without_sequence_fields_for_ids(self, handler: SerializerFunctionWrapHandler, info: SerializationInfo) -> dict[str, Any]:
+        data = handler(self)
+        if self.kind == "id":  # what an id may not set, so that a dumped config loads again
+            data.pop("truncate", None)
+            data.pop("padding", None)
+        return data
 
     @property
     def length(self) -> int:
@@ -112,13 +277,18 @@ class FeatureConfig:
         return self.share_embedding_with or self.name
 
 
-@dataclasses.dataclass(frozen=True)
-class LabelConfig:
+class LabelConfig(Section):
     """The raw label column and the rule that turns its value into 1 (else 0)."""
 
-    name: str
-    dtype: str = "float"  # int | float | string
-    positive_if: str = "== 1"
+    name: StrictStr
+    dtype: LabelDtype = "float"
+    positive_if: StrictStr = "== 1"
+    """A comparison with one value: '>= 4', '== 1', "== 'buy'" (strings: == and != only)."""
+
+    @model_validator(mode="after")
+    def _rule_parses(self) -> LabelConfig:
+        parse_label_rule(self.positive_if, self.dtype, "positive_if")
+        return self
 
     @property
     def rule(self) -> tuple[str, Any]:
@@ -126,8 +296,7 @@ class LabelConfig:
         return parse_label_rule(self.positive_if, self.dtype, "label.positive_if")
 
 
-@dataclasses.dataclass(frozen=True)
-class PreprocessingConfig:
+class PreprocessingConfig(Section):
     """What Transform reads: the features and the label, nothing else, so that changing a training
     setting keeps Transform's cached output."""
 
@@ -142,48 +311,16 @@ class PreprocessingConfig:
         """``owner`` and the features sharing its vocabulary."""
         return tuple(f for f in self.features if f.vocabulary_owner == owner.name)
 
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON-safe form Transform's ``custom_config`` carries."""
-        return _json_safe(self)
 
-    @staticmethod
-    def from_dict(raw: Mapping[str, Any]) -> PreprocessingConfig:
-        """Rebuild from ``to_dict()`` (inside Transform)."""
-        return PreprocessingConfig(features=tuple(_feature_from_dict(f) for f in raw["features"]), label=LabelConfig(**raw["label"]))
-
-
-def _json_safe(section: Any) -> dict[str, Any]:
-    """A config dataclass as plain JSON types (tuples become lists), as TFX's custom_config carries it."""
-    return json.loads(json.dumps(dataclasses.asdict(section)))
-
-
-def _feature_from_dict(raw: Mapping[str, Any]) -> FeatureConfig:
-    return FeatureConfig(**{**raw, "vocabulary": VocabularyConfig(**raw["vocabulary"])})
-
-
-@dataclasses.dataclass(frozen=True)
-class DataConfig:
-    """Where raw examples come from and how they are split into train, validation and eval."""
-
-    format: str
-    path: str
-    list_delimiter: str = "|"
-    hash_buckets: Mapping[str, int] | None = None  # {"train": 7, "validation": 1, "eval": 2}
-    split_files: Mapping[str, str] | None = None  # {"train": "train*", "validation": "validation*", "eval": "eval*"}
-    on_bad_record: str = "fail"  # fail: stop at the first bad record | skip: reject it to the rejects file
-    max_bad_fraction: float = 0.01  # with skip: the run fails when more records than this are rejected
-
-
-@dataclasses.dataclass(frozen=True)
-class AttentionConfig:
+class AttentionConfig(Section):
     """One more DIN attention vector in the concatenation (``model.attention``): the steps of ``keys``
     are scored against ``query``'s embedding and ``values`` (aligned step by step; default ``keys``)
     are summed with those weights, e.g. ``{query: target, keys: history, values: history_ratings}``:
     how this user rated the movies most like this one."""
 
-    query: str
-    keys: str
-    values: str | None = None
+    query: StrictStr
+    keys: StrictStr
+    values: StrictStr | None = None
 
     @property
     def values_feature(self) -> str:
@@ -191,45 +328,67 @@ class AttentionConfig:
         return self.values or self.keys
 
 
-@dataclasses.dataclass(frozen=True)
-class ModelConfig:
+class RnnConfig(Section):
+    """The recurrent layer of lstm / gru pooling and of concat_rnn."""
+
+    cell: RnnCell = "lstm"
+    units: PositiveInt = 32
+
+
+class ModelConfig(Section):
     """Which multi-embedding architecture the Trainer builds."""
 
-    type: str = "pooled"
-    pooling: str = "mean"
-    rnn_cell: str = "lstm"
-    rnn_units: int = 32
-    hidden_units: tuple[int, ...] = (64, 32)
-    concat: tuple[str, ...] | None = None  # concat_* variants: features joined on the last axis
-    dropout: float = 0.0
-    l2: float = 0.0  # L2 on the Dense kernels and cross layers
-    embedding_l2: float = 0.0  # L2 on every embedding table (whole table, Embedding(embeddings_regularizer=...))
-    query: str | None = None  # target_attention: default query (an id feature) of the features pooled with it
-    cross_layers: int = 0  # DCN-v2 cross layers over the concatenated feature vector, before the hidden layers
-    cross_projection_dim: int | None = None  # low-rank cross layers (W = U V, rank r); None: full rank
-    attention: tuple[AttentionConfig, ...] = ()  # extra DIN attention vectors, besides each feature's own encoding
+    type: ModelType = "pooled"
+    pooling: Pooling = "mean"
+    rnn: RnnConfig = RnnConfig()
+    hidden_units: tuple[PositiveInt, ...] = (64, 32)
+    concat: tuple[StrictStr, ...] | None = None
+    """concat_* variants: the features joined on the last axis (default: every sequence)."""
+    dropout: Number = Field(0.0, ge=0, lt=1)
+    l2: Number = Field(0.0, ge=0)
+    """L2 on the Dense kernels and cross layers."""
+    embedding_l2: Number = Field(0.0, ge=0)
+    """L2 on every embedding table (the whole table, Embedding(embeddings_regularizer=...))."""
+    query: StrictStr | None = None
+    """target_attention: default query (an id feature) of the features pooled with it."""
+    cross_layers: Count = 0
+    """DCN-v2 cross layers over the concatenated feature vector, before the hidden layers."""
+    cross_projection_dim: PositiveInt | None = None
+    """Low-rank cross layers (W = U V, rank r); none: full rank."""
+    attention: tuple[AttentionConfig, ...] = ()
+    """Extra DIN attention vectors, besides each feature's own encoding."""
+
+    @model_validator(mode="after")
+    def _rank_needs_cross_layers(self) -> ModelConfig:
+        if self.cross_projection_dim is not None and not self.cross_layers:
+            raise ConfigError("cross_projection_dim", "is the rank of the cross layers; set model.cross_layers >= 1 too")
+        return self
 
 
-@dataclasses.dataclass(frozen=True)
-class TrainingConfig:
+class EarlyStoppingConfig(Section):
+    """Keras EarlyStopping on the validation split, restoring the best epoch's weights."""
+
+    patience: Count | None = 2
+    """Epochs without improvement before training stops; none: no early stopping."""
+    monitor: EarlyStoppingMonitor = "val_auc"
+
+
+class TrainingConfig(Section):
     """Optimisation settings for the Trainer."""
 
-    batch_size: int = 256
-    epochs: int = 3
-    steps_per_epoch: int | None = None
-    learning_rate: float = 1e-3
-    early_stopping_patience: int | None = 2
-    early_stopping_monitor: str = "val_auc"
-    seed: int = 0
-    # The Trainer keeps the train (then validation) split's parsed tensors in memory after the first
-    # epoch when they fit in this many MB, instead of reading and parsing the files every epoch; 0 = never.
-    cache_mb: int = 1024
-    # raw (TRAINER_INPUTS): in MovieLens-100K cold runs Transform took 25-26 s without writing the
-    # three transformed splits against 37-38 s with them, and the Trainer 0-4 s more, applying the
-    # graph itself: 93-96 s against 102-108 s in all (2026-12-02, bench/RESULTS.md). transformed pays
-    # off where the splits do not fit cache_mb, so every epoch would apply the graph again, or where
-    # Transform runs on a cluster.
-    input: str = "raw"
+    batch_size: PositiveInt = 256
+    epochs: PositiveInt = 3
+    steps_per_epoch: PositiveInt | None = None
+    learning_rate: Number = Field(1e-3, gt=0)
+    early_stopping: EarlyStoppingConfig = EarlyStoppingConfig()
+    seed: StrictInt = 0
+    cache_mb: Count = 1024
+    """The train (then validation) split's parsed tensors stay in memory after the first epoch when
+    they fit in this many MB, instead of being read and parsed every epoch; 0 = never."""
+    input: TrainerInput = "raw"
+    """raw: the Trainer applies Transform's graph to ExampleGen's examples, and Transform writes no
+    splits (measured faster: bench/RESULTS.md, "Trainer input"); transformed pays off where the splits
+    do not fit cache_mb, or where Transform runs on a cluster."""
 
     @property
     def reads_raw_examples(self) -> bool:
@@ -237,35 +396,65 @@ class TrainingConfig:
         return self.input == "raw"
 
 
-@dataclasses.dataclass(frozen=True)
-class EvaluationConfig:
+class EvaluationConfig(Section):
     """TFMA metrics and the thresholds that decide whether a model is blessed."""
 
-    metrics: tuple[str, ...] = (
-        "ExampleCount",
-        "AUC",
-        "BinaryAccuracy",
-        "Precision",
-        "Recall",
-        "Calibration",
-    )
-    # metric -> {"lower_bound": x} and/or {"upper_bound": y}
-    value_thresholds: Mapping[str, Mapping[str, float]] = dataclasses.field(
-        default_factory=lambda: {"AUC": {"lower_bound": 0.6}}
-    )
-    # metric -> largest allowed drop against the last blessed model (0 = no regression at all)
-    no_regression: Mapping[str, float] = dataclasses.field(default_factory=lambda: {"AUC": 0.0})
-    # raw feature names per slice: (("target_categories",), ("user", "target")); reported per slice
-    # besides the overall slice, never gated (thresholds apply to the overall slice only)
-    slices: tuple[tuple[str, ...], ...] = ()
+    metrics: tuple[TfmaMetric, ...] = ("ExampleCount", "AUC", "BinaryAccuracy", "Precision", "Recall", "Calibration")
+    value_thresholds: dict[StrictStr, dict[Bound, Number]] = Field(default_factory=lambda: {"AUC": {"lower_bound": 0.6}})
+    """metric -> {lower_bound: x} and/or {upper_bound: y}, on the overall slice."""
+    no_regression: dict[StrictStr, Annotated[Number, Field(ge=0)]] = Field(default_factory=lambda: {"AUC": 0.0})
+    """metric -> largest allowed drop against the last blessed model (0 = no regression at all)."""
+    slices: tuple[tuple[StrictStr, ...], ...] = ()
+    """Raw feature names per slice, e.g. [[target_categories], [user, target]]: reported besides the
+    overall slice, never gated (thresholds apply to the overall slice only)."""
+
+    @field_validator("slices", mode="before")
+    @classmethod
+    def _slices(cls, raw: Any) -> Any:
+        """Each slice a non-empty list of distinct names, no slice twice (the names are checked
+        against the features in ``_check_cross_fields``)."""
+        if not isinstance(raw, (list, tuple)):
+            return raw
+        seen: list[tuple[str, ...]] = []
+        for i, names in enumerate(raw):
+            if not isinstance(names, (list, tuple)) or not names:
+                raise ConfigError(f"[{i}]", f"must be a non-empty list of feature names, e.g. [target_categories], got {names!r}")
+            for j, name in enumerate(names):
+                if not isinstance(name, str):
+                    raise ConfigError(f"[{i}][{j}]", f"must be a feature name, got {name!r}")
+                if list(names).index(name) != j:
+                    raise ConfigError(f"[{i}][{j}]", f"{name!r} is already in this slice")
+            key = tuple(sorted(names))  # TFMA slices on a set of features: [a, b] and [b, a] are one slice
+            if key in seen:
+                raise ConfigError(f"[{i}]", f"{list(names)} is already a slice")
+            seen.append(key)
+        return raw
+
+    @model_validator(mode="after")
+    def _thresholds_name_listed_metrics(self) -> EvaluationConfig:
+        for metric, bounds in self.value_thresholds.items():
+            if metric not in self.metrics:
+                raise ConfigError(f"value_thresholds.{metric}", f"{metric!r} is not in evaluation.metrics {list(self.metrics)}")
+            if not bounds:
+                raise ConfigError(f"value_thresholds.{metric}", "must be a mapping with lower_bound and/or upper_bound")
+        for metric in self.no_regression:
+            if metric not in self.metrics:
+                raise ConfigError(f"no_regression.{metric}", f"{metric!r} is not in evaluation.metrics {list(self.metrics)}")
+            if metric not in HIGHER_IS_BETTER + LOWER_IS_BETTER:
+                raise ConfigError(f"no_regression.{metric}",
+                                  f"{metric!r} has no better direction; one of {list(HIGHER_IS_BETTER + LOWER_IS_BETTER)}")
+        if not self.value_thresholds:
+            raise ConfigError("value_thresholds", "needs at least one threshold: without one TFMA never blesses a model")
+        return self
 
 
-@dataclasses.dataclass(frozen=True)
-class PushConfig:
+class PushConfig(Section):
     """Where blessed models go: ``<base_directory>/<model_name>/<version>/``."""
 
-    base_directory: str
-    model_name: str
+    base_directory: PathStr
+    """Default: runs/<pipeline.name>/serving beside the config file."""
+    model_name: StrictStr
+    """Default: pipeline.name."""
 
     @property
     def model_directory(self) -> str:
@@ -273,54 +462,135 @@ class PushConfig:
         return os.path.join(self.base_directory, self.model_name)
 
 
-@dataclasses.dataclass(frozen=True)
-class RunConfig:
-    """Pipeline identity and where its artifacts and metadata live."""
+class BeamConfig(Section):
+    """The Beam runner of every Beam-based component (embedconfig/beam_profiles.py lists each
+    runner's options); typed until the runner gets them as flags (``pipeline_args``)."""
 
-    name: str
-    root: str
-    metadata_path: str
-    enable_cache: bool = True
+    runner: Literal[RUNNERS] = "direct"  # type: ignore[valid-type]
+    options: dict[StrictStr, Union[StrictStr, StrictInt, Number, StrictBool, None]] = Field(default_factory=dict)
+    """The runner's options, e.g. {direct_running_mode: auto} or Dataflow's project, region, temp_location."""
+    args: tuple[StrictStr, ...] = ()
+    """More Beam flags as they are, e.g. ["--direct_num_workers=4"]."""
 
+    @model_validator(mode="after")
+    def _options_of_the_runner(self) -> BeamConfig:
+        try:
+            filled = beam_args_for(self.runner, self.options).options
+        except ValueError as e:
+            field, _, message = str(e).partition(": ")
+            raise ConfigError(field.removeprefix("beam."), message) from e
+        object.__setattr__(self, "options", filled)  # defaults filled in, so a dumped config says them
+        return self
 
-@dataclasses.dataclass(frozen=True)
-class PipelineConfig:
-    """The whole validated config."""
+    def pipeline_args(self) -> tuple[str, ...]:
+        """The ``beam_pipeline_args`` flags (``--runner=...`` first)."""
+        profile = beam_args_for(self.runner, self.options)
+        flags = list(profile.flags)
+        if self.runner == "direct" and any(a.startswith("--direct_") for a in self.args):
+            flags = flags[:1]  # explicit direct_* args replace the direct profile's options
+        return tuple(flags) + self.args
 
-    pipeline: RunConfig
-    data: DataConfig
-    schema_path: str
-    features: tuple[FeatureConfig, ...]
-    label: LabelConfig
-    model: ModelConfig
-    training: TrainingConfig
-    evaluation: EvaluationConfig
-    push: PushConfig
-    beam_args: tuple[str, ...]
-    source: str = "<dict>"
-
-    def feature(self, name: str) -> FeatureConfig:
-        """The feature called ``name``."""
-        for f in self.features:
-            if f.name == name:
-                return f
-        raise KeyError(name)
-
-    @property
-    def preprocessing(self) -> PreprocessingConfig:
-        """The part of the config Transform reads."""
-        return PreprocessingConfig(self.features, self.label)
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-safe form, for TFX ``custom_config`` and for writing next to the model."""
-        return _json_safe(self)
-
-    def with_data_path(self, path: str) -> PipelineConfig:
-        """A copy reading data from ``path`` (a file, a glob or a directory of split files)."""
-        return dataclasses.replace(self, data=dataclasses.replace(self.data, path=path))
+    def with_options(self, **options: Any) -> BeamConfig:
+        """A copy with ``options`` set (``None`` removes one)."""
+        merged = {k: v for k, v in {**self.options, **options}.items() if v is not None}
+        return replace(self, options=merged)
 
 
-# --------------------------------------------------------------------------- loading
+def _named_defaults(raw: Any) -> Any:
+    """The defaults that follow from ``pipeline.name``: where its artifacts, metadata and models go."""
+    if not isinstance(raw, Mapping) or not isinstance(raw.get("pipeline"), Mapping) or not isinstance(raw["pipeline"].get("name"), str):
+        return raw
+    name = raw["pipeline"]["name"]
+    raw = dict(raw)
+    raw["pipeline"] = {"root": f"runs/{name}/root", "metadata_path": f"runs/{name}/metadata.sqlite", **_given(raw["pipeline"])}
+    if isinstance(raw.get("push", {}), Mapping):
+        raw["push"] = {"base_directory": f"runs/{name}/serving", "model_name": name, **_given(raw.get("push") or {})}
+    return raw
+
+
+def _given(mapping: Mapping[str, Any]) -> dict[str, Any]:
+    """The keys given a value (YAML's ``key:`` with nothing after it is None: not given)."""
+    return {k: v for k, v in mapping.items() if v is not None}
+
+
+with warnings.catch_warnings():
+    # The YAML key is `schema`; it shadows only pydantic's deprecated BaseModel.schema() (use
+    # model_json_schema()), so an instance's `schema` is the field.
+    warnings.filterwarnings("ignore", message='Field name "schema"', category=UserWarning)
+
+    class PipelineConfig(Section):
+        """The whole validated config."""
+
+        pipeline: RunConfig
+        data: DataConfig
+        schema: PathStr
+        """The curated schema (a Schema text proto; `embedpipe schema infer` writes a first one)."""
+        features: tuple[FeatureConfig, ...]
+        label: LabelConfig
+        model: ModelConfig = ModelConfig()
+        training: TrainingConfig = TrainingConfig()
+        evaluation: EvaluationConfig = EvaluationConfig()
+        push: PushConfig
+        beam: BeamConfig = BeamConfig()
+
+        _source: str = PrivateAttr("<dict>")
+
+        _defaults = model_validator(mode="before")(classmethod(lambda cls, raw: _named_defaults(raw)))
+
+        @field_validator("features", mode="before")
+        @classmethod
+        def _at_least_one(cls, features: Any) -> Any:
+            if isinstance(features, (list, tuple)) and not features:
+                raise ConfigError("", "needs at least one feature")
+            return features
+
+        @model_validator(mode="after")
+        def _cross_fields(self) -> PipelineConfig:
+            _check_cross_fields(self)
+            return self
+
+        def __eq__(self, other: object) -> bool:
+            """Equal fields are the same config, wherever each was read from."""
+            return isinstance(other, PipelineConfig) and self.__dict__ == other.__dict__
+
+        __hash__ = Section.__hash__
+
+        @property
+        def source(self) -> str:
+            """Where the config was read from (a file's path, or <dict>)."""
+            return self._source
+
+        def feature(self, name: str) -> FeatureConfig:
+            """The feature called ``name``."""
+            for f in self.features:
+                if f.name == name:
+                    return f
+            raise KeyError(name)
+
+        @property
+        def preprocessing(self) -> PreprocessingConfig:
+            """The part of the config Transform reads."""
+            return PreprocessingConfig(features=self.features, label=self.label)
+
+        def with_data_path(self, path: str) -> PipelineConfig:
+            """A copy reading data from ``path`` (a file, a glob or a directory of split files)."""
+            return replace(self, data=replace(self.data, path=path))
+
+
+# --------------------------------------------------------------------------- loading and showing
+
+
+def parse_config(raw: Any, base_dir: Path | str | None = None, source: str = "<dict>") -> PipelineConfig:
+    """The one loader: validate a mapping (from YAML, or the JSON a component receives) into a
+    :class:`PipelineConfig`; ``base_dir`` resolves relative paths. Raises :class:`ConfigError`."""
+    if not isinstance(raw, Mapping):
+        raise ConfigError("<root>", f"must be a mapping, got {type(raw).__name__}")
+    try:
+        config = PipelineConfig.model_validate(raw, context={"base_dir": base_dir})
+    except ValidationError as e:
+        raise config_error_from(e, PipelineConfig, raw) from None
+    config._source = source
+    return config
 
 
 def load_config(path: str | os.PathLike[str], check_schema: bool = True) -> PipelineConfig:
@@ -339,6 +609,56 @@ def load_config(path: str | os.PathLike[str], check_schema: bool = True) -> Pipe
     return config
 
 
+# Where a component's part of the config sits in its custom_config (Transform, the Trainer, ExampleGen).
+COMPONENT_CONFIG_KEY = "embedpipe"
+
+
+def component_config(section: Section) -> dict[str, Any]:
+    """What a component's ``custom_config`` carries: its part of the config (the whole config for
+    the Trainer, ``preprocessing`` for Transform, the reader settings for ExampleGen) as JSON types."""
+    return {COMPONENT_CONFIG_KEY: config_as_dict(section)}
+
+
+def from_component_config(custom_config: Mapping[str, Any], section: type[S]) -> S:
+    """The typed section back from ``component_config()``'s output, validated like a config file."""
+    if COMPONENT_CONFIG_KEY not in (custom_config or {}):
+        raise ConfigError("<custom_config>", f"has no {COMPONENT_CONFIG_KEY!r} key: build it with embedconfig.config.component_config()")
+    raw = custom_config[COMPONENT_CONFIG_KEY]
+    if section is PipelineConfig:
+        return parse_config(raw, source="custom_config")  # type: ignore[return-value]
+    try:
+        return section.model_validate(raw)
+    except ValidationError as e:
+        raise config_error_from(e, section, raw) from None
+
+
+def config_as_dict(config: Section) -> dict[str, Any]:
+    """The config (or a section) as plain JSON types, in the YAML's shape, every default filled in:
+    ``parse_config`` of it gives the same config back."""
+    return config.model_dump(mode="json")
+
+
+def config_as_yaml(config: PipelineConfig) -> str:
+    """``embedpipe config show``: the resolved config as YAML, keys in declaration order."""
+    return yaml.safe_dump(config_as_dict(config), sort_keys=False, default_flow_style=False, width=120)
+
+
+def config_json_schema() -> dict[str, Any]:
+    """The JSON Schema of a config file (``embedpipe config schema``), for editors' YAML plugins."""
+    schema = PipelineConfig.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "embedpipe pipeline config"
+    # pipeline.root, .metadata_path and push.* have defaults that follow from pipeline.name
+    for section, fields in (("RunConfig", ("root", "metadata_path")), ("PushConfig", ("base_directory", "model_name"))):
+        definition = schema["$defs"][section]
+        definition["required"] = [f for f in definition.get("required", []) if f not in fields]
+    schema["required"] = [f for f in schema["required"] if f != "push"]
+    # a sequence needs max_length (an id may not set it), which pydantic's schema cannot say alone
+    schema["$defs"]["FeatureConfig"]["if"] = {"properties": {"kind": {"const": "sequence"}}}
+    schema["$defs"]["FeatureConfig"]["then"] = {"required": ["max_length"]}
+    return schema
+
+
 def check_against_schema(config: PipelineConfig) -> None:
     """The schema file exists, parses, and declares every configured feature and the label.
 
@@ -349,21 +669,21 @@ def check_against_schema(config: PipelineConfig) -> None:
     from google.protobuf import text_format
     from tensorflow_metadata.proto.v0 import schema_pb2
 
-    if not tf.io.gfile.exists(config.schema_path):
-        raise ConfigError("schema", f"no schema file at {config.schema_path} (write one with `embedpipe schema infer`)")
+    if not tf.io.gfile.exists(config.schema):
+        raise ConfigError("schema", f"no schema file at {config.schema} (write one with `embedpipe schema infer`)")
     schema = schema_pb2.Schema()
     try:
-        with tf.io.gfile.GFile(config.schema_path) as f:
+        with tf.io.gfile.GFile(config.schema) as f:
             text_format.Parse(f.read(), schema)
     except text_format.ParseError as e:
-        raise ConfigError("schema", f"{config.schema_path} is not a Schema text proto: {e}") from e
+        raise ConfigError("schema", f"{config.schema} is not a Schema text proto: {e}") from e
     in_schema = {f.name: f for f in schema.feature}
     for i, feature in enumerate(config.features):
         if feature.name not in in_schema:
-            raise ConfigError(f"features[{i}].name", f"'{feature.name}' is not a feature of the schema {config.schema_path}")
-        _check_schema_shape(i, feature, in_schema[feature.name], config.schema_path)
+            raise ConfigError(f"features[{i}].name", f"'{feature.name}' is not a feature of the schema {config.schema}")
+        _check_schema_shape(i, feature, in_schema[feature.name], config.schema)
     if config.label.name not in in_schema:
-        raise ConfigError("label.name", f"'{config.label.name}' is not a feature of the schema {config.schema_path}")
+        raise ConfigError("label.name", f"'{config.label.name}' is not a feature of the schema {config.schema}")
 
 
 def _check_schema_shape(i: int, feature: FeatureConfig, entry: Any, schema_path: str) -> None:
@@ -379,95 +699,7 @@ def _check_schema_shape(i: int, feature: FeatureConfig, entry: Any, schema_path:
                           f"shape {dims}: remove the `shape` from its entry (sequences are variable-length, as `embedpipe schema infer` writes)")
 
 
-def config_from_dict(raw: Mapping[str, Any]) -> PipelineConfig:
-    """Rebuild a config from ``PipelineConfig.to_dict()`` (inside TFX components)."""
-    return PipelineConfig(
-        pipeline=RunConfig(**raw["pipeline"]),
-        data=DataConfig(**raw["data"]),
-        schema_path=raw["schema_path"],
-        features=tuple(_feature_from_dict(f) for f in raw["features"]),
-        label=LabelConfig(**raw["label"]),
-        model=ModelConfig(
-            **{
-                **raw["model"],
-                "hidden_units": tuple(raw["model"]["hidden_units"]),
-                "concat": _optional_tuple(raw["model"]["concat"]),
-                "attention": tuple(AttentionConfig(**a) for a in raw["model"].get("attention", ())),
-            }
-        ),
-        training=TrainingConfig(**raw["training"]),
-        evaluation=EvaluationConfig(**{**raw["evaluation"], "metrics": tuple(raw["evaluation"]["metrics"]),
-                                       "slices": tuple(tuple(s) for s in raw["evaluation"]["slices"])}),
-        push=PushConfig(**raw["push"]),
-        beam_args=tuple(raw["beam_args"]),
-        source=raw.get("source", "<dict>"),
-    )
-
-
-class _Section:
-    """Reads one mapping of the raw config, tracking the dotted path for error messages."""
-
-    def __init__(self, raw: Any, path: str, required: bool = True):
-        if raw is None and not required:
-            raw = {}
-        if not isinstance(raw, Mapping):
-            raise ConfigError(path or "<root>", f"must be a mapping, got {type(raw).__name__}")
-        self.raw = dict(raw)
-        self.path = path
-        self._read: set[str] = set()
-
-    def _field(self, key: str) -> str:
-        return f"{self.path}.{key}" if self.path else key
-
-    def get(self, key: str, kind: type | tuple[type, ...], default: Any = ..., *, choices: tuple = (), minimum: float | None = None) -> Any:
-        """The value of ``key``, checked for type, allowed values and minimum."""
-        self._read.add(key)
-        field = self._field(key)
-        if key not in self.raw or self.raw[key] is None:
-            if default is ...:
-                raise ConfigError(field, "is required" + (f"; one of {list(choices)}" if choices else ""))
-            return default
-        value = self.raw[key]
-        kinds = kind if isinstance(kind, tuple) else (kind,)
-        if float in kinds and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if isinstance(value, bool) and bool not in kinds:
-            raise ConfigError(field, f"must be {_kind_name(kinds)}, got {value!r}")
-        if not isinstance(value, kinds):
-            raise ConfigError(field, f"must be {_kind_name(kinds)}, got {value!r}")
-        if choices and value not in choices:
-            raise ConfigError(field, f"{value!r} is not allowed; one of {list(choices)}")
-        if minimum is not None and value < minimum:
-            raise ConfigError(field, f"must be >= {minimum}, got {value!r}")
-        return value
-
-    def section(self, key: str, required: bool = True) -> _Section:
-        """A nested mapping."""
-        self._read.add(key)
-        if key not in self.raw and required:
-            raise ConfigError(self._field(key), "is required")
-        return _Section(self.raw.get(key), self._field(key), required=required)
-
-    def finish(self) -> None:
-        """Refuse keys nobody read: a typo must not be ignored."""
-        unknown = sorted(set(self.raw) - self._read)
-        if unknown:
-            raise ConfigError(self._field(unknown[0]), f"unknown key; allowed keys here: {sorted(self._read)}")
-
-
-def _optional_tuple(value: list | None) -> tuple | None:
-    return None if value is None else tuple(value)
-
-
-def _kind_name(kinds: tuple[type, ...]) -> str:
-    names = {str: "a string", int: "an integer", float: "a number", bool: "true or false", list: "a list", dict: "a mapping"}
-    return " or ".join(names.get(k, k.__name__) for k in kinds)
-
-
-def _resolve(base_dir: Path | None, value: str) -> str:
-    if base_dir is None or "://" in value or os.path.isabs(value):
-        return value
-    return os.path.normpath(str(base_dir / value))
+# --------------------------------------------------------------------------- the label rule
 
 
 def parse_label_rule(rule: str, dtype: str, field: str) -> tuple[str, Any]:
@@ -496,276 +728,7 @@ def label_is_positive(value: Any, label: LabelConfig) -> bool:
     return bool(LABEL_OPERATORS[symbol][0](value, operand))
 
 
-def parse_config(raw: Any, base_dir: Path | None = None, source: str = "<dict>") -> PipelineConfig:
-    """Validate a raw (YAML-loaded) mapping into a :class:`PipelineConfig`."""
-    root = _Section(raw, "")
-
-    run_s = root.section("pipeline")
-    name = run_s.get("name", str)
-    run = RunConfig(
-        name=name,
-        root=_resolve(base_dir, run_s.get("root", str, f"runs/{name}/root")),
-        metadata_path=_resolve(base_dir, run_s.get("metadata_path", str, f"runs/{name}/metadata.sqlite")),
-        enable_cache=run_s.get("enable_cache", bool, True),
-    )
-    run_s.finish()
-
-    data = _parse_data(root.section("data"), base_dir)
-    schema_path = _resolve(base_dir, root.get("schema", str))
-
-    raw_features = root.get("features", list)
-    if not raw_features:
-        raise ConfigError("features", "needs at least one feature")
-    features = tuple(_parse_feature(f, f"features[{i}]") for i, f in enumerate(raw_features))
-
-    label_s = root.section("label")
-    label = LabelConfig(
-        name=label_s.get("name", str),
-        dtype=label_s.get("dtype", str, "float", choices=("int", "float", "string")),
-        positive_if=label_s.get("positive_if", str, "== 1"),
-    )
-    label.rule  # noqa: B018 -- validates the rule now, naming label.positive_if
-    label_s.finish()
-
-    model = _parse_model(root.section("model", required=False))
-    training = _parse_training(root.section("training", required=False))
-    evaluation = _parse_evaluation(root.section("evaluation", required=False))
-
-    push_s = root.section("push", required=False)
-    push = PushConfig(
-        base_directory=_resolve(base_dir, push_s.get("base_directory", str, f"runs/{name}/serving")),
-        model_name=push_s.get("model_name", str, name),
-    )
-    push_s.finish()
-
-    beam_s = root.section("beam", required=False)
-    runner = beam_s.get("runner", str, "direct", choices=RUNNERS)
-    options = beam_s.get("options", dict, {})
-    try:
-        profile = beam_args_for(runner, options)
-    except ValueError as e:
-        field, _, message = str(e).partition(": ")
-        raise ConfigError(field, message) from e
-    extra = [str(a) for a in beam_s.get("args", list, [])]
-    if runner == "direct" and any(a.startswith("--direct_") for a in extra):
-        profile = profile[:1]  # explicit direct_* args replace the direct profile's defaults
-    beam_args = tuple(profile + extra)
-    beam_s.finish()
-    root.finish()
-
-    config = PipelineConfig(
-        pipeline=run,
-        data=data,
-        schema_path=schema_path,
-        features=features,
-        label=label,
-        model=model,
-        training=training,
-        evaluation=evaluation,
-        push=push,
-        beam_args=beam_args,
-        source=source,
-    )
-    _check_cross_fields(config)
-    return config
-
-
-def _parse_data(s: _Section, base_dir: Path | None) -> DataConfig:
-    fmt = s.get("format", str, choices=DATA_FORMATS)
-    path = _resolve(base_dir, s.get("path", str))
-    delimiter = s.get("list_delimiter", str, "|")
-    on_bad_record = s.get("on_bad_record", str, "fail", choices=BAD_RECORD_POLICIES)
-    max_bad_fraction = s.get("max_bad_fraction", float, 0.01, minimum=0)
-    if max_bad_fraction > 1:
-        raise ConfigError("data.max_bad_fraction", f"must be between 0 and 1, got {max_bad_fraction}")
-    if len(delimiter) != 1:
-        raise ConfigError("data.list_delimiter", f"must be one character, got {delimiter!r}")
-    split = s.section("split", required=False)
-    hash_buckets = split.get("hash_buckets", dict, None)
-    split_files = split.get("files", dict, None)
-    split.finish()
-    s.finish()
-    if hash_buckets and split_files:
-        raise ConfigError("data.split", "give either hash_buckets or files, not both")
-    if not hash_buckets and not split_files:
-        hash_buckets = dict(DEFAULT_HASH_BUCKETS)
-    if hash_buckets:
-        _check_splits("data.split.hash_buckets", hash_buckets, int, "validation: 1 (e.g. {train: 7, validation: 1, eval: 2})")
-    if split_files:
-        _check_splits("data.split.files", split_files, str, 'validation: "validation*" (a pattern of its own files)')
-    return DataConfig(format=fmt, path=path, list_delimiter=delimiter, hash_buckets=hash_buckets, split_files=split_files,
-                      on_bad_record=on_bad_record, max_bad_fraction=float(max_bad_fraction))
-
-
-def _check_splits(field: str, mapping: Mapping[str, Any], kind: type, add_validation: str) -> None:
-    """Exactly the three splits, each a positive bucket count (int) or a file pattern (str)."""
-    if VALIDATION not in mapping and set(mapping) == {TRAIN, EVAL}:
-        # the old two-split form: the Trainer would have to pick its epoch on eval, the split that gates
-        raise ConfigError(f"{field}.{VALIDATION}", f"is required: the Trainer early-stops on validation so that eval, "
-                                                   f"which blesses the model, is never used to select it; add {add_validation}")
-    if set(mapping) != set(SPLITS):
-        raise ConfigError(field, f"must name exactly the splits {list(SPLITS)}, got {sorted(mapping)}")
-    for split_name, value in mapping.items():
-        if not isinstance(value, kind) or isinstance(value, bool) or (kind is int and value < 1):
-            raise ConfigError(f"{field}.{split_name}", f"must be {'a positive integer' if kind is int else 'a file pattern'}, got {value!r}")
-
-
-def _parse_feature(raw: Any, path: str) -> FeatureConfig:
-    s = _Section(raw, path)
-    name = s.get("name", str)
-    if not name.isidentifier():
-        raise ConfigError(f"{path}.name", f"{name!r} must be a valid identifier (letters, digits, _)")
-    if name == LABEL_KEY:
-        raise ConfigError(f"{path}.name", f"{LABEL_KEY!r} is reserved for the transformed label")
-    kind = s.get("kind", str, choices=FEATURE_KINDS)
-    v = s.section("vocabulary", required=False)
-    vocabulary = VocabularyConfig(
-        top_k=v.get("top_k", int, None, minimum=1),
-        frequency_threshold=v.get("frequency_threshold", int, 1, minimum=1),
-        num_oov_buckets=v.get("num_oov_buckets", int, 1, minimum=0),
-    )
-    v.finish()
-    if kind == "sequence":
-        max_length = s.get("max_length", int, minimum=1)
-        truncate = s.get("truncate", str, "keep_last", choices=TRUNCATIONS)
-        padding = s.get("padding", str, "end", choices=PADDINGS)
-    else:
-        if s.raw.get("max_length") not in (None, 1):
-            raise ConfigError(f"{path}.max_length", "an id feature has exactly one value; use kind: sequence for lists")
-        s.get("max_length", int, 1)
-        if "truncate" in s.raw:
-            raise ConfigError(f"{path}.truncate", "only sequence features are truncated")
-        if "padding" in s.raw:
-            raise ConfigError(f"{path}.padding", "only sequence features are padded")
-        max_length, truncate, padding = 1, "keep_last", "end"
-    feature = FeatureConfig(
-        name=name,
-        kind=kind,
-        dtype=s.get("dtype", str, choices=DTYPES),
-        embedding_dim=s.get("embedding_dim", int, minimum=1),
-        vocabulary=vocabulary,
-        max_length=max_length,
-        truncate=truncate,
-        padding=padding,
-        mask_zero=s.get("mask_zero", bool, True),
-        pooling=s.get("pooling", str, None, choices=POOLINGS),
-        share_embedding_with=s.get("share_embedding_with", str, None),
-        query=s.get("query", str, None),
-    )
-    s.finish()
-    return feature
-
-
-def _parse_model(s: _Section) -> ModelConfig:
-    rnn = s.section("rnn", required=False)
-    model = ModelConfig(
-        type=s.get("type", str, "pooled", choices=MODEL_TYPES),
-        pooling=s.get("pooling", str, "mean", choices=POOLINGS),
-        rnn_cell=rnn.get("cell", str, "lstm", choices=RNN_CELLS),
-        rnn_units=rnn.get("units", int, 32, minimum=1),
-        hidden_units=tuple(s.get("hidden_units", list, [64, 32])),
-        concat=_optional_tuple(s.get("concat", list, None)),
-        dropout=s.get("dropout", float, 0.0, minimum=0.0),
-        l2=s.get("l2", float, 0.0, minimum=0.0),
-        embedding_l2=s.get("embedding_l2", float, 0.0, minimum=0.0),
-        query=s.get("query", str, None),
-        cross_layers=s.get("cross_layers", int, 0, minimum=0),
-        cross_projection_dim=s.get("cross_projection_dim", int, None, minimum=1),
-        attention=tuple(_parse_attention(a, f"model.attention[{i}]") for i, a in enumerate(s.get("attention", list, []))),
-    )
-    rnn.finish()
-    s.finish()
-    if any(not isinstance(u, int) or isinstance(u, bool) or u < 1 for u in model.hidden_units):
-        raise ConfigError("model.hidden_units", f"must be a list of positive integers, got {list(model.hidden_units)}")
-    if model.dropout >= 1:
-        raise ConfigError("model.dropout", f"must be < 1, got {model.dropout}")
-    if model.cross_projection_dim is not None and not model.cross_layers:
-        raise ConfigError("model.cross_projection_dim", "is the rank of the cross layers; set model.cross_layers >= 1 too")
-    return model
-
-
-def _parse_attention(raw: Any, path: str) -> AttentionConfig:
-    s = _Section(raw, path)
-    attention = AttentionConfig(query=s.get("query", str), keys=s.get("keys", str), values=s.get("values", str, None))
-    s.finish()
-    return attention
-
-
-def _parse_training(s: _Section) -> TrainingConfig:
-    es = s.section("early_stopping", required=False)
-    training = TrainingConfig(
-        batch_size=s.get("batch_size", int, 256, minimum=1),
-        epochs=s.get("epochs", int, 3, minimum=1),
-        steps_per_epoch=s.get("steps_per_epoch", int, None, minimum=1),
-        learning_rate=s.get("learning_rate", float, 1e-3, minimum=0.0),
-        early_stopping_patience=es.get("patience", int, 2, minimum=0),
-        early_stopping_monitor=es.get("monitor", str, "val_auc", choices=("val_auc", "val_loss")),
-        seed=s.get("seed", int, 0),
-        cache_mb=s.get("cache_mb", int, 1024, minimum=0),
-        input=s.get("input", str, "raw", choices=TRAINER_INPUTS),
-    )
-    es.finish()
-    s.finish()
-    if training.learning_rate <= 0:
-        raise ConfigError("training.learning_rate", f"must be > 0, got {training.learning_rate}")
-    return training
-
-
-def _parse_evaluation(s: _Section) -> EvaluationConfig:
-    default = EvaluationConfig()
-    metrics = tuple(s.get("metrics", list, list(default.metrics)))
-    for i, m in enumerate(metrics):
-        if m not in TFMA_METRICS:
-            raise ConfigError(f"evaluation.metrics[{i}]", f"{m!r} is not supported; one of {list(TFMA_METRICS)}")
-    thresholds = s.get("value_thresholds", dict, dict(default.value_thresholds))
-    for metric, bounds in thresholds.items():
-        field = f"evaluation.value_thresholds.{metric}"
-        if metric not in metrics:
-            raise ConfigError(field, f"{metric!r} is not in evaluation.metrics {list(metrics)}")
-        if not isinstance(bounds, Mapping) or not bounds or set(bounds) - {"lower_bound", "upper_bound"}:
-            raise ConfigError(field, "must be a mapping with lower_bound and/or upper_bound")
-        for k, b in bounds.items():
-            if isinstance(b, bool) or not isinstance(b, (int, float)):
-                raise ConfigError(f"{field}.{k}", f"must be a number, got {b!r}")
-    no_regression = s.get("no_regression", dict, dict(default.no_regression))
-    for metric, tolerance in no_regression.items():
-        field = f"evaluation.no_regression.{metric}"
-        if metric not in metrics:
-            raise ConfigError(field, f"{metric!r} is not in evaluation.metrics {list(metrics)}")
-        if metric not in HIGHER_IS_BETTER + LOWER_IS_BETTER:
-            raise ConfigError(field, f"{metric!r} has no better direction; one of {list(HIGHER_IS_BETTER + LOWER_IS_BETTER)}")
-        if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or tolerance < 0:
-            raise ConfigError(field, f"must be the allowed drop, a number >= 0, got {tolerance!r}")
-    slices = _parse_slices(s.get("slices", list, []))
-    s.finish()
-    if not thresholds:
-        raise ConfigError("evaluation.value_thresholds", "needs at least one threshold: without one TFMA never blesses a model")
-    return EvaluationConfig(
-        metrics=metrics,
-        value_thresholds={k: {b: float(x) for b, x in v.items()} for k, v in thresholds.items()},
-        no_regression={k: float(v) for k, v in no_regression.items()},
-        slices=slices,
-    )
-
-
-def _parse_slices(raw: list) -> tuple[tuple[str, ...], ...]:
-    """``[[a], [a, b]]``: each slice a non-empty list of distinct names, no slice twice (the names
-    themselves are checked against the features in ``_check_cross_fields``)."""
-    slices: list[tuple[str, ...]] = []
-    for i, names in enumerate(raw):
-        field = f"evaluation.slices[{i}]"
-        if not isinstance(names, list) or not names:
-            raise ConfigError(field, f"must be a non-empty list of feature names, e.g. [target_categories], got {names!r}")
-        for j, name in enumerate(names):
-            if not isinstance(name, str):
-                raise ConfigError(f"{field}[{j}]", f"must be a feature name, got {name!r}")
-            if names.index(name) != j:
-                raise ConfigError(f"{field}[{j}]", f"{name!r} is already in this slice")
-        key = tuple(sorted(names))  # TFMA slices on a set of features: [a, b] and [b, a] are one slice
-        if key in (tuple(sorted(s)) for s in slices):
-            raise ConfigError(field, f"{names} is already a slice")
-        slices.append(tuple(names))
-    return tuple(slices)
+# --------------------------------------------------------------------------- checks across sections
 
 
 def _check_cross_fields(config: PipelineConfig) -> None:
@@ -800,11 +763,10 @@ def _check_cross_fields(config: PipelineConfig) -> None:
 def _check_slice_names(config: PipelineConfig) -> None:
     """Slices name raw features. Not the label: each of its values holds one class only, where AUC
     is undefined (TFMA reports 0), so such a slice would only mislead."""
-    names = [f.name for f in config.features]
     for i, slice_names in enumerate(config.evaluation.slices):
         for j, name in enumerate(slice_names):
             field = f"evaluation.slices[{i}][{j}]"
             if name == config.label.name:
                 raise ConfigError(field, f"{name!r} is the label column: each of its values holds one class, where AUC is undefined")
-            if name not in names:
-                raise ConfigError(field, f"{name!r} is not a feature; features: {names}")
+            if name not in [f.name for f in config.features]:
+                raise ConfigError(field, f"{name!r} is not a feature; features: {[f.name for f in config.features]}")

@@ -53,11 +53,11 @@ def feature_vector_width(config: PipelineConfig) -> int:
     width = 0
     if joined:
         flattened = config.model.type == "concat_flatten"
-        width += joined[0].length * sum(f.embedding_dim for f in joined) if flattened else config.model.rnn_units
+        width += joined[0].length * sum(f.embedding_dim for f in joined) if flattened else config.model.rnn.units
     names = {f.name for f in joined}
     for f in config.features:
         if f.name not in names:
-            width += config.model.rnn_units if pooling_of(f, config) in ("lstm", "gru") else f.embedding_dim
+            width += config.model.rnn.units if pooling_of(f, config) in ("lstm", "gru") else f.embedding_dim
     return width + sum(config.feature(a.values_feature).embedding_dim for a in config.model.attention)
 
 

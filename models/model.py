@@ -207,7 +207,7 @@ def _encode(embedded: Mapping[str, tf.Tensor], f: FeatureConfig, config: Pipelin
         query = query_of(f, config)
         project = query.vocabulary_owner != f.vocabulary_owner
         return TargetAttentionPooling(project_query=project, name=f"target_attend_{f.name}")([x, embedded[query.name]])
-    return recurrent_layer(pooling, config.model.rnn_units, name=f"{pooling}_{f.name}")(x)
+    return recurrent_layer(pooling, config.model.rnn.units, name=f"{pooling}_{f.name}")(x)
 
 
 def build_model(config: PipelineConfig, vocabulary_sizes: Mapping[str, int]) -> keras.Model:
@@ -237,7 +237,7 @@ def build_model(config: PipelineConfig, vocabulary_sizes: Mapping[str, int]) -> 
         if config.model.type == "concat_flatten":
             parts.append(keras.layers.Flatten(name="flatten")(stacked))
         else:
-            parts.append(recurrent_layer(config.model.rnn_cell, config.model.rnn_units, name=f"{config.model.rnn_cell}_concat")(stacked))
+            parts.append(recurrent_layer(config.model.rnn.cell, config.model.rnn.units, name=f"{config.model.rnn.cell}_concat")(stacked))
     joined_names = {f.name for f in joined}
     parts += [_encode(embedded, f, config) for f in config.features if f.name not in joined_names]
     for i, a in enumerate(config.model.attention):

@@ -18,15 +18,14 @@ from typing import Any
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from embedconfig.config import LABEL_KEY, LABEL_OPERATORS, FeatureConfig, LabelConfig, PipelineConfig, PreprocessingConfig
-
-CUSTOM_CONFIG_KEY = "embedpipe"  # where the config dict sits in Transform/Trainer custom_config
-
-
-def module_custom_config(config: PreprocessingConfig | PipelineConfig) -> dict[str, Any]:
-    """The ``custom_config`` Transform (a PreprocessingConfig) or the Trainer (the whole
-    PipelineConfig) is given; ``preprocessing_fn`` and ``run_fn`` rebuild the typed config from it."""
-    return {CUSTOM_CONFIG_KEY: config.to_dict()}
+from embedconfig.config import (
+    LABEL_KEY,
+    LABEL_OPERATORS,
+    FeatureConfig,
+    LabelConfig,
+    PreprocessingConfig,
+    from_component_config,
+)
 
 
 def vocabulary_name(owner: str) -> str:
@@ -120,8 +119,8 @@ def _shifted_ids(values: tf.Tensor, vocabulary_file: Any, num_oov_buckets: int, 
 
 
 def preprocessing_fn(inputs: dict[str, Any], custom_config: dict[str, Any]) -> dict[str, Any]:
-    """TFT entry point; ``custom_config[CUSTOM_CONFIG_KEY]`` is ``PreprocessingConfig.to_dict()``."""
-    config = PreprocessingConfig.from_dict(custom_config[CUSTOM_CONFIG_KEY])
+    """TFT entry point; ``custom_config`` is ``component_config(config.preprocessing)``."""
+    config = from_component_config(custom_config, PreprocessingConfig)
     outputs: dict[str, Any] = {}
     for owner in config.vocabulary_owners():
         users = config.vocabulary_users(owner)

@@ -24,9 +24,9 @@ from absl import logging
 from tfx.components.trainer.fn_args_utils import DataAccessor, FnArgs
 from tfx_bsl.public import tfxio
 
-from embedconfig.config import LABEL_KEY, PipelineConfig, TrainingConfig, config_from_dict
+from embedconfig.config import LABEL_KEY, PipelineConfig, TrainingConfig, config_as_dict, from_component_config, replace
 from models.model import assert_keras_2, build_model
-from models.preprocessing import CUSTOM_CONFIG_KEY, vocabulary_name
+from models.preprocessing import vocabulary_name
 from models.signatures import make_signatures
 
 MODEL_INFO_DIR = os.path.join("assets.extra", "embedpipe")
@@ -242,7 +242,7 @@ def write_model_info(
     with tf.io.gfile.GFile(os.path.join(info_dir, "model_summary.txt"), "w") as f:
         f.write("\n".join(lines) + "\n")
     with tf.io.gfile.GFile(os.path.join(info_dir, "config.json"), "w") as f:
-        json.dump({"config": config.to_dict(), "vocabulary_sizes": sizes}, f, indent=2)
+        json.dump({"config": config_as_dict(config), "vocabulary_sizes": sizes}, f, indent=2)
     if training is not None:
         with tf.io.gfile.GFile(os.path.join(info_dir, "training.json"), "w") as f:
             json.dump(training, f, indent=2)
@@ -295,11 +295,11 @@ def run_fn(fn_args: FnArgs) -> None:
     # training (it fell in make_signatures) it took 7.7-8.7 s, in about half of the cold MovieLens
     # runs (2026-12-02; bench/RESULTS.md). In its own process (a Kubeflow pod) there is little to collect.
     gc.collect()
-    config = config_from_dict(fn_args.custom_config[CUSTOM_CONFIG_KEY])
+    config = from_component_config(fn_args.custom_config, PipelineConfig)
     if fn_args.hyperparameters:  # per-run settings from the RunParameters component
         values = fn_args.hyperparameters.get("values", fn_args.hyperparameters)
         overrides = {k: values[k] for k in ("epochs", "learning_rate") if k in values}
-        config = dataclasses.replace(config, training=dataclasses.replace(config.training, **overrides))
+        config = replace(config, training=replace(config.training, **overrides))
         logging.info("Run parameters: %s", overrides)
     training = config.training
     keras.utils.set_random_seed(training.seed)
@@ -323,12 +323,13 @@ def run_fn(fn_args: FnArgs) -> None:
 
     clock = TrainingClock()
     callbacks: list[keras.callbacks.Callback] = [clock, keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir)]
-    if training.early_stopping_patience is not None:
+    early_stopping = training.early_stopping
+    if early_stopping.patience is not None:
         callbacks.append(
             keras.callbacks.EarlyStopping(
-                monitor=training.early_stopping_monitor,
-                mode="max" if training.early_stopping_monitor == "val_auc" else "min",
-                patience=training.early_stopping_patience,
+                monitor=early_stopping.monitor,
+                mode="max" if early_stopping.monitor == "val_auc" else "min",
+                patience=early_stopping.patience,
                 restore_best_weights=True,
             )
         )

@@ -24,18 +24,22 @@ import tensorflow as tf
 
 from components.example_gen import input_patterns, matching_files
 from embedconfig.beam_profiles import AUTO
-from embedconfig.config import DataConfig, PipelineConfig
+from embedconfig.config import BeamConfig, DataConfig, PipelineConfig
 
 MULTI_PROCESSING_FROM_BYTES = 128 * 2**20
-_AUTO_FLAG = f"--direct_running_mode={AUTO}"
 
 
 @dataclass(frozen=True)
 class BeamChoice:
-    """The Beam args the pipeline runs with, and why (printed at the start of a run)."""
+    """The Beam config the pipeline runs with, ``auto`` settled, and why (printed at the start of a run)."""
 
-    args: tuple[str, ...]
+    beam: BeamConfig
     reason: str
+
+    @property
+    def args(self) -> tuple[str, ...]:
+        """The ``beam_pipeline_args`` flags: the only place the typed options become strings."""
+        return self.beam.pipeline_args()
 
 
 def input_bytes(data: DataConfig) -> int:
@@ -45,27 +49,31 @@ def input_bytes(data: DataConfig) -> int:
     return sum(tf.io.gfile.stat(f).length for f in files)
 
 
-def direct_mode(args: tuple[str, ...], size: int | None, cores: int) -> BeamChoice:
-    """Settle ``--direct_running_mode=auto`` in ``args`` for ``size`` bytes of input (None:
-    unknown) on ``cores`` cores; other args are returned as they are."""
-    if _AUTO_FLAG not in args:
-        return BeamChoice(tuple(args), "as configured")
+def leaves_mode_open(beam: BeamConfig) -> bool:
+    """``direct_running_mode: auto``, and no ``--direct_*`` flag in ``beam.args`` that replaces the options."""
+    explicit = any(a.startswith("--direct_") for a in beam.args)
+    return beam.runner == "direct" and beam.options.get("direct_running_mode") == AUTO and not explicit
+
+
+def direct_mode(beam: BeamConfig, size: int | None, cores: int) -> BeamChoice:
+    """Settle ``direct_running_mode: auto`` for ``size`` bytes of input (None: unknown) on ``cores``
+    cores; any other Beam config is returned as it is."""
+    if not leaves_mode_open(beam):
+        return BeamChoice(beam, "as configured")
     parallel = size is not None and size >= MULTI_PROCESSING_FROM_BYTES and cores > 1
     mode = "multi_processing" if parallel else "in_memory"
-    chosen = [a for a in args if a != _AUTO_FLAG] + [f"--direct_running_mode={mode}"]
-    if not any(a.startswith("--direct_num_workers=") for a in chosen):
-        chosen.append(f"--direct_num_workers={cores if parallel else 1}")
+    workers = beam.options.get("direct_num_workers") or (cores if parallel else 1)
     if size is None:
         why = "input size unknown where the pipeline is compiled"
     else:
         why = f"{size / 2**20:,.0f} MB of input, {'>=' if parallel else '<'} {MULTI_PROCESSING_FROM_BYTES / 2**20:,.0f} MB"
         if size >= MULTI_PROCESSING_FROM_BYTES and not parallel:
             why += ", but one core"
-    return BeamChoice(tuple(chosen), f"auto: {mode} ({why})")
+    return BeamChoice(beam.with_options(direct_running_mode=mode, direct_num_workers=workers), f"auto: {mode} ({why})")
 
 
 def beam_choice(config: PipelineConfig, compiled: bool = False) -> BeamChoice:
-    """The Beam args for ``config``: ``auto`` settled from the input's size (locally) or
+    """The Beam config for ``config``: ``auto`` settled from the input's size (locally) or
     ``in_memory`` (compiled)."""
-    size = input_bytes(config.data) if _AUTO_FLAG in config.beam_args and not compiled else None  # read only if needed
-    return direct_mode(config.beam_args, size, os.cpu_count() or 1)
+    size = input_bytes(config.data) if leaves_mode_open(config.beam) and not compiled else None  # read only if needed
+    return direct_mode(config.beam, size, os.cpu_count() or 1)

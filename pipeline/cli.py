@@ -82,7 +82,7 @@ def cmd_schema_infer(args: argparse.Namespace) -> int:
     _quiet_logs(args.verbose)
     from pipeline.schema_infer import infer_schema_file
 
-    output = args.output or config.schema_path
+    output = args.output or config.schema
     notes = infer_schema_file(config, output)
     print(f"wrote {output}")
     for note in notes:

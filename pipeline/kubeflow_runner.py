@@ -12,13 +12,12 @@ metadata connection (KFP brings its own MLMD) and paths rewritten for the pods:
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 from pathlib import Path
 from typing import Any
 
-from embedconfig.config import PipelineConfig
+from embedconfig.config import PipelineConfig, replace
 from pipeline.kfp_entrypoint import wrap_command
 from pipeline.pipeline_factory import create_pipeline, runtime_parameter_defaults
 
@@ -43,12 +42,12 @@ def in_image(path: str, image_repo_root: str = IMAGE_REPO_ROOT) -> str:
 def kubeflow_config(config: PipelineConfig, pipeline_root: str, data: str | None = None, push_base: str | None = None,
                     image_repo_root: str = IMAGE_REPO_ROOT) -> PipelineConfig:
     """The config with the paths pods use."""
-    return dataclasses.replace(
+    return replace(
         config,
-        pipeline=dataclasses.replace(config.pipeline, root=pipeline_root),
-        schema_path=in_image(config.schema_path, image_repo_root),
-        data=dataclasses.replace(config.data, path=in_image(data or config.data.path, image_repo_root)),
-        push=dataclasses.replace(config.push, base_directory=in_image(push_base or config.push.base_directory, image_repo_root)),
+        pipeline=replace(config.pipeline, root=pipeline_root),
+        schema=in_image(config.schema, image_repo_root),
+        data=replace(config.data, path=in_image(data or config.data.path, image_repo_root)),
+        push=replace(config.push, base_directory=in_image(push_base or config.push.base_directory, image_repo_root)),
     )
 
 
@@ -146,7 +145,7 @@ def parse_params(pairs: list[str], config: PipelineConfig | None, thresholds: li
             if not sep:
                 raise ConfigError("--threshold", f"{pair!r} is not METRIC=LOWER_BOUND")
             bounds.setdefault(metric, {})["lower_bound"] = float(value)
-        evaluation = dataclasses.replace(config.evaluation, value_thresholds=bounds)
+        evaluation = replace(config.evaluation, value_thresholds=bounds)
         values["eval_config"] = eval_config_json(evaluation)
     return values
 

@@ -15,7 +15,8 @@ from typing import Callable, Iterator, TextIO
 from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 from tfx.orchestration.metadata import sqlite_metadata_connection_config
 
-from embedconfig.config import PipelineConfig
+from embedconfig.beam_profiles import PORTABLE_RUNNERS
+from embedconfig.config import BeamConfig, PipelineConfig
 from models.autograph_rules import exclude_tf_keras_from_autograph
 from pipeline.beam_mode import beam_choice
 from pipeline.pipeline_factory import create_pipeline
@@ -47,7 +48,7 @@ class ComponentProgress(logging.Handler):
 
 
 @contextlib.contextmanager
-def no_tfx_sdist_for_direct_beam(beam_args: tuple[str, ...]) -> Iterator[None]:
+def no_tfx_sdist_for_direct_beam(beam: BeamConfig) -> Iterator[None]:
     """Keep TFX from packaging itself for Beam workers that already have it (DirectRunner, and the
     portable runner, whose workers are the project's SDK harness image or worker pool).
 
@@ -61,8 +62,7 @@ def no_tfx_sdist_for_direct_beam(beam_args: tuple[str, ...]) -> Iterator[None]:
     """
     from tfx.utils import dependency_utils
 
-    runner = [a for a in beam_args if a.startswith("--runner=")]
-    direct = not runner or runner[-1] in ("--runner=DirectRunner", "--runner=PortableRunner")
+    direct = beam.runner == "direct" or beam.runner in PORTABLE_RUNNERS
     original = dependency_utils.make_beam_dependency_flags
     if direct:
         dependency_utils.make_beam_dependency_flags = lambda args: list(args)
@@ -103,7 +103,7 @@ def run_locally(
     print(f"embedpipe: running '{config.pipeline.name}' from {config.source} on data {config.data.path}", file=out, flush=True)
     print(f"embedpipe: Beam {' '.join(beam.args)} ({beam.reason})", file=out, flush=True)
     try:
-        with no_tfx_sdist_for_direct_beam(beam.args):
+        with no_tfx_sdist_for_direct_beam(beam.beam):
             LocalDagRunner().run(pipeline)
     finally:
         absl_logger.removeHandler(progress)

@@ -32,8 +32,7 @@ from components.pusher import Executor as AtomicPusherExecutor
 from components.run_parameters import RunParameters
 from components.schema_gate import SchemaGate
 from components.serving_canary import ServingCanary
-from embedconfig.config import EVAL, SPLITS, TRAIN, VALIDATION, PipelineConfig
-from models.preprocessing import module_custom_config
+from embedconfig.config import EVAL, SPLITS, TRAIN, VALIDATION, PipelineConfig, component_config
 from pipeline.beam_mode import BeamChoice, beam_choice
 from pipeline.eval_config import eval_config_json, make_eval_config
 
@@ -82,7 +81,7 @@ def create_components(config: PipelineConfig, compiled: bool = False) -> list[An
             for name, (ptype, default) in runtime_parameter_defaults(config).items()
         }
     example_gen = make_example_gen(config, check_files=not compiled).with_id(EXAMPLE_GEN)
-    schema_importer = ImportSchemaGen(schema_file=config.schema_path).with_id(SCHEMA_IMPORTER)
+    schema_importer = ImportSchemaGen(schema_file=config.schema).with_id(SCHEMA_IMPORTER)
     statistics_gen = StatisticsGen(
         examples=example_gen.outputs["examples"], schema=schema_importer.outputs["schema"]
     ).with_id(STATISTICS_GEN)
@@ -100,7 +99,7 @@ def create_components(config: PipelineConfig, compiled: bool = False) -> list[An
         schema=schema_importer.outputs["schema"],
         preprocessing_fn=PREPROCESSING_FN,
         # Only what preprocessing needs, so changing training settings keeps Transform cached.
-        custom_config=module_custom_config(config.preprocessing),
+        custom_config=component_config(config.preprocessing),
         # vocabularies from train only: a token seen only in validation or eval must be OOV there,
         # as it is for a model serving new data
         splits_config=transform_pb2.SplitsConfig(analyze=[TRAIN], transform=list(SPLITS)),
@@ -119,7 +118,7 @@ def create_components(config: PipelineConfig, compiled: bool = False) -> list[An
         schema=schema_importer.outputs["schema"],
         train_args=trainer_pb2.TrainArgs(splits=[TRAIN]),
         eval_args=trainer_pb2.EvalArgs(splits=[VALIDATION]),  # Keras validation_data: early stopping picks the epoch here
-        custom_config=module_custom_config(config),
+        custom_config=component_config(config),
     ).with_id(TRAINER)
 
     # The last blessed model is only needed (and only evaluated, which doubles TFMA's work) when a

@@ -16,21 +16,20 @@ import csv
 import functools
 import io
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import orjson
 import tensorflow as tf
 
-from embedconfig.config import PipelineConfig, PreprocessingConfig
+from embedconfig.config import BadRecordPolicy, DataFormat, PipelineConfig, PreprocessingConfig, Section
 
 
 class RawDataError(ValueError):
     """A raw record cannot be read; the message names where (file:line) and which field."""
 
 
-@dataclass(frozen=True)
-class ColumnSpec:
+class ColumnSpec(Section):
     """How one declared raw column is typed."""
 
     name: str
@@ -40,19 +39,19 @@ class ColumnSpec:
 
 def column_specs(config: PipelineConfig | PreprocessingConfig) -> dict[str, ColumnSpec]:
     """The declared columns of a config: its features and its label."""
-    specs = {f.name: ColumnSpec(f.name, f.dtype, f.kind == "sequence") for f in config.features}
-    specs[config.label.name] = ColumnSpec(config.label.name, config.label.dtype, False)
+    specs = {f.name: ColumnSpec(name=f.name, dtype=f.dtype, is_list=f.kind == "sequence") for f in config.features}
+    specs[config.label.name] = ColumnSpec(name=config.label.name, dtype=config.label.dtype, is_list=False)
     return specs
 
 
-@dataclass(frozen=True)
-class ReaderSettings:
-    """What ExampleGen needs to read raw files, and nothing more: its custom_config carries this,
-    so a change of model or training settings keeps ExampleGen's output cached."""
+class ReaderSettings(Section):
+    """What ExampleGen needs to read raw files, and nothing more: its custom_config carries this
+    (embedconfig.config.component_config), so a change of model or training settings keeps
+    ExampleGen's output cached."""
 
-    format: str  # jsonl | csv
+    format: DataFormat
     list_delimiter: str
-    on_bad_record: str  # fail | skip
+    on_bad_record: BadRecordPolicy
     max_bad_fraction: float
     columns: tuple[ColumnSpec, ...]
 
@@ -60,23 +59,13 @@ class ReaderSettings:
     def of(config: PipelineConfig) -> ReaderSettings:
         """The reader settings of a validated config."""
         data = config.data
-        return ReaderSettings(data.format, data.list_delimiter, data.on_bad_record, data.max_bad_fraction,
-                              tuple(column_specs(config).values()))
+        return ReaderSettings(format=data.format, list_delimiter=data.list_delimiter, on_bad_record=data.on_bad_record,
+                              max_bad_fraction=data.max_bad_fraction, columns=tuple(column_specs(config).values()))
 
     @property
     def specs(self) -> dict[str, ColumnSpec]:
         """Column name -> spec."""
         return {c.name: c for c in self.columns}
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-safe form (for a protobuf Struct)."""
-        return {**asdict(self), "columns": [asdict(c) for c in self.columns]}
-
-    @staticmethod
-    def from_dict(raw: Mapping[str, Any]) -> ReaderSettings:
-        """Rebuild from ``to_dict()``."""
-        return ReaderSettings(raw["format"], raw["list_delimiter"], raw["on_bad_record"], float(raw["max_bad_fraction"]),
-                              tuple(ColumnSpec(**c) for c in raw["columns"]))
 
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1

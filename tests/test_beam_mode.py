@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from embedconfig.config import parse_config
+from embedconfig.config import BeamConfig, parse_config
 from pipeline.beam_mode import MULTI_PROCESSING_FROM_BYTES, beam_choice, direct_mode, input_bytes
 from pipeline.pipeline_factory import create_pipeline
 
-AUTO = ("--runner=DirectRunner", "--direct_running_mode=auto")
+AUTO = BeamConfig()  # runner: direct, direct_running_mode: auto
 
 
 def test_small_input_runs_in_memory_on_one_worker() -> None:
@@ -22,17 +22,22 @@ def test_small_input_runs_in_memory_on_one_worker() -> None:
 def test_large_input_runs_one_worker_per_core() -> None:
     choice = direct_mode(AUTO, MULTI_PROCESSING_FROM_BYTES, cores=4)
     assert choice.args == ("--runner=DirectRunner", "--direct_running_mode=multi_processing", "--direct_num_workers=4")
-    assert direct_mode(AUTO + ("--direct_num_workers=3",), MULTI_PROCESSING_FROM_BYTES, cores=4).args[-2:] == (
-        "--direct_num_workers=3", "--direct_running_mode=multi_processing"), "a worker count given is kept"
+    three = BeamConfig(options={"direct_running_mode": "auto", "direct_num_workers": 3})
+    assert direct_mode(three, MULTI_PROCESSING_FROM_BYTES, cores=4).args == (
+        "--runner=DirectRunner", "--direct_running_mode=multi_processing", "--direct_num_workers=3"), "a worker count given is kept"
+    flags = BeamConfig(args=("--direct_num_workers=3",))
+    assert direct_mode(flags, MULTI_PROCESSING_FROM_BYTES, cores=4).args == ("--runner=DirectRunner", "--direct_num_workers=3"), \
+        "direct_* flags in beam.args replace the options, auto included"
     one_core = direct_mode(AUTO, 10 * MULTI_PROCESSING_FROM_BYTES, cores=1)
     assert "--direct_running_mode=in_memory" in one_core.args and one_core.reason.endswith("but one core)")
 
 
 def test_unknown_size_and_configured_modes() -> None:
     assert "--direct_running_mode=in_memory" in direct_mode(AUTO, None, cores=8).args
-    configured = ("--runner=DirectRunner", "--direct_running_mode=multi_processing", "--direct_num_workers=2")
+    configured = BeamConfig(options={"direct_running_mode": "multi_processing", "direct_num_workers": 2})
     assert direct_mode(configured, 1, cores=8) == direct_mode(configured, None, cores=1)
-    assert direct_mode(configured, 1, cores=8).args == configured
+    assert direct_mode(configured, 1, cores=8).args == (
+        "--runner=DirectRunner", "--direct_running_mode=multi_processing", "--direct_num_workers=2")
 
 
 def test_input_bytes_counts_every_split_file(raw_config: dict, tmp_path: Path) -> None:
@@ -53,7 +58,7 @@ def test_the_pipeline_gets_the_settled_mode(raw_config: dict, tmp_path: Path) ->
 
     write_synthetic(str(tmp_path / "data"), rows=50)
     config = parse_config(raw_config)
-    assert "--direct_running_mode=auto" in config.beam_args
+    assert config.beam.options["direct_running_mode"] == "auto"
     args = create_pipeline(config).beam_pipeline_args
     assert "--direct_running_mode=in_memory" in args and "--direct_running_mode=auto" not in args
     compiled = beam_choice(config.with_data_path("gs://nowhere/data/"), compiled=True)  # nothing is read

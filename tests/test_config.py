@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from embedconfig.config import ConfigError, config_from_dict, label_is_positive, load_config, parse_config
+from embedconfig.config import ConfigError, config_as_dict, label_is_positive, load_config, parse_config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -15,13 +15,13 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.mark.parametrize("name", ["synthetic.yaml", "movielens.yaml"])
 def test_shipped_configs_load(name: str) -> None:
     config = load_config(REPO / "configs" / name)
-    assert config.features and config.schema_path.endswith(".pbtxt")
-    assert Path(config.schema_path).is_file(), "relative paths resolve against the config's directory"
+    assert config.features and config.schema.endswith(".pbtxt")
+    assert Path(config.schema).is_file(), "relative paths resolve against the config's directory"
 
 
 def test_round_trip_through_dict(raw_config: dict) -> None:
     config = parse_config(raw_config)
-    assert config_from_dict(config.to_dict()) == config
+    assert parse_config(config_as_dict(config)) == config
 
 
 def test_relative_paths_resolve_against_the_config_file(tmp_path: Path, raw_config: dict) -> None:
@@ -142,17 +142,17 @@ def test_a_split_without_validation_is_refused_saying_what_to_add(raw_config: di
 
 def test_default_split_has_validation_and_keeps_eval_share(raw_config: dict) -> None:
     del raw_config["data"]["split"]
-    assert parse_config(raw_config).data.hash_buckets == {"train": 7, "validation": 1, "eval": 2}
+    assert parse_config(raw_config).data.split.hash_buckets == {"train": 7, "validation": 1, "eval": 2}
     raw_config["data"]["split"] = {"files": {"train": "a*", "validation": "b*", "eval": "c*"}}
     data = parse_config(raw_config).data
-    assert data.split_files == {"train": "a*", "validation": "b*", "eval": "c*"} and data.hash_buckets is None
+    assert data.split.files == {"train": "a*", "validation": "b*", "eval": "c*"} and data.split.hash_buckets is None
 
 
 def test_slices_parse_and_round_trip(raw_config: dict) -> None:
     raw_config["evaluation"]["slices"] = [["target_categories"], ["user", "target"]]
     config = parse_config(raw_config)
     assert config.evaluation.slices == (("target_categories",), ("user", "target"))
-    assert config_from_dict(config.to_dict()) == config
+    assert parse_config(config_as_dict(config)) == config
     del raw_config["evaluation"]["slices"]
     assert parse_config(raw_config).evaluation.slices == ()
 
@@ -175,19 +175,19 @@ def test_slice_mistakes_name_the_field(raw_config: dict, slices: list, field: st
 def test_beam_runner_profiles_build_args_and_name_missing_options(raw_config) -> None:
     raw_config["beam"] = {"runner": "dataflow", "options": {"project": "p", "region": "europe-west1",
                                                             "temp_location": "gs://b/tmp", "sdk_container_image": "img"}}
-    args = parse_config(raw_config).beam_args
+    args = parse_config(raw_config).beam.pipeline_args()
     assert "--runner=DataflowRunner" in args and "--project=p" in args and "--sdk_container_image=img" in args
     raw_config["beam"] = {"runner": "dataflow", "options": {"project": "p", "region": "r"}}
     with pytest.raises(ConfigError, match="beam.options.temp_location"):
         parse_config(raw_config)
     raw_config["beam"] = {"runner": "flink", "options": {"job_endpoint": "flink:8099", "environment_config": "sdk-img"}}
-    assert "--runner=PortableRunner" in parse_config(raw_config).beam_args
+    assert "--runner=PortableRunner" in parse_config(raw_config).beam.pipeline_args()
     raw_config["beam"] = {"runner": "spark", "options": {"job_endpoint": "x", "environment_config": "i", "typo": 1}}
     with pytest.raises(ConfigError, match="beam.options.typo"):
         parse_config(raw_config)
     raw_config["beam"] = {"runner": "direct"}
     # the mode is settled from the input's size when the pipeline is built (pipeline/beam_mode.py)
-    assert parse_config(raw_config).beam_args == ("--runner=DirectRunner", "--direct_running_mode=auto")
+    assert parse_config(raw_config).beam.pipeline_args() == ("--runner=DirectRunner", "--direct_running_mode=auto")
     raw_config["beam"] = {"runner": "direct", "options": {"direct_running_mode": "fast"}}
     with pytest.raises(ConfigError, match="beam.options.direct_running_mode"):
         parse_config(raw_config)
@@ -258,7 +258,7 @@ def test_attention_round_trips(raw_config: dict) -> None:
     config = parse_config(raw_config)
     assert [(a.query, a.keys, a.values_feature) for a in config.model.attention] == [
         ("target", "history", "interests"), ("user", "history", "history")]
-    assert config_from_dict(config.to_dict()) == config
+    assert parse_config(config_as_dict(config)) == config
 
 
 def test_target_attention_query_defaults_to_model_query_and_round_trips(raw_config: dict) -> None:
@@ -267,4 +267,4 @@ def test_target_attention_query_defaults_to_model_query_and_round_trips(raw_conf
     raw_config["model"] = {"query": "user", "cross_layers": 2, "cross_projection_dim": 8}
     config = parse_config(raw_config)
     assert (config.features[2].query, config.model.query, config.model.cross_layers) == ("target", "user", 2)
-    assert config_from_dict(config.to_dict()) == config
+    assert parse_config(config_as_dict(config)) == config

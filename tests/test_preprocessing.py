@@ -10,8 +10,8 @@ import tensorflow as tf
 import tensorflow_transform.beam as tft_beam
 from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils
 
-from embedconfig.config import parse_config
-from models.preprocessing import module_custom_config, pad_or_truncate, preprocessing_fn
+from embedconfig.config import component_config, parse_config
+from models.preprocessing import pad_or_truncate, preprocessing_fn
 
 RAW_SPEC = {
     "tags": tf.io.VarLenFeature(tf.string),
@@ -41,7 +41,7 @@ def _config() -> dict:
         ],
         "label": {"name": "score", "dtype": "float", "positive_if": ">= 4"},
     }
-    return module_custom_config(parse_config(raw).preprocessing)
+    return component_config(parse_config(raw).preprocessing)
 
 
 @pytest.fixture(scope="module")

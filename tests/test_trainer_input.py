@@ -7,7 +7,6 @@ Through TFX's own TFXIO dataset over the small model's real ExampleGen and Trans
 from __future__ import annotations
 
 import collections
-import dataclasses
 import json
 import os
 from pathlib import Path
@@ -20,7 +19,7 @@ from tfx.components.trainer.fn_args_utils import DataAccessor
 from tfx.components.util import tfxio_utils
 from tfx.utils import path_utils
 
-from embedconfig.config import TRAIN, VALIDATION
+from embedconfig.config import TRAIN, VALIDATION, replace
 from models.trainer import (
     MODEL_INFO_DIR,
     _row_packing,
@@ -104,7 +103,7 @@ def test_the_trainer_fits_on_transforms_splits_when_told_to(small_model_build, t
     splits, caches them, and exports a model that scores raw examples."""
     built = small_model_build
     config = built.config
-    config = dataclasses.replace(config, training=dataclasses.replace(config.training, input="transformed", epochs=1))
+    config = replace(config, training=replace(config.training, input="transformed", epochs=1))
     model_dir = path_utils.serving_model_dir(run_trainer(config, built.examples, built.transformed, built.transform_graph, tmp_path).uri)
     with open(os.path.join(model_dir, MODEL_INFO_DIR, "training.json")) as f:
         record = json.load(f)
@@ -150,5 +149,5 @@ def test_the_trainer_caches_the_small_models_splits_and_says_so(small_model_buil
     files = {s: [os.path.join(built.transformed.uri, f"Split-{s}", "*")] for s in (TRAIN, VALIDATION)}
     training = built.config.training
     for change in ({"cache_mb": 0}, {"steps_per_epoch": 3}):
-        plan = decide_caching(files[TRAIN], files[VALIDATION], tft_output, dataclasses.replace(training, **change))
+        plan = decide_caching(files[TRAIN], files[VALIDATION], tft_output, replace(training, **change))
         assert plan == {"train": False, "validation": False}, change

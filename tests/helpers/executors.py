@@ -14,8 +14,7 @@ from tfx.proto import trainer_pb2, transform_pb2
 from tfx.types import artifact_utils, standard_artifacts
 from tfx.types import standard_component_specs as keys
 
-from embedconfig.config import EVAL, SPLITS, TRAIN, VALIDATION, PipelineConfig
-from models.preprocessing import module_custom_config
+from embedconfig.config import EVAL, SPLITS, TRAIN, VALIDATION, PipelineConfig, component_config
 from pipeline.eval_config import make_eval_config
 from pipeline.pipeline_factory import PREPROCESSING_FN, RUN_FN
 from tests.helpers.example_gen import beam_context
@@ -33,7 +32,7 @@ def artifact(kind, uri: Path, splits: list[str] | None = None):
 def schema_artifact(config: PipelineConfig, out: Path) -> standard_artifacts.Schema:
     """The curated schema as ImportSchemaGen leaves it: one schema.pbtxt under ``out``."""
     out.mkdir(parents=True, exist_ok=True)
-    (out / "schema.pbtxt").write_text(Path(config.schema_path).read_text())
+    (out / "schema.pbtxt").write_text(Path(config.schema).read_text())
     return artifact(standard_artifacts.Schema, out)
 
 
@@ -49,7 +48,7 @@ def run_transform(config: PipelineConfig, examples, schema, work: Path, beam_arg
     Executor(beam_context(beam_args)).Do(
         {keys.EXAMPLES_KEY: [examples], keys.SCHEMA_KEY: [schema]},
         {keys.TRANSFORM_GRAPH_KEY: [graph], keys.TRANSFORMED_EXAMPLES_KEY: [transformed]},
-        {keys.PREPROCESSING_FN_KEY: PREPROCESSING_FN, keys.CUSTOM_CONFIG_KEY: json.dumps(module_custom_config(config.preprocessing)),
+        {keys.PREPROCESSING_FN_KEY: PREPROCESSING_FN, keys.CUSTOM_CONFIG_KEY: json.dumps(component_config(config.preprocessing)),
          keys.SPLITS_CONFIG_KEY: json_format.MessageToJson(splits_config),
          keys.DISABLE_STATISTICS_KEY: True, keys.FORCE_TF_COMPAT_V1_KEY: 0},
     )
@@ -67,7 +66,7 @@ def run_trainer(config: PipelineConfig, examples, transformed, graph, work: Path
     GenericExecutor().Do(
         {keys.EXAMPLES_KEY: [examples if config.training.reads_raw_examples else transformed], keys.TRANSFORM_GRAPH_KEY: [graph]},
         {keys.MODEL_KEY: [model], keys.MODEL_RUN_KEY: [model_run]},
-        {keys.RUN_FN_KEY: RUN_FN, keys.CUSTOM_CONFIG_KEY: json.dumps(module_custom_config(config)),
+        {keys.RUN_FN_KEY: RUN_FN, keys.CUSTOM_CONFIG_KEY: json.dumps(component_config(config)),
          keys.TRAIN_ARGS_KEY: json_format.MessageToJson(trainer_pb2.TrainArgs(splits=[TRAIN])),
          keys.EVAL_ARGS_KEY: json_format.MessageToJson(trainer_pb2.EvalArgs(splits=[VALIDATION]))},
     )
