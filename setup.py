@@ -35,6 +35,9 @@ setup(
         "grpcio-health-checking==1.48.2",  # the standard grpc.health.v1 service of the model server
         "kfp==2.5.0",
         "pyyaml>=6",
+        # the config's one declaration per field, its validation and its JSON Schema (embedconfig/config.py);
+        # already in the stack through TFX's dependencies (2.14.4 pinned), now used directly
+        "pydantic>=2.7,<3",
         # ExampleGen's JSON Lines parsing: 161K vs 74K lines/s for json (records/raw_records.py);
         # already in the stack through TFX's dependencies, now used directly
         "orjson>=3.9",
@@ -48,7 +51,9 @@ setup(
     # pytest-xdist: make test runs the suite on both cores (16 min 42 s -> 10 min 51 s measured)
     # matplotlib: bench/scale.py's PNG of the scaling curve; psutil (already pinned through TFX's
     # dependencies) samples the process tree there
-    extras_require={"dev": ["pytest>=8", "ruff>=0.6", "moto[server]>=5", "pytest-xdist>=3", "matplotlib>=3.9", "psutil>=5"]},
+    # jsonschema (pinned through the stack): tests check shipped configs against `embedpipe config schema`
+    extras_require={"dev": ["pytest>=8", "ruff>=0.6", "moto[server]>=5", "pytest-xdist>=3", "matplotlib>=3.9", "psutil>=5",
+                            "jsonschema>=4"]},
     # embedpipe-beam-worker: the SDK worker boot that `embedpipe beam-worker-pool` starts per worker
     entry_points={"console_scripts": ["embedpipe=pipeline.cli:main", "embedpipe-beam-worker=pipeline.beam_worker:boot_main"]},
 )

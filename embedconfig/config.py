@@ -593,17 +593,23 @@ def parse_config(raw: Any, base_dir: Path | str | None = None, source: str = "<d
     return config
 
 
+# The keys of the config.json the Trainer writes beside every model (models/trainer.py write_model_info).
+MODEL_CONFIG_KEYS = {"config", "vocabulary_sizes"}
+
+
 def load_config(path: str | os.PathLike[str], check_schema: bool = True) -> PipelineConfig:
-    """Read and validate a YAML config file; relative paths resolve against its directory.
-    ``check_schema``: also check it against its schema file (not for ``schema infer``, which writes it)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError("<file>", f"no config file at {path}")
+    """Read and validate a YAML config file, or the ``config.json`` inside a model
+    (``assets.extra/embedpipe/config.json``, the config its run used); a URI (gs://, s3://) is read
+    through tf.io.gfile. Relative paths resolve against the file's directory. ``check_schema``: also
+    check it against its schema file (not for ``schema infer``, which writes it)."""
+    text, base_dir = _read_config_file(str(path))
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.safe_load(text)  # JSON is YAML
     except yaml.YAMLError as e:
         raise ConfigError("<file>", f"{path} is not valid YAML: {e}") from e
-    config = parse_config(raw, base_dir=path.resolve().parent, source=str(path))
+    if isinstance(raw, Mapping) and set(raw) == MODEL_CONFIG_KEYS:
+        raw = raw["config"]
+    config = parse_config(raw, base_dir=base_dir, source=str(path))
     if check_schema:
         check_against_schema(config)
     return config
@@ -630,6 +636,21 @@ def from_component_config(custom_config: Mapping[str, Any], section: type[S]) ->
         return section.model_validate(raw)
     except ValidationError as e:
         raise config_error_from(e, section, raw) from None
+
+
+def _read_config_file(path: str) -> tuple[str, str | None]:
+    """The file's text and the directory its relative paths resolve against (None for a URI)."""
+    if "://" in path:  # TensorFlow only where a bucket is read: a local config loads without it
+        import tensorflow as tf
+
+        if not tf.io.gfile.exists(path):
+            raise ConfigError("<file>", f"no config file at {path}")
+        with tf.io.gfile.GFile(path) as f:
+            return f.read(), None
+    local = Path(path)
+    if not local.is_file():
+        raise ConfigError("<file>", f"no config file at {local}")
+    return local.read_text(), str(local.resolve().parent)
 
 
 def config_as_dict(config: Section) -> dict[str, Any]:

@@ -1,6 +1,8 @@
 """``embedpipe``: run the pipeline, write a first schema, make example data.
 
     embedpipe run [--config F] [--data PATH] [--verbose]
+    embedpipe config show [--config F]    (F: a YAML config or a model's assets.extra/embedpipe/config.json)
+    embedpipe config schema [--output F]  (the JSON Schema of a config file, for an editor's YAML plugin)
     embedpipe schema infer --config F [--data PATH] [--output F]
     embedpipe data synthetic --rows N --output DIR [--seed S] [--signal preference|late]
     embedpipe data movielens --source DIR --output DIR [--eval-per-user 10] [--validation-per-user 10] [--no-item-cf]
@@ -74,6 +76,33 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     summary = run_locally(config, verbose=args.verbose)
     return 0 if summary.pushed else EXIT_NOT_PUSHED
+
+
+def cmd_config_show(args: argparse.Namespace) -> int:
+    """Print the resolved config as YAML: what a run of it would use."""
+    from embedconfig.config import config_as_yaml, load_config
+
+    path = str(args.config or DEFAULT_CONFIG)
+    if "://" in path:
+        from storage import enable_object_storage
+
+        enable_object_storage()
+    sys.stdout.write(config_as_yaml(load_config(path, check_schema=False)))
+    return 0
+
+
+def cmd_config_schema(args: argparse.Namespace) -> int:
+    """Print (or write) the JSON Schema of a config file."""
+    import json
+
+    from embedconfig.config import config_json_schema
+
+    text = json.dumps(config_json_schema(), indent=2) + "\n"
+    if args.output:
+        Path(args.output).write_text(text)
+    else:
+        sys.stdout.write(text)
+    return 0
 
 
 def cmd_schema_infer(args: argparse.Namespace) -> int:
@@ -184,6 +213,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--data", help="override data.path: a file, a glob, or a directory holding the split files")
     run.add_argument("--verbose", action="store_true", help="show TFX, Beam and TensorFlow logs")
     run.set_defaults(func=cmd_run)
+
+    config = verbs.add_parser("config", help="the config: resolved, or its JSON Schema").add_subparsers(dest="config_verb", required=True)
+    show = config.add_parser("show", help="the resolved config, every default filled in, as YAML (it loads as a config again)")
+    show.add_argument("--config", help="a YAML config, or the config.json inside a model (assets.extra/embedpipe/config.json); "
+                                       "a path or a gs:// / s3:// URI (default: the built-in example)")
+    show.set_defaults(func=cmd_config_show)
+    json_schema = config.add_parser("schema", help="the JSON Schema of a config file (for an editor's YAML plugin; see README)")
+    json_schema.add_argument("--output", help="write it to this file (default: standard output)")
+    json_schema.set_defaults(func=cmd_config_schema)
 
     schema = verbs.add_parser("schema", help="schema tools").add_subparsers(dest="schema_verb", required=True)
     infer = schema.add_parser("infer", help="write a first schema from the data for a person to curate")

@@ -223,6 +223,18 @@ def _split_size(s3, split: str) -> int:
     return sum(1 for _ in tf.data.TFRecordDataset(files, compression_type="GZIP"))
 
 
+def test_the_pushed_models_config_json_shows_the_config_the_run_used(runs, s3, capsys) -> None:
+    """`embedpipe config show` reads the config.json the Trainer wrote into the pushed model, from the bucket."""
+    from embedconfig.config import config_as_yaml, load_config
+    from pipeline.cli import main
+
+    pushed = f"{runs['first'].pushed_path}/assets.extra/embedpipe/config.json"
+    assert main(["config", "show", "--config", pushed]) == 0
+    shown = capsys.readouterr().out
+    assert shown == config_as_yaml(load_config(runs["work"] / "config.yaml"))
+    assert load_config(pushed, check_schema=False) == runs["config"]
+
+
 def test_the_evaluator_gates_on_a_split_the_trainer_never_read(runs, s3) -> None:
     """Issue 15: selection (early stopping) on validation, the blessing on eval, nothing shared."""
     first = runs["first"]
