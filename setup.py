@@ -13,7 +13,7 @@ setup(
     python_requires=">=3.10,<3.11",
     # Never a top-level package named 'kubeflow': it would shadow the real kubeflow namespace.
     packages=find_packages(
-        include=["embedconfig", "records", "models", "storage", "storage.*", "pipeline", "pipeline.*", "components", "components.*", "serving", "serving.*"]
+        include=["patches", "embedconfig", "records", "models", "storage", "storage.*", "pipeline", "pipeline.*", "components", "components.*", "serving", "serving.*"]
     ),
     install_requires=[
         "tfx[kfp]==1.16.0",
@@ -25,7 +25,7 @@ setup(
         "tensorflow-model-analysis==0.47.1",
         "tensorflow-serving-api==2.16.1",
         # s3:// for tf.io.gfile (TensorFlow 2.16 has gs:// built in, not s3://); 0.37.1 is the release
-        # for TF 2.16 and the last one. Its exit abort is fixed in storage/tfio_exit_fix.py.
+        # for TF 2.16 and the last one. Its exit abort is fixed in patches/__init__.py.
         "tensorflow-io==0.37.1",
         # TF Text's kernels, which tensorflow_model_server links: models that use them must load
         "tensorflow-text==2.16.1",

@@ -6,7 +6,7 @@ Prints a table (machine, date, both runs side by side) and writes bench/out/pipe
 The pipeline root and metadata go to a fresh temporary directory, so earlier runs do not count.
 ``--compare CHANGE`` first runs a cold run in a subprocess without one of the project's speed
 changes and prints it as a third column: ``tf-keras-autograph`` (TF 2.16's own AutoGraph rules,
-tf_keras converted, models/autograph_rules.py not applied) or ``tfma-default-metrics`` (TFMA adds
+tf_keras converted, patches.exclude_tf_keras_from_autograph not applied) or ``tfma-default-metrics`` (TFMA adds
 the Keras model's compiled metrics, its default; pipeline/eval_config.py turns that off) or
 ``rnn-backend-selection`` (tf_keras' LSTM/GRU layers, which trace a cuDNN and a generic
 implementation, instead of the generic RNN the project builds without a GPU) or
@@ -141,10 +141,9 @@ def _convert_tf_keras() -> None:
     """TF 2.16's AutoGraph rules: drop the tf_keras rule and keep the project from adding it."""
     from tensorflow.python.autograph.core import config as autograph_config
 
-    import models.autograph_rules as rules
-    import pipeline.local_runner as local_runner
+    import patches
 
-    rules.exclude_tf_keras_from_autograph = local_runner.exclude_tf_keras_from_autograph = lambda: None
+    patches.exclude_tf_keras_from_autograph = lambda: None  # every caller looks it up on the module
     autograph_config.CONVERSION_RULES = tuple(r for r in autograph_config.CONVERSION_RULES
                                               if not (isinstance(r, autograph_config.DoNotConvert) and r.matches("tf_keras")))
 

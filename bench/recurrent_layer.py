@@ -36,7 +36,7 @@ def measure(cell: str, layer: str) -> dict[str, float]:
 
     import models.model as model
     from embedconfig.config import parse_config
-    from models.autograph_rules import exclude_tf_keras_from_autograph
+    from patches import exclude_tf_keras_from_autograph
     from tests.helpers.configs import synthetic_raw_config
 
     exclude_tf_keras_from_autograph()  # as in the Trainer

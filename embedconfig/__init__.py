@@ -1,10 +1,7 @@
-"""The validated config every other package receives: the bottom of the import graph.
+"""The validated config every other package receives: the bottom of the project's own packages.
 
-Imports nothing else of the project (tests/test_architecture.py checks the direction of every
-import). Keras 2 on purpose: TF 2.16 picks tf.keras from TF_USE_LEGACY_KERAS when TensorFlow is
-first imported, so it is set here, where every package's imports start.
+Imports nothing of the project but ``patches`` (tests/test_architecture.py checks the direction of
+every import), first, so that Keras 2 is chosen before anything imports TensorFlow.
 """
 
-import os
-
-os.environ["TF_USE_LEGACY_KERAS"] = "1"
+import patches  # noqa: F401 -- Keras 2 before TensorFlow loads (patches/__init__.py)

@@ -28,12 +28,12 @@ import tensorflow as tf
 import tf_keras as keras
 from tensorflow_recommenders.layers.feature_interaction import Cross  # tfrs.layers.dcn.Cross
 
+import patches
 from embedconfig.config import FeatureConfig, ModelConfig, PipelineConfig
 from embedconfig.model_shapes import concat_features, pooling_of, query_of
-from models.autograph_rules import exclude_tf_keras_from_autograph
 from models.preprocessing import embedding_rows
 
-exclude_tf_keras_from_autograph()  # first fit 29.5 s -> 2.0 s on TF 2.16 (models/autograph_rules.py)
+patches.exclude_tf_keras_from_autograph()  # first fit 29.5 s -> 2.0 s on TF 2.16 (patches/__init__.py)
 
 # Our layers are registered under this package (tfrs registers Cross as "Custom>Cross"), so
 # `import models.model` is all `keras.models.load_model` needs to rebuild an exported model from

@@ -36,8 +36,7 @@ def boot_main(argv: list[str] | None = None) -> None:
     from apache_beam.portability.api import beam_provision_api_pb2, beam_provision_api_pb2_grpc
     from google.protobuf import json_format
 
-    import embedconfig  # noqa: F401 -- Keras 2 (TF_USE_LEGACY_KERAS=1) before TensorFlow loads
-    from models.autograph_rules import exclude_tf_keras_from_autograph
+    import patches  # Keras 2 (TF_USE_LEGACY_KERAS=1) before TensorFlow loads
     from storage import enable_object_storage
 
     parser = argparse.ArgumentParser(prog=WORKER_EXECUTABLE)
@@ -45,7 +44,7 @@ def boot_main(argv: list[str] | None = None) -> None:
         parser.add_argument(f"--{name}", required=True)
     args, _ = parser.parse_known_args(argv)
     enable_object_storage(beam=True)
-    exclude_tf_keras_from_autograph()  # TFMA loads the model with tf_keras in the worker
+    patches.exclude_tf_keras_from_autograph()  # TFMA loads the model with tf_keras in the worker
     with grpc.insecure_channel(args.provision_endpoint) as channel:
         info = beam_provision_api_pb2_grpc.ProvisionServiceStub(channel).GetProvisionInfo(
             beam_provision_api_pb2.GetProvisionInfoRequest(), timeout=60, metadata=(("worker_id", args.id),)).info

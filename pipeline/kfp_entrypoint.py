@@ -5,8 +5,8 @@
 TFX's v2 entrypoints (the executor runner and ExampleGen's driver) import only TFX, so in a pod
 nothing would register ``s3://`` with TensorFlow's file system layer for StatisticsGen or the
 Pusher (tfx#4537), and every task that touched a bucket would abort at exit
-(storage/tfio_exit_fix.py). This wrapper enables both (and keeps AutoGraph out of tf_keras:
-models/autograph_rules.py), then runs the TFX module unchanged as
+(patches.stop_tfio_exit_abort). This wrapper enables both (and keeps AutoGraph out of tf_keras:
+patches.exclude_tf_keras_from_autograph), then runs the TFX module unchanged as
 ``__main__`` with the remaining arguments; its exit code is the task's.
 """
 
@@ -15,7 +15,7 @@ from __future__ import annotations
 import runpy
 import sys
 
-import pipeline  # noqa: F401 -- TF_USE_LEGACY_KERAS=1 before TensorFlow loads
+import patches  # TF_USE_LEGACY_KERAS=1 before TensorFlow loads
 from storage import enable_object_storage
 
 MODULE = "pipeline.kfp_entrypoint"
@@ -32,10 +32,8 @@ def main(argv: list[str]) -> None:
     """Run module ``argv[0]`` as ``__main__`` with arguments ``argv[1:]``."""
     if not argv:
         raise SystemExit(f"usage: python -m {MODULE} MODULE [ARGS...]")
-    from models.autograph_rules import exclude_tf_keras_from_autograph
-
     enable_object_storage(beam=True)
-    exclude_tf_keras_from_autograph()  # the Trainer's and the Evaluator's tf_keras code (models/autograph_rules.py)
+    patches.exclude_tf_keras_from_autograph()  # the Trainer's and the Evaluator's tf_keras code
     sys.argv = list(argv)
     runpy.run_module(argv[0], run_name="__main__", alter_sys=True)
 

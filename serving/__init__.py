@@ -1,5 +1,3 @@
 """A model server that speaks TF Serving's gRPC and REST APIs, for the models the pipeline pushes."""
 
-import os
-
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+import patches  # noqa: F401 -- Keras 2 before TensorFlow loads (patches/__init__.py)

@@ -17,8 +17,7 @@ from __future__ import annotations
 import os
 from typing import MutableMapping
 
-from storage import tfio_exit_fix
-from storage.beam_s3_clients import share_beam_s3_clients
+import patches
 
 _enabled = False
 
@@ -47,15 +46,15 @@ def enable_object_storage(beam: bool = False) -> None:
 
     Call it once at the start of every entry point that may touch a bucket (the CLI, the model
     server, the Kubeflow task entrypoint, the test session). Imports TensorFlow. ``beam``: this
-    process runs Beam, whose S3 IO then shares its boto3 clients (storage/beam_s3_clients.py).
+    process runs Beam, whose S3 IO then shares its boto3 clients (patches.share_beam_s3_clients).
     """
     global _enabled
     if beam:
-        share_beam_s3_clients()
+        patches.share_beam_s3_clients()
     if _enabled:
         return
     configure_s3_environment()
-    tfio_exit_fix.install()
+    patches.stop_tfio_exit_abort()
     import tensorflow_io  # noqa: F401 -- registers s3:// (and az://, hdfs://) with tf.io.gfile
 
     _enabled = True

@@ -1,7 +1,7 @@
 """Packages import in one direction, and no modules import each other in a circle.
 
-The layers, bottom first (docs/ARCHITECTURE.md): the config and object storage import nothing of
-the project; record conversion uses the config; the module code TFX runs uses both; the server
+The layers, bottom first (docs/ARCHITECTURE.md): ``patches`` (every change to a third-party
+library) imports nothing of the project; the config and object storage import only it; record conversion uses the config; the module code TFX runs uses both; the server
 uses record conversion; the custom components use the module code and the server (the canary);
 the pipeline and its CLI use everything.
 """
@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-LAYERS = {"embedconfig": 0, "storage": 0, "records": 1, "models": 2, "serving": 3, "components": 4, "pipeline": 5}
+LAYERS = {"patches": -1, "embedconfig": 0, "storage": 0, "records": 1, "models": 2, "serving": 3, "components": 4, "pipeline": 5}
 
 pytestmark = pytest.mark.unit
 
@@ -96,7 +96,7 @@ def test_the_architecture_map_names_every_module_and_cli_verb() -> None:
     text = (REPO / "docs" / "ARCHITECTURE.md").read_text()
     missing = [str(p.relative_to(REPO)) for p in _modules().values() if p.name != "__init__.py" and p.name not in text]
     assert not missing, f"modules missing from docs/ARCHITECTURE.md: {missing}"
-    named = set(re.findall(r"\b((?:embedconfig|storage|records|models|serving|components|pipeline)/[\w/]+\.py)", text))
+    named = set(re.findall(r"\b((?:patches|embedconfig|storage|records|models|serving|components|pipeline)/[\w/]+\.py)", text))
     assert named and not [n for n in named if not (REPO / n).exists()], "docs/ARCHITECTURE.md names files that do not exist"
     from pipeline.cli import build_parser
 
@@ -108,6 +108,48 @@ def test_the_architecture_map_names_every_module_and_cli_verb() -> None:
         nested = [a for a in sub._actions if a.dest.endswith("_verb")]
         expected |= {f"{verb} {s}" for s in nested[0].choices} if nested else {verb}
     assert {" ".join(v.split()) for v in listed} == expected
+
+
+def _third_party_patches(path: Path) -> list[str]:
+    """Where ``path`` changes a library: assigns to an attribute of an imported third-party module or
+    object, puts a function in place of an attribute, or sets the Keras-2 switch."""
+    tree = ast.parse(path.read_text())
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imported |= {(a.asname or a.name).split(".")[0] for a in node.names if a.name.split(".")[0] not in LAYERS}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0 and node.module.split(".")[0] not in LAYERS:
+            imported |= {a.asname or a.name for a in node.names}
+    found = []
+    for node in ast.walk(tree):
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, (ast.AugAssign, ast.AnnAssign)) else []
+        for target in targets:
+            where = f"{path.relative_to(REPO)}:{node.lineno}: {ast.unparse(target)}"
+            if isinstance(target, ast.Attribute):
+                base = target.value
+                while isinstance(base, ast.Attribute):
+                    base = base.value
+                name = base.id if isinstance(base, ast.Name) else ""
+                if (name in imported and ast.unparse(target) != "sys.argv") or (
+                        isinstance(node, ast.Assign) and isinstance(node.value, ast.Lambda) and name not in ("self", "cls")):
+                    found.append(where)
+            elif isinstance(target, ast.Subscript) and ast.unparse(target.value) in ("os.environ", "sys.modules"):
+                if "TF_USE_LEGACY_KERAS" in ast.unparse(target) or ast.unparse(target.value) == "sys.modules":
+                    found.append(where)
+        call = ast.unparse(node.func) if isinstance(node, ast.Call) else ""
+        if call == "setattr" or (call == "os.environ.setdefault" and "TF_USE_LEGACY_KERAS" in ast.unparse(node)):
+            found.append(f"{path.relative_to(REPO)}:{node.lineno}: {ast.unparse(node)[:80]}")
+    return found
+
+
+def test_only_the_patches_module_patches_third_party_code() -> None:
+    """patches/__init__.py is the one place the project changes a library's behaviour (the Keras-2
+    switch, AutoGraph's rules, tensorflow-io's exit, Beam's S3 clients, TFX's sdist, absl's logger)."""
+    found = {p: _third_party_patches(p) for p in _modules().values()}
+    assert [w for p, ws in found.items() if p.parent.name != "patches" for w in ws] == []
+    in_patches = " ".join(w for p, ws in found.items() if p.parent.name == "patches" for w in ws)
+    for patch in ("TF_USE_LEGACY_KERAS", "CONVERSION_RULES", "boto3_client.boto3", "make_beam_dependency_flags", "setLevel"):
+        assert patch in in_patches, f"the scan no longer sees {patch} in patches/__init__.py: it would miss it elsewhere too"
 
 
 def test_pipeline_processes_do_not_import_tfx_v1() -> None:

@@ -27,11 +27,11 @@ def test_keras_is_keras_2() -> None:
 
 
 def test_autograph_leaves_tf_keras_alone_and_still_converts_our_layers() -> None:
-    """models/autograph_rules.py: tf_keras' training loop is not re-converted in every process
+    """patches.exclude_tf_keras_from_autograph: tf_keras' training loop is not re-converted in every process
     (first fit 29.5 s -> 2.0 s); a layer of ours with Python control flow still is."""
     from tensorflow.python.autograph.impl import conversion
 
-    from models.autograph_rules import exclude_tf_keras_from_autograph
+    from patches import exclude_tf_keras_from_autograph
 
     exclude_tf_keras_from_autograph()  # idempotent: the rule is there once
     assert conversion.is_allowlisted(keras.Model.train_step) and conversion.is_allowlisted(keras.metrics.AUC.update_state)

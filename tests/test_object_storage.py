@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from patches import SHUTDOWN_SYMBOL, elf_symbol_offset
 from storage import configure_s3_environment
-from storage.tfio_exit_fix import SHUTDOWN_SYMBOL, elf_symbol_offset
 from tests.helpers.s3_server import environment_without_buckets
 
 pytestmark = pytest.mark.e2e
@@ -82,14 +82,14 @@ def test_tensorflow_io_gets_its_endpoint_from_the_standard_variables() -> None:
 
 
 def test_beams_s3_io_shares_one_boto3_client_across_file_operations(s3, probes_bucket, monkeypatch) -> None:
-    """Beam 2.59 builds a boto3 client per file operation (storage/beam_s3_clients.py); shared, it
+    """Beam 2.59 builds a boto3 client per file operation (patches.share_beam_s3_clients); shared, it
     builds one, and every operation a Beam write and read makes still works on the bucket."""
     import boto3
     from apache_beam.io.aws.clients.s3 import boto3_client
     from apache_beam.io.filesystems import FileSystems
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from storage.beam_s3_clients import share_beam_s3_clients
+    from patches import share_beam_s3_clients
 
     built = []
     session_client = boto3.session.Session.client
