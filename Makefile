@@ -9,8 +9,8 @@ STAMP := $(VENV)/.installed
 install: $(STAMP)
 
 # Re-install when the pins or the package metadata change.
-# uv installs the same pinned set as pip (pip freeze equal but for uv itself) in 39 s against pip's
-# 4-6 min on 2 cores (issue 35; README "Set-up"): it resolves and unpacks in parallel. It comes from
+# uv installs the same pinned set as pip (pip freeze equal but for uv itself) in 31.6 s against pip's
+# 4-6 min on 2 cores (issue 35; the README's first section): it resolves and unpacks in parallel. It comes from
 # the registry at a pinned version; where it cannot be had, pip installs the same constraints.
 UV_VERSION := 0.13.8
 $(STAMP): constraints.txt setup.py

@@ -99,6 +99,12 @@ def test_config_schema_prints_the_json_schema(capsys, tmp_path: Path) -> None:
     assert json.loads((tmp_path / "s.json").read_text()) == config_json_schema()
 
 
+def test_the_shipped_json_schema_is_the_current_one() -> None:
+    """configs/embedpipe.schema.json is what editors read (README): it must say what the loader checks."""
+    shipped = json.loads((REPO / "configs" / "embedpipe.schema.json").read_text())
+    assert shipped == config_json_schema(), "run: embedpipe config schema --output configs/embedpipe.schema.json"
+
+
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
 def test_the_json_schema_accepts_every_shipped_config_as_written(validator, path: Path) -> None:
     errors = [f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(yaml.safe_load(path.read_text()))]
