@@ -48,7 +48,8 @@ setup(
         "tensorflow-recommenders==0.7.3",
     ],
     # moto[server]: the S3-API server the object-storage tests start (a stand-in for MinIO / S3)
-    # pytest-xdist: make test runs the suite on both cores (16 min 42 s -> 10 min 51 s measured)
+    # pytest-xdist: make test runs the suite on both cores, in about two thirds of one core's time
+    # (bench/RESULTS.md, "The test suite's own time")
     # matplotlib: bench/scale.py's PNG of the scaling curve; psutil (already pinned through TFX's
     # dependencies) samples the process tree there
     # jsonschema (pinned through the stack): tests check shipped configs against `embedpipe config schema`

@@ -2,13 +2,15 @@
 
     .venv/bin/python bench/against_reference.py --movielens RAW_DIR [--reference 59d311e] [--rounds 2]
 
-Why: the same cold run at the same commit took 93 s on one afternoon and 236-294 s on a slow night
-(bench/RESULTS.md); this VM's speed moves by 3x from hour to hour, so a wall time alone cannot say
-whether issue 13's "MovieLens-100K cold <= 90 s" holds. That target was set against 107.7 s, measured
-at 59d311e on 2026-11-28. This script runs that commit's own pipeline (its config, its data converter,
-in a git worktree) beside this checkout in one invocation, in an order that cancels a linear drift of
-the VM's speed (A B C, then C B A), so their ratio is measured on one machine at one time. The target
-as a ratio is 90 / 107.7 = 0.836 of the reference.
+Why: this VM's speed moves by up to 3x from hour to hour, and the same cold run at the same commit
+with it (bench/RESULTS.md, "The machine, and how to compare wall times on it"),
+so a wall time alone cannot say whether issue 13's "MovieLens-100K cold <= 90 s" holds. That target
+was set against 107.7 s at 59d311e
+(bench/RESULTS.md, "The reference: 107.7 s at 59d311e (2026-11-28)").
+This script runs that commit's own pipeline (its config, its data converter, in a git worktree)
+beside this checkout in one invocation, in an order that cancels a linear drift of the VM's speed
+(A B C, then C B A), so their ratio is measured on one machine at one time. The target as a ratio
+is 90 / 107.7 = 0.836 of the reference.
 
 Three arms, each a cold run in a fresh process with a fresh pipeline root:
 - ``reference``: the reference commit, its configs/movielens.yaml on its converter's data;
@@ -38,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 from bench.machine_speed import describe, machine_speed_in_subprocess  # noqa: E402
 from bench.pipeline_wall_time import machine  # noqa: E402
 
-REFERENCE_COMMIT = "59d311e"  # bench/RESULTS.md, "Pipeline wall time per component": 107.7 s cold
+REFERENCE_COMMIT = "59d311e"  # bench/RESULTS.md, "The reference: 107.7 s at 59d311e (2026-11-28)"
 REFERENCE_SECONDS, TARGET_SECONDS = 107.7, 90.0
 REFERENCE_FEATURES = ("user", "history", "target", "liked_genres", "target_genres")
 # the reference's training section (its learning rate, 3 epochs, patience 1), whatever the shipped one says

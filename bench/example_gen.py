@@ -7,8 +7,9 @@ TFX's ExampleGen machinery: hash split, shuffle, gzip TFRecord writing), in one 
 ``--workers``: DirectRunner's worker counts to run side by side (1: in_memory; more:
 multi_processing); ``--runs``: which of the three readers.
 
-Prints a table (machine, date) and writes bench/out/example_gen.json. Issue 13's yardstick: the
-300K-row file took 112.5 s (~2,700 rows/s) inside `embedpipe run` on 2026-11-30.
+Prints a table (machine, date) and writes bench/out/example_gen.json. Issue 13's yardstick (its
+300K-row file's time inside `embedpipe run`) and what this bench measured beside it:
+bench/RESULTS.md, "ExampleGen".
 """
 
 from __future__ import annotations

@@ -2,19 +2,21 @@
 
     .venv/bin/python bench/machine_speed.py
 
-Why: the same cold MovieLens run at the same commit took 93 s on 12-02's afternoon VM and 233-340 s
-on 12-02's late evening one (bench/RESULTS.md): the VM's speed, not the code, moved it by 2.5-3.5x.
+Why: the same cold MovieLens run at the same commit took about three times as long one evening as
+that afternoon: the VM's speed, not the code, moved it
+(bench/RESULTS.md, "The machine, and how to compare wall times on it").
 Without a reading of the machine's speed taken beside it, a wall time cannot be compared with one
 taken on another day. The two readings mirror where a cold run spends its time:
 - ``python_loop_s``: a pure-Python loop of 10 million additions (Beam's bundle processing, TFT's and
-  TFMA's pipeline construction and tracing are Python-bound: py-spy, bench/RESULTS.md);
+  TFMA's pipeline construction and tracing are Python-bound: py-spy; Transform's share in
+  bench/RESULTS.md, "What made the cold run faster (measured side by side)");
 - ``tf_step_us``: one step of a small GRU-like recurrence in a ``tf.while_loop`` inside a
   ``tf.function`` (tiny ops, one after another: the critical path of the Trainer's steps).
 Each is the best of three, so a moment of contention does not count. Lower is faster.
-A rough guide, not a correction factor: on 12-03 a reading of 0.82 s / 118 us went with a 294 s cold
-run and 0.54 s / 84 us with 152 s, but the night before 0.83-0.89 s / 108-126 us went with 236 s,
-and readings moved by half within one run (bench/RESULTS.md). Compare code with ``--compare``
-runs in one invocation, not with a reading.
+A rough guide, not a correction factor: like readings have gone with cold runs of quite different
+lengths, and readings move from hour to hour
+(bench/RESULTS.md, "The machine, and how to compare wall times on it").
+Compare code with ``--compare`` runs in one invocation, not with a reading.
 """
 
 from __future__ import annotations

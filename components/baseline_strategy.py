@@ -3,10 +3,10 @@
 TFX's LatestBlessedModelStrategy returns the latest blessed model, which on a rerun with nothing
 changed is the cached candidate: the Evaluator's inputs then differ from the first run's (a
 baseline appeared), so it misses the cache and evaluates the same model twice to compare it with
-itself (MovieLens-100K: 36.9 s of a 37.0 s rerun; 1M synthetic rows: 131.5 s of 136.1 s, in
-bench/RESULTS.md). Leaving the candidate out gives the rerun the first run's inputs, so the
-Evaluator, the canary and the Pusher come from the cache; a new candidate is still compared with
-the model blessed before it.
+itself, nearly all of a rerun's time
+(bench/RESULTS.md, "The reference: 107.7 s at 59d311e (2026-11-28)").
+Leaving the candidate out gives the rerun the first run's inputs, so the Evaluator, the canary and
+the Pusher come from the cache; a new candidate is still compared with the model blessed before it.
 
 Kubeflow's compiler only knows TFX's own strategies (tfx/orchestration/kubeflow/v2/step_builder.py),
 so compiled pipelines keep LatestBlessedModelStrategy; there the resolver runs as its own task

@@ -87,9 +87,8 @@ def shard_name(file_index: int, piece: FileChunk) -> str:
     Why the order: TFXIO lists a split's files in name order and reads them one after another, so
     the Trainer meets the rows in the order the user wrote them, on any file system. The order
     matters: the 10,000-row shuffle buffer mixes rows only locally, and on MovieLens (rows sorted
-    by user) the shipped config's eval AUC, mean of seeds 0-2, was 0.8057 with the pieces in the
-    order of the hashed names used before 2026-12-02, 0.8096 in the order a local directory
-    happened to list them, 0.8104 in input order (bench/RESULTS.md)."""
+    by user) the shipped config's eval AUC moved with the pieces' order; input order scored best of
+    the orders measured (bench/RESULTS.md, "The order the Trainer meets the rows")."""
     return f"data_tfrecord-{file_index:05d}-{piece.start:015d}.gz"
 
 
@@ -97,9 +96,9 @@ class _WritePieces(beam.DoFn):
     """Convert a piece and write its examples straight into gzip TFRecord files of its splits.
 
     TFX's own path (Partition, Reshuffle, WriteToTFRecord) moves every example through a shuffle;
-    on DirectRunner that shuffle, not the conversion, bounded ExampleGen (bench/RESULTS.md). Its
-    Reshuffle keeps the input order there (one random key per element, grouped in insertion order),
-    and so does this: examples are written as they are read, in input order.
+    on DirectRunner that shuffle, not the conversion, bounded ExampleGen (bench/RESULTS.md,
+    "ExampleGen"). Its Reshuffle keeps the input order there (one random key per element, grouped in
+    insertion order), and so does this: examples are written as they are read, in input order.
     Yields the number of examples written; with ``skip``, each bad record as a ``rejects`` output.
     """
 

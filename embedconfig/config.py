@@ -387,8 +387,9 @@ class TrainingConfig(Section):
     they fit in this many MB, instead of being read and parsed every epoch; 0 = never."""
     input: TrainerInput = "raw"
     """raw: the Trainer applies Transform's graph to ExampleGen's examples, and Transform writes no
-    splits (measured faster: bench/RESULTS.md, "Trainer input"); transformed pays off where the splits
-    do not fit cache_mb, or where Transform runs on a cluster."""
+    splits (measured faster:
+    bench/RESULTS.md, "Trainer input: files against memory, raw against transformed");
+    transformed pays off where the splits do not fit cache_mb, or where Transform runs on a cluster."""
 
     @property
     def reads_raw_examples(self) -> bool:

@@ -33,7 +33,7 @@ from embedconfig.config import FeatureConfig, ModelConfig, PipelineConfig
 from embedconfig.model_shapes import concat_features, pooling_of, query_of
 from models.preprocessing import embedding_rows
 
-patches.exclude_tf_keras_from_autograph()  # first fit 29.5 s -> 2.0 s on TF 2.16 (patches/__init__.py)
+patches.exclude_tf_keras_from_autograph()  # else AutoGraph re-converts tf_keras on every first fit (patches/__init__.py)
 
 # Our layers are registered under this package (tfrs registers Cross as "Custom>Cross"), so
 # `import models.model` is all `keras.models.load_model` needs to rebuild an exported model from
@@ -186,9 +186,9 @@ def recurrent_layer(cell: str, units: int, name: str | None = None) -> keras.lay
     With a GPU, tf_keras' ``LSTM``/``GRU``, whose cuDNN kernel is much faster there. Without one,
     Keras' generic ``RNN`` over the same cell: the same computation (the cuDNN-capable layers run
     this very cell loop on a CPU), but those layers trace both implementations into every graph
-    (grappler's backend selection), at fit, save and load, though only one can ever run here.
-    bench/recurrent_layer.py, synthetic model with a GRU, means of two (2026-12-01): fit 12.0 -> 6.9 s,
-    SavedModel save 26.1 -> 7.0 s, load 10.8 -> 2.7 s; an LSTM alike.
+    (grappler's backend selection), at fit, save and load, though only one can ever run here. The
+    generic RNN made all three markedly faster, for a GRU and an LSTM alike (bench/recurrent_layer.py;
+    bench/RESULTS.md, "What made the cold run faster (measured side by side)").
     """
     if tf.config.list_logical_devices("GPU"):
         return cudnn_capable_layer(cell, units, name)

@@ -49,8 +49,9 @@ def make_signatures(model: keras.Model, tft_output: tft.TFTransformOutput, confi
 
     # One tf.function, so the four scoring signatures call one traced graph of Transform + the
     # model (predict_raw's features have the parsed examples' structure: one trace, not four).
-    # MovieLens model, fresh processes, 2026-12-03, three runs each: tracing the signatures
-    # 5.0-8.1 s -> 3.4-4.7 s, SavedModel 2.2 -> 1.9 MB, one request's latency unchanged (4.8-6.9 ms).
+    # Traced once, the signatures take less time to trace and a smaller SavedModel, and one request's
+    # latency does not change (the MovieLens model:
+    # bench/RESULTS.md, "What made the cold run faster (measured side by side)").
     @tf.function
     def score(raw: dict[str, Any]) -> tf.Tensor:
         transformed = model.tft_layer(raw)

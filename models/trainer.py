@@ -41,10 +41,10 @@ COUNT_BATCH = 8192  # records per reduce step when counting a split (see count_r
 # tf.data's autotuning, off for the cached splits: once the rows come from memory there is nothing
 # left to tune, and its model thread held up every epoch's end. Keras makes a new iterator per
 # epoch, and the old one's destructor joins that thread (py-spy --native: RootDataset::Iterator::
-# ~Iterator -> UnboundedThreadPool::LogicalThreadWrapper::~LogicalThreadWrapper): 5.9-7.4 s per
-# epoch boundary when the Trainer ran in the process Transform ran in (LocalDagRunner, MovieLens,
-# 2026-12-02), 0.02 s in a process of its own. The first pass then parses with one call per
-# core (TF's default parallelism where autotuning is off).
+# ~Iterator -> UnboundedThreadPool::LogicalThreadWrapper::~LogicalThreadWrapper), seconds per epoch
+# boundary when the Trainer ran in the process Transform ran in (LocalDagRunner) and next to none in a
+# process of its own (bench/RESULTS.md, "What made the cold run faster (measured side by side)").
+# The first pass then parses with one call per core (TF's default parallelism where autotuning is off).
 _WITHOUT_AUTOTUNING = tf.data.Options()
 _WITHOUT_AUTOTUNING.autotune.enabled = False
 
@@ -103,11 +103,12 @@ def shuffled_batches(parsed: tf.data.Dataset, batch_size: int, shuffle: bool, se
 
     Where every tensor is int64 with a fixed row shape (Transform's outputs here), each row crosses
     unbatch/shuffle/batch as one packed tensor, split back into features and label after batching:
-    tf.data pays per row and per component, and the MovieLens config has 11 components. Measured on
-    its 80,229 transformed train rows (2026-12-02, one core): 1.27 s per pass as dicts, 0.31 s
-    packed, with the same batches in the same order (the shuffle draws once per row, whatever the
-    row holds). Anything else (a float or ragged output), or ``pack_rows=False`` (the comparison in
-    tests and bench/trainer_input.py), takes the dict path. Runs without tf.data's autotuning
+    tf.data pays per row and per component, and the MovieLens config has 11 components. Packed, a
+    pass over its transformed train rows took about a quarter of the time, with the same batches in
+    the same order (the shuffle draws once per row, whatever the row holds; bench/RESULTS.md,
+    "Trainer input: files against memory, raw against transformed"). Anything else (a float or
+    ragged output), or ``pack_rows=False`` (the comparison in tests and bench/trainer_input.py),
+    takes the dict path. Runs without tf.data's autotuning
     (``_WITHOUT_AUTOTUNING``)."""
     packing = _row_packing(parsed.element_spec) if pack_rows else None
     rows = (parsed if packing is None else parsed.map(packing.pack)).cache().unbatch()
@@ -170,8 +171,8 @@ def count_records(files: list[str]) -> int:
     gzip = [p.endswith(".gz") for p in paths]
     if not paths or len(set(gzip)) != 1:
         raise ValueError(f"expected TFRecord files of one compression under {files}, found {paths}")
-    # Counted in batches: one reduce step per record cost 26 s for 800K records (1M-row bench, 2 cores),
-    # 8,192 at a time 1.9 s -- the per-element step, not the gunzip, was the cost (bench/RESULTS.md).
+    # Counted in batches: with one reduce step per record, the per-element step, not the gunzip, was
+    # the cost (bench/RESULTS.md, "Trainer input: files against memory, raw against transformed").
     records = tf.data.TFRecordDataset(paths, compression_type="GZIP" if gzip[0] else "").batch(COUNT_BATCH)
     return int(records.reduce(np.int64(0), lambda n, batch: n + tf.shape(batch, out_type=tf.int64)[0]))
 
@@ -280,9 +281,9 @@ def save_model(model: keras.Model, directory: str, signatures: dict[str, Any]) -
 
     Why ``save_traces=False``: the traces are only for a Keras ``load_model`` without the layer
     classes; with them imported (``models.model`` registers ours) the model rebuilds from its configs
-    (tests/test_model.py). The MovieLens model, in fresh processes, 2026-12-03 (a slow VM, two runs
-    each): save 11.1 / 12.1 s -> 4.3 / 3.8 s, ``tf.saved_model.load`` 5.7 / 8.1 s -> 3.2 / 2.9 s,
-    and the Evaluator and the canary each load the model it saves."""
+    (tests/test_model.py). Without them the MovieLens model saves and loads in about half the time,
+    and the Evaluator and the canary each load the model it saves
+    (bench/RESULTS.md, "What made the cold run faster (measured side by side)")."""
     model.save(directory, save_format="tf", signatures=signatures, save_traces=False)
 
 
@@ -291,9 +292,10 @@ def run_fn(fn_args: FnArgs) -> None:
     assert_keras_2()
     # LocalDagRunner runs every component in one process, and Transform leaves about 160K objects of
     # cyclic garbage behind (Beam's pipeline graph, TFT's TF graphs). Collected here, before any
-    # training thread runs, that takes 0.7 s; left to the first full collection that falls during
-    # training (it fell in make_signatures) it took 7.7-8.7 s, in about half of the cold MovieLens
-    # runs (2026-12-02; bench/RESULTS.md). In its own process (a Kubeflow pod) there is little to collect.
+    # training thread runs, that takes under a second; left to the first full collection that falls
+    # during training (it fell in make_signatures) it took several seconds, in some of the cold
+    # MovieLens runs (bench/RESULTS.md, "What made the cold run faster (measured side by side)"). In
+    # its own process (a Kubeflow pod) there is little to collect.
     gc.collect()
     config = from_component_config(fn_args.custom_config, PipelineConfig)
     if fn_args.hyperparameters:  # per-run settings from the RunParameters component

@@ -8,9 +8,9 @@ what needs it. tests/test_architecture.py checks that no other module patches a 
 | patch | library (pinned) | why | lets go when |
 |---|---|---|---|
 | Keras 2 (TF_USE_LEGACY_KERAS=1, at import) | tensorflow 2.16.2 | TF 2.16 makes Keras 3 tf.keras; TFX 1.16's Trainer, TFMA 0.47 and tfrs 0.7.3 need Keras 2 (tf_keras) | the stack moves to Keras 3 (a TFX that supports it) |
-| exclude_tf_keras_from_autograph | tensorflow 2.16.2 | AutoGraph converts tf_keras' own training loop in every process (first fit 29.5 -> 2.0 s) | the pinned TF's autograph/core/config.py lists DoNotConvert('tf_keras') (later TF does) |
+| exclude_tf_keras_from_autograph | tensorflow 2.16.2 | AutoGraph converts tf_keras' own training loop in every process (most of a small model's first fit) | the pinned TF's autograph/core/config.py lists DoNotConvert('tf_keras') (later TF does) |
 | stop_tfio_exit_abort | tensorflow-io 0.37.1 | abort at exit after any s3:// use (tensorflow/io#1912, #2039) | a tensorflow-io release with tensorflow/io#2120 (merged after 0.37.1, the last release) |
-| share_beam_s3_clients | apache-beam 2.59.0 | Beam's S3FileSystem builds an S3IO, a boto3 session and a client per file operation (29 % of a bucket run's samples) | Beam's s3filesystem.py keeps one S3IO/client per process |
+| share_beam_s3_clients | apache-beam 2.59.0 | Beam's S3FileSystem builds an S3IO, a boto3 session and a client per file operation (nearly a third of a bucket run's samples) | Beam's s3filesystem.py keeps one S3IO/client per process |
 | no_tfx_sdist_for_beam_workers | tfx 1.16.0 | every Beam executor builds an sdist of TFX for remote workers (1.25 s and a 48 MB temp dir per component) even for DirectRunner | TFX skips make_beam_dependency_flags for local runners |
 | absl_level_pinned | tfx 1.16.0 / absl-py 1.4.0 | TFX's Beam executors re-parse absl flags mid-run, which resets the absl logger to WARNING | TFX stops re-parsing flags in its executors |
 """
@@ -36,9 +36,10 @@ os.environ["TF_USE_LEGACY_KERAS"] = "1"
 # TF 2.16's AutoGraph leaves ``keras`` and ``tensorflow`` unconverted
 # (tensorflow/python/autograph/core/config.py) but not ``tf_keras``, the package Keras 2 moved to.
 # So the first ``fit``/``evaluate``/``predict`` of every process re-parses and converts tf_keras'
-# training loop, layers and metrics: 947 functions for a three-embedding model (cProfile,
-# 2026-12-01, 2 cores). Later TensorFlow adds ``DoNotConvert("tf_keras")`` to the same list; this
-# backports that one rule. Our own layers are still converted.
+# training loop, layers and metrics: most of a small model's first fit
+# (bench/RESULTS.md, "What made the cold run faster (measured side by side)").
+# Later TensorFlow adds ``DoNotConvert("tf_keras")`` to the same list; this backports that one
+# rule. Our own layers are still converted.
 TF_KERAS = "tf_keras"
 
 
@@ -144,13 +145,13 @@ def stop_tfio_exit_abort() -> None:
 # apache-beam 2.59's ``S3FileSystem`` builds a new ``S3IO`` for every call (match, open, exists,
 # size, rename, delete), and each builds a new ``boto3.session.Session()`` and S3 client: botocore
 # finds, reads and parses the S3 service model's JSON again. On a pipeline root in a bucket that is
-# most of what Beam does: a py-spy profile of a cold 6,000-row run on an S3-API server had 29 % of
-# all samples in ``S3IO.__init__`` (bench/RESULTS.md, "Object storage"). boto3's documentation
-# recommends one client shared across threads (low-level clients are thread safe; sessions are not),
-# so Beam's module gets a session factory whose ``client(**settings)`` returns the client already
-# built with the same settings. Beam's per-file state lives in its own ``Client`` wrapper, still
-# built per ``S3IO``; only the boto3 client underneath is shared. Refreshing credentials are
-# refreshed by botocore inside that client.
+# most of what Beam does: a py-spy profile of a cold 6,000-row run on an S3-API server had nearly a
+# third of all samples in ``S3IO.__init__`` (bench/RESULTS.md, "Object storage and process start-up").
+# boto3's documentation recommends one client shared across threads (low-level clients are thread
+# safe; sessions are not), so Beam's module gets a session factory whose ``client(**settings)``
+# returns the client already built with the same settings. Beam's per-file state lives in its own
+# ``Client`` wrapper, still built per ``S3IO``; only the boto3 client underneath is shared.
+# Refreshing credentials are refreshed by botocore inside that client.
 _lock = threading.Lock()
 _clients: dict[tuple, Any] = {}
 

@@ -1,14 +1,12 @@
 """DirectRunner's mode when the config leaves it open (``direct_running_mode: auto``, the default).
 
 ``multi_processing`` starts one worker per core for every Beam job, and each worker imports
-TensorFlow first. That is a fixed cost per job, which only pays off once the rows outweigh it.
-bench/RESULTS.md ("Scale") measured the built-in example's data. At 100K rows (21 MB of JSONL) the
-Beam components took 112 s in ``multi_processing`` and 69 s in ``in_memory``. At 1M rows (213 MB)
-they took 329 s against 405 s in one session and 278 s against 456 s in another. Interpolated
-linearly, the two modes cross between 280K and 425K rows, which is 60-90 MB of input.
-``MULTI_PROCESSING_FROM_BYTES`` sits above that range: just past the crossover either mode costs
-about the same. Bytes rather than rows, because parsing and transforming cost grows with a row's
-size, and the size is known without reading the data.
+TensorFlow first. That is a fixed cost per job, which only pays off once the rows outweigh it: on
+the built-in example's data ``in_memory`` was faster at 100K rows and ``multi_processing`` at 1M.
+``MULTI_PROCESSING_FROM_BYTES`` sits just above where the two modes cross, where either costs about
+the same (bench/RESULTS.md, "DirectRunner's mode, chosen by size"). Bytes rather than rows, because
+parsing and transforming cost grows with a row's size, and the size is known without reading the
+data.
 
 A compiled (Kubeflow) pipeline keeps ``in_memory``: its data is read in the pods, not where it is
 compiled, and a pod's cores are set by its resources. Set ``beam.options.direct_running_mode``

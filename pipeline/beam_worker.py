@@ -4,7 +4,7 @@ With ``beam.runner: portable`` (or flink / spark) and ``environment_type: EXTERN
 asks a worker pool at ``environment_config`` (host:port) to start SDK workers, the SDK-harness
 path Flink, Spark and Dataflow runner v2 use. ``embedpipe beam-worker-pool`` is Beam's own pool
 (``apache_beam.runners.worker.worker_pool_main``'s servicer) with three differences, each found by
-running the whole pipeline through it (bench/RESULTS.md, issue 13):
+running the whole pipeline through it (issue 13; the test's times: bench/RESULTS.md, "Scale"):
 
 - each worker starts through ``embedpipe-beam-worker`` (``boot_main``, Beam's container contract:
   the pool passes ``--id`` and the endpoints): this interpreter, whatever PATH says (Beam's pool

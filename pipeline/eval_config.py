@@ -9,9 +9,9 @@ entry whose spec is the overall ``SlicingSpec()`` matches the overall slice only
 
 Only the configured metrics are computed: TFMA's default would add the metrics the Keras model was
 compiled with (its loss and accuracy), which makes TFMA load the model as a Keras model and run
-Keras metric objects in its combiners. Measured on the small test model's eval split (283
-examples, 2 cores, A/B/A/B in one process): the Evaluator executor took 20.1 / 22.8 s with them
-and 10.2 / 11.4 s without, with the same AUC, accuracy and calibration. ``BinaryCrossentropy``
+Keras metric objects in its combiners: on the small test model's eval split the Evaluator
+executor took about twice as long with them, with the same AUC, accuracy and calibration
+(bench/RESULTS.md, "What made the cold run faster (measured side by side)"). ``BinaryCrossentropy``
 in ``evaluation.metrics`` gives the loss.
 
 The model is evaluated as a generic SavedModel (``model_type: tf_generic``), through the same

@@ -89,12 +89,13 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-# The longest test files, longest first (a fresh-clone suite's per-file seconds: see the Makefile).
+# The longest test files, longest first (by a fresh-clone suite's per-file seconds:
+# bench/RESULTS.md, "The test suite's own time").
 # With --dist loadfile --no-loadscope-reorder, pytest-xdist hands whole files to its workers in
 # collection order. Its default order (files with the most tests first) started these last, and one
 # worker ran alone at the end; longest first, the two workers finish within a short file of each other.
-LONGEST_FIRST = ("test_kubeflow.py", "test_pipeline_e2e.py", "test_beam_modes.py", "test_new_dataset.py",  # 360, 333, 180, 168 s
-                 "test_model_variants_learn.py", "test_serving.py", "test_tf_serving_cases.py")  # 169, 53, 49 s (fresh clone, 2026-12-02 04:48)
+LONGEST_FIRST = ("test_kubeflow.py", "test_pipeline_e2e.py", "test_beam_modes.py", "test_new_dataset.py",
+                 "test_model_variants_learn.py", "test_serving.py", "test_tf_serving_cases.py")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -154,7 +154,8 @@ def test_only_the_patches_module_patches_third_party_code() -> None:
 
 def test_pipeline_processes_do_not_import_tfx_v1() -> None:
     """``tfx.v1`` (TFX's public API module) imports every extension, and with them
-    google.cloud.aiplatform: 4.8 s of a process's start (python -X importtime, 2026-12-01).
+    google.cloud.aiplatform: seconds of every process's start
+    (python -X importtime; bench/RESULTS.md, "Object storage and process start-up").
     Every Kubeflow task, every ``embedpipe run`` and every Beam worker that unpickles the custom
     executors starts with the project's modules, so they import TFX's modules directly."""
     modules = ["pipeline.cli", "pipeline.local_runner", "pipeline.kfp_entrypoint", "pipeline.kubeflow_runner",

@@ -28,7 +28,9 @@ def test_keras_is_keras_2() -> None:
 
 def test_autograph_leaves_tf_keras_alone_and_still_converts_our_layers() -> None:
     """patches.exclude_tf_keras_from_autograph: tf_keras' training loop is not re-converted in every process
-    (first fit 29.5 s -> 2.0 s); a layer of ours with Python control flow still is."""
+    (that conversion was most of a small model's first fit:
+    bench/RESULTS.md, "What made the cold run faster (measured side by side)");
+    a layer of ours with Python control flow still is."""
     from tensorflow.python.autograph.impl import conversion
 
     from patches import exclude_tf_keras_from_autograph

@@ -9,9 +9,10 @@ of the eval split through ``serving_default``, and its AUC there is the held-out
 
 Variants that read whole sequences in order must reach held-out AUC >= 0.9. Order-blind
 encoders (mean/sum/max/attention pooling) cannot tell the last items from earlier ones (about 0.8
-in memory on this data, see bench/RESULTS.md); the default pooled-mean model is trained,
-exported and served by tests/test_pipeline_e2e.py, and bench/model_variants.py runs every
-pooling on MovieLens.
+in memory on this data:
+bench/RESULTS.md, "Which variants learn a label that lives at the end of a sequence (in memory)");
+the default pooled-mean model is trained, exported and served by tests/test_pipeline_e2e.py, and
+bench/model_variants.py runs every pooling on MovieLens.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ pytestmark = pytest.mark.e2e
 
 # (id, model section, padding of the sequences, held-out AUC gate). One file, so ExampleGen and the
 # "end"-padded Transform run once for the three variants that use them: as two files (to spread
-# the variants over both xdist workers) they ran twice, 152 s of a 13 min 48 s suite (2026-12-02).
+# the variants over both xdist workers) they ran twice
+# (bench/RESULTS.md, "The test suite's own time").
 VARIANTS = [
     ("pooled_lstm", {"type": "pooled", "pooling": "lstm"}, "end", ORDER_AWARE_AUC),
     ("concat_rnn_lstm", {"type": "concat_rnn", "rnn": {"cell": "lstm"}}, "end", ORDER_AWARE_AUC),

@@ -11,16 +11,17 @@ movies is the cosine of their columns in the train ratings, each rating minus it
 
 Each score becomes one of ten tokens, its decile among the train examples' scores (``q0`` .. ``q9``;
 ``none`` without a history), so it enters the model as one more categorical feature with its own
-small embedding. On MovieLens-100K (in memory, three seeds) these four tokens lift the model's eval
-AUC from 0.797 to 0.805; through the pipeline, configs/movielens.yaml loses 0.0075 without them
-(0.8109 -> 0.8034; bench/RESULTS.md, issue 15): the co-rating signal the end-to-end embeddings did
-not learn from 80K rows.
+small embedding. On MovieLens-100K these four tokens lift the model's eval AUC, in memory (issue 15;
+bench/RESULTS.md, "Issue 15's in-memory probes: what was tried on the way to 0.81") and through the
+pipeline (bench/RESULTS.md, "The variant table on the item-CF base"): the co-rating signal the
+end-to-end embeddings did not learn from 80K rows.
 
 The scores use other users' train labels, so train examples get them *out of fold*: users fall
 into ``FOLDS`` folds by id, and a train example's similarities come from the users of the other
 folds only. With its own rating inside, a train example's score would carry some of its label
 (leave-one-out label statistics are the classic form of that leak: in bench/tabular_reference.py's
-first version, gradient-boosted trees fell from 0.74 to 0.65 validation AUC as they learnt it).
+first version, gradient-boosted trees lost validation AUC as they learnt it;
+bench/RESULTS.md, "Issue 15's in-memory probes: what was tried on the way to 0.81").
 Validation and eval examples use all of train.
 """
 

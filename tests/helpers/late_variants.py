@@ -7,8 +7,8 @@ and exports the SavedModel with its signatures. The held-out AUC is the exported
 every raw tf.Example of the eval split, scored through ``serving_default`` as a server scores
 them. The Evaluator (TFMA), the canary and the Pusher are the same for every variant and run
 end to end in tests/test_pipeline_e2e.py. Running the whole pipeline per variant, the four
-variants took 1,014 s in a suite run; this way 237 s in one pytest run (2026-12-01, both on a
-loaded 2-core machine).
+variants took about four times as long as this way
+(bench/RESULTS.md, "The test suite's own time").
 """
 
 from __future__ import annotations

@@ -4,9 +4,10 @@ The serving tests need a real model of this project (Transform inside its signat
 multi-embedding Keras model, warmup requests) but not a pipeline around it. This runs the same
 executors the pipeline runs, directly and once: the project's ExampleGen executor, TFX's Transform
 executor on ``models.preprocessing.preprocessing_fn``, TFX's Trainer executor on
-``models.trainer.run_fn``; then writes the canary's warmup file. 26 s measured, against 107 s
-for the two pipeline runs the serving tests used to wait for. tests/test_beam_modes.py reuses the
-same build as its ``in_memory`` side (the default Beam mode), so the suite builds it once.
+``models.trainer.run_fn``; then writes the canary's warmup file. It takes about a quarter of the
+two pipeline runs the serving tests used to wait for (bench/RESULTS.md, "The test suite's own time").
+tests/test_beam_modes.py reuses the same build as its ``in_memory`` side (the default Beam mode),
+so the suite builds it once.
 """
 
 from __future__ import annotations
