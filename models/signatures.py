@@ -33,6 +33,15 @@ REGRESS = "regress"
 TRANSFORM_FEATURES = "transform_features"
 OUTPUT_KEY = "probability"
 RAW_PADDING = {tf.string: "", tf.int64: -1}
+# What each signature returns, written down apart from the functions that return it: the check
+# after tracing (check_traced_outputs) needs a yardstick the tracing cannot change.
+SIGNATURE_OUTPUTS = {
+    SERVING_DEFAULT: {OUTPUT_KEY},
+    PREDICT_RAW: {OUTPUT_KEY},
+    CLASSIFY: {"classes", "scores"},
+    REGRESS: {"outputs"},
+    TRANSFORM_FEATURES: {LABEL_KEY},
+}
 
 
 def _raw_dtype(f: FeatureConfig) -> tf.DType:
@@ -94,10 +103,29 @@ def make_signatures(model: keras.Model, tft_output: tft.TFTransformOutput, confi
     def transform_features(examples: tf.Tensor) -> dict[str, tf.Tensor]:
         return {LABEL_KEY: model.tft_layer(tf.io.parse_example(examples, eval_spec))[LABEL_KEY]}
 
-    return {
+    return check_traced_outputs({
         SERVING_DEFAULT: serve_examples.get_concrete_function(),
         PREDICT_RAW: predict_raw.get_concrete_function(),
         CLASSIFY: classify.get_concrete_function(),
         REGRESS: regress.get_concrete_function(),
         TRANSFORM_FEATURES: transform_features.get_concrete_function(),
-    }
+    })
+
+
+def check_traced_outputs(signatures: dict[str, Any]) -> dict[str, Any]:
+    """``signatures``, once each traced function returns what ``SIGNATURE_OUTPUTS`` says it returns.
+
+    Why: AutoGraph converts these functions from their source file when they are traced, finding
+    each by the line number its bytecode recorded at import. A source file changed after the process
+    imported it (an editor saving during a run) makes it convert the lines of a neighbouring function:
+    with one comment line added above them, ``classify`` was traced as ``serving_default`` and
+    ``regress`` as ``classify``, and the model was exported that way (reproduced 2026-12-07; the
+    serving canary then refused it). Stopped here, the Trainer fails at once and says why."""
+    for name, function in signatures.items():
+        returned = set(function.structured_outputs)
+        if returned != SIGNATURE_OUTPUTS[name]:
+            raise RuntimeError(
+                f"signature {name!r} was traced to return {sorted(returned)}, not {sorted(SIGNATURE_OUTPUTS[name])}: "
+                f"AutoGraph converted other source lines than {__file__}'s {name} function (was the file edited after "
+                "this process started? AutoGraph reads a function's source when it traces it); run again")
+    return signatures

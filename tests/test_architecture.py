@@ -110,6 +110,29 @@ def test_the_architecture_map_names_every_module_and_cli_verb() -> None:
     assert {" ".join(v.split()) for v in listed} == expected
 
 
+def test_results_citations_name_sections_that_exist() -> None:
+    """Code, configs and docs cite bench/RESULTS.md by section heading (`bench/RESULTS.md, "Scale"`),
+    and every heading cited is one the file has, word for word (a citation may wrap in a comment)."""
+    headings = {re.sub(r"^#+\s*", "", line).strip() for line in (REPO / "bench" / "RESULTS.md").read_text().splitlines()
+                if line.startswith("#")}
+    cited, missing = 0, []
+    tracked = subprocess.run(["git", "ls-files", "*.py", "*.md", "*.yaml", "Makefile"], cwd=REPO, capture_output=True, text=True,
+                             check=True).stdout.split()
+    for name in tracked:
+        lines = (REPO / name).read_text().splitlines()
+        for i, line in enumerate(lines):
+            if "RESULTS.md," not in line:
+                continue
+            joined = line + "".join(" " + re.sub(r"^\s*(#\s?)?", "", more) for more in lines[i + 1:i + 3])
+            match = re.compile(r'RESULTS\.md,\s+"([^"]+)"').match(joined, joined.index("RESULTS.md,"))
+            if match:
+                cited += 1
+                heading = " ".join(match.group(1).split())
+                if heading not in headings:
+                    missing.append(f"{name}:{i + 1}: {heading}")
+    assert cited >= 40 and missing == [], missing
+
+
 def _third_party_patches(path: Path) -> list[str]:
     """Where ``path`` changes a library: assigns to an attribute of an imported third-party module or
     object, puts a function in place of an attribute, or sets the Keras-2 switch."""

@@ -151,3 +151,42 @@ def test_the_trainer_caches_the_small_models_splits_and_says_so(small_model_buil
     for change in ({"cache_mb": 0}, {"steps_per_epoch": 3}):
         plan = decide_caching(files[TRAIN], files[VALIDATION], tft_output, replace(training, **change))
         assert plan == {"train": False, "validation": False}, change
+
+
+def test_signatures_traced_from_an_edited_source_file_are_refused_before_export(small_model_build, tmp_path: Path) -> None:
+    """AutoGraph converts the signature functions from their source file when they are traced. A copy
+    of models/signatures.py, imported and then given one more comment line (an editor saving during
+    a run), traces ``classify`` as ``serving_default``; check_traced_outputs stops it, where the model
+    used to be exported that way and refused only by the serving canary."""
+    import subprocess
+    import sys
+
+    copy = tmp_path / "edited_signatures.py"
+    copy.write_text((Path(__file__).resolve().parents[1] / "models" / "signatures.py").read_text())
+    probe = f"""
+import importlib.util, sys
+import tf_keras as keras
+import tensorflow_transform as tft
+import models.model  # our layers, registered for load_model
+from tests.helpers.small_model import SmallModel
+spec = importlib.util.spec_from_file_location("edited_signatures", {str(copy)!r})
+signatures = importlib.util.module_from_spec(spec); spec.loader.exec_module(signatures)
+built = SmallModel(__import__("pathlib").Path({str(small_model_build.work)!r}))
+model = keras.models.load_model(built.saved_model)
+tft_output = tft.TFTransformOutput(built.transform_graph.uri)
+if sys.argv[1] == "edited":
+    text = open({str(copy)!r}).read()
+    open({str(copy)!r}, "w").write(text.replace("    # One tf.function,", "    # one more line\\n    # One tf.function,", 1))
+try:
+    signatures.make_signatures(model, tft_output, built.config)
+    print("TRACED AS WRITTEN")
+except RuntimeError as e:
+    print("REFUSED", e)
+"""
+    repo = Path(__file__).resolve().parents[1]
+    run = lambda how: subprocess.run([sys.executable, "-c", probe, how], cwd=repo, capture_output=True, text=True,  # noqa: E731
+                                     timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    unchanged, edited = run("as_is"), run("edited")
+    assert "TRACED AS WRITTEN" in unchanged.stdout, unchanged.stderr[-3000:]
+    assert "REFUSED signature 'classify' was traced to return ['probability'], not ['classes', 'scores']" in edited.stdout, \
+        edited.stdout + edited.stderr[-3000:]
