@@ -27,8 +27,8 @@ from tests.helpers.executors import run_evaluator, run_transform, schema_artifac
 pytestmark = pytest.mark.e2e
 
 MODES = {
-    "in_memory": beam_args_for("direct", {"direct_running_mode": "in_memory", "direct_num_workers": 1}).flags,
-    "multi_processing": beam_args_for("direct", {"direct_running_mode": "multi_processing", "direct_num_workers": 2}).flags,
+    "in_memory": list(beam_args_for("direct", {"direct_running_mode": "in_memory", "direct_num_workers": 1}).flags),
+    "multi_processing": list(beam_args_for("direct", {"direct_running_mode": "multi_processing", "direct_num_workers": 2}).flags),
 }
 
 
