@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 from typing import Any, Iterator, Mapping
 
 import apache_beam as beam
@@ -23,7 +24,7 @@ from tfx.components.example_gen import write_split
 from tfx.components.example_gen.base_example_gen_executor import BaseExampleGenExecutor, _PartitionFn
 from tfx.components.util import examples_utils
 from tfx.dsl.components.base import executor_spec
-from tfx.proto import example_gen_pb2
+from tfx.proto import example_gen_pb2, range_config_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
@@ -226,14 +227,24 @@ class RawExampleGenExecutor(BaseExampleGenExecutor):
 # --------------------------------------------------------------------------- inputs and splits
 
 
+_PATTERN_CHARACTERS = "*?[{"  # a glob, or one of TFX's span placeholders ({SPAN}, {YYYY}, ...)
+_PLACEHOLDER = re.compile(r"\{[A-Z]+(:[^}]*)?\}")
+
+
 def split_input_location(path: str) -> tuple[str, str]:
-    """Split a data path (file, glob or directory) into ExampleGen's input_base and pattern."""
-    if any(ch in path for ch in "*?["):
-        head, parts = path, []
-        while any(ch in head for ch in "*?["):
+    """Split a data path (file, glob, directory, or any of these naming spans) into ExampleGen's
+    input_base and pattern: the pattern starts at the first part that is a glob or holds a span
+    placeholder, which TFX's driver resolves in the pattern, never in input_base."""
+    if any(ch in path for ch in _PATTERN_CHARACTERS):
+        head, parts = path.rstrip("/"), []
+        while any(ch in head for ch in _PATTERN_CHARACTERS):
             head, tail = os.path.split(head)
             parts.insert(0, tail)
-        return head, os.path.join(*parts)
+        pattern = os.path.join(*parts)
+        matched = tf.io.gfile.glob(os.path.join(head, _PLACEHOLDER.sub("*", pattern))) if not path.endswith("/") else []
+        if path.endswith("/") or (matched and all(tf.io.gfile.isdir(m) for m in matched)):
+            pattern = os.path.join(pattern, "*")  # a directory per span: every file in it
+        return head, pattern
     if path.endswith("/") or tf.io.gfile.isdir(path):
         return path.rstrip("/") or "/", "*"
     return os.path.dirname(path) or ".", os.path.basename(path)
@@ -247,14 +258,17 @@ def input_patterns(data: DataConfig) -> tuple[str, dict[str, str]]:
     ``single_split`` pattern that ExampleGen splits by hash buckets.
     """
     if data.split.files:
+        if data.has_spans:  # data/span-{SPAN}/ + train*: base data, pattern span-{SPAN}/train*
+            base, span_dir = split_input_location(data.path.rstrip("/"))
+            return base, {name: os.path.join(span_dir, data.split.files[name]) for name in SPLITS}
         return data.path.rstrip("/") or "/", {name: data.split.files[name] for name in SPLITS}
     base, pattern = split_input_location(data.path)
     return base, {"single_split": pattern}
 
 
 def matching_files(base: str, pattern: str) -> list[str]:
-    """The files under ``base`` that match ``pattern``, sorted."""
-    return sorted(tf.io.gfile.glob(os.path.join(base, pattern)))
+    """The files under ``base`` that match ``pattern``, sorted; a span placeholder matches any span."""
+    return sorted(tf.io.gfile.glob(os.path.join(base, _PLACEHOLDER.sub("*", pattern))))
 
 
 def example_gen_io(data: DataConfig, check_files: bool = True) -> tuple[str, example_gen_pb2.Input, example_gen_pb2.Output | None]:
@@ -282,15 +296,20 @@ def example_gen_io(data: DataConfig, check_files: bool = True) -> tuple[str, exa
     return base, input_config, output
 
 
-def make_example_gen(config: PipelineConfig, check_files: bool = True) -> Any:
-    """The ExampleGen component for ``config``."""
+def make_example_gen(config: PipelineConfig, check_files: bool = True, span: int | None = None) -> Any:
+    """The ExampleGen component for ``config``; with spans in data.path it ingests the newest, or
+    ``span`` (a static range of one span: what a backfill of a span not yet ingested runs)."""
     base, input_config, output_config = example_gen_io(config.data, check_files)
+    range_config = None
+    if span is not None:
+        range_config = range_config_pb2.RangeConfig(static_range=range_config_pb2.StaticRange(start_span_number=span, end_span_number=span))
     if config.data.format == "tfrecord":
-        return ImportExampleGen(input_base=base, input_config=input_config, output_config=output_config)
+        return ImportExampleGen(input_base=base, input_config=input_config, output_config=output_config, range_config=range_config)
     return FileBasedExampleGen(
         input_base=base,
         input_config=input_config,
         output_config=output_config,
+        range_config=range_config,
         custom_config=reader_custom_config(config),
         custom_executor_spec=executor_spec.BeamExecutorSpec(RawExampleGenExecutor),
     )

@@ -181,12 +181,63 @@ def _check_splits(field: str, mapping: Mapping[str, Any], add_validation: str) -
         raise ConfigError(field, f"must name exactly the splits {list(SPLITS)}, got {sorted(mapping)}")
 
 
+# TFX ExampleGen's span placeholders (tfx/components/example_gen/utils.py): a path holding one names
+# a new span (a day's data) per value; the date form {YYYY}-{MM}-{DD} is a span number too.
+SPAN_PLACEHOLDERS = ("{SPAN}", "{YYYY}", "{MM}", "{DD}")
+# The newest span against the one before it, where a user sets no threshold of their own: the
+# largest L-infinity distance (categorical) or Jensen-Shannon divergence (numeric) a normal day of
+# `embedpipe data synthetic --spans` stays under and a broken day does not (bench/RESULTS.md,
+# "Daily retraining").
+DEFAULT_DRIFT_THRESHOLD = 0.3
+
+
+class WindowConfig(Section):
+    """Which spans Transform and the Trainer read, when data.path names spans: the newest ``spans``,
+    or the fixed range ``start``..``end``."""
+
+    spans: PositiveInt = 1
+    """The newest N spans (1: the newest only)."""
+    start: Count | None = None
+    """With end: a fixed range of span numbers instead of the newest N."""
+    end: Count | None = None
+
+    @model_validator(mode="after")
+    def _newest_or_range(self) -> WindowConfig:
+        if (self.start is None) != (self.end is None):
+            raise ConfigError("start" if self.start is None else "end", "a fixed range needs both start and end")
+        if self.start is not None and "spans" in self.model_fields_set:
+            raise ConfigError("spans", "give either spans (the newest N) or start and end (a fixed range), not both")
+        if self.start is not None and self.end < self.start:
+            raise ConfigError("end", f"must be >= start ({self.start}), got {self.end}")
+        return self
+
+    @property
+    def is_fixed(self) -> bool:
+        """A fixed range of spans, not the newest N."""
+        return self.start is not None
+
+
+class DriftConfig(Section):
+    """The newest span's statistics against the previous span's (TFDV's drift comparators): past a
+    threshold the run stops before Transform, or warns (data.on_drift)."""
+
+    default: Number = Field(DEFAULT_DRIFT_THRESHOLD, gt=0)
+    """The threshold of every feature not named in ``features``."""
+    features: dict[StrictStr, Annotated[Number, Field(gt=0)]] = Field(default_factory=dict)
+    """feature -> its own threshold: L-infinity distance for a string feature, Jensen-Shannon divergence for an int one."""
+
+    def threshold(self, feature: str) -> float:
+        """The threshold that applies to ``feature``."""
+        return self.features.get(feature, self.default)
+
+
 class DataConfig(Section):
     """Where raw examples come from and how they are split into train, validation and eval."""
 
     format: DataFormat
     path: PathStr
-    """A file, a glob, or a directory (of split files with split.files)."""
+    """A file, a glob, or a directory (of split files with split.files); with {SPAN} (or
+    {YYYY}-{MM}-{DD}) in it, one span per value, e.g. data/span-{SPAN}/ (ExampleGen ingests the newest)."""
     list_delimiter: StrictStr = "|"
     """Separates the values of a sequence cell in CSV (and in JSONL strings); one character."""
     split: SplitConfig = SplitConfig(hash_buckets=DEFAULT_HASH_BUCKETS)
@@ -194,6 +245,26 @@ class DataConfig(Section):
     """fail: stop at the first bad record; skip: write it to the rejects file beside the examples."""
     max_bad_fraction: Number = Field(0.01, ge=0, le=1)
     """With skip: the run fails when more records than this fraction are rejected."""
+    window: WindowConfig = WindowConfig()
+    """With spans in data.path: which spans Transform and the Trainer read."""
+    drift: DriftConfig = DriftConfig()
+    """With spans in data.path: how far the newest span may drift from the previous one."""
+    on_drift: Literal["fail", "warn"] = "fail"
+    """fail: stop the run before Transform, naming the feature; warn: say so in the summary and go on."""
+
+    @property
+    def has_spans(self) -> bool:
+        """data.path names spans ({SPAN} or {YYYY}-{MM}-{DD})."""
+        return any(p in self.path for p in SPAN_PLACEHOLDERS)
+
+    @model_validator(mode="after")
+    def _window_needs_spans(self) -> DataConfig:
+        if not self.has_spans and (self.window.spans > 1 or self.window.is_fixed):
+            raise ConfigError("window", f"reads several spans, but data.path names none: put {{SPAN}} (or {{YYYY}}-{{MM}}-{{DD}}) "
+                                        f"in it, e.g. data/span-{{SPAN}}/; got {self.path!r}")
+        if "{SPAN}" in self.path and any(p in self.path for p in SPAN_PLACEHOLDERS[1:]):
+            raise ConfigError("path", "names a span twice: use {SPAN} or the date {YYYY}-{MM}-{DD}, not both")
+        return self
 
     @field_validator("list_delimiter")
     @classmethod
@@ -390,6 +461,10 @@ class TrainingConfig(Section):
     splits (measured faster:
     bench/RESULTS.md, "Trainer input: files against memory, raw against transformed");
     transformed pays off where the splits do not fit cache_mb, or where Transform runs on a cluster."""
+    warm_start: StrictBool = False
+    """Start from the last blessed model: embedding rows move with their tokens into the new
+    vocabulary, new tokens start fresh, other layers are copied where their shapes agree. A model
+    whose shape changed trains from scratch, and the run says which feature and why."""
 
     @property
     def reads_raw_examples(self) -> bool:
@@ -779,6 +854,9 @@ def _check_cross_fields(config: PipelineConfig) -> None:
         if f.vocabulary not in (VocabularyConfig(), owner.vocabulary):
             raise ConfigError(f"features[{i}].vocabulary", f"{f.name!r} uses {owner.name!r}'s vocabulary; set vocabulary on {owner.name!r} only")
     _check_slice_names(config)
+    for name in config.data.drift.features:
+        if name not in names + [config.label.name]:
+            raise ConfigError(f"data.drift.features.{name}", f"{name!r} is not a feature or the label; features: {names}")
     check_model_shapes(config)
 
 

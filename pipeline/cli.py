@@ -4,7 +4,7 @@
     embedpipe config show [--config F]    (F: a YAML config or a model's assets.extra/embedpipe/config.json)
     embedpipe config schema [--output F]  (the JSON Schema of a config file, for an editor's YAML plugin)
     embedpipe schema infer --config F [--data PATH] [--output F]
-    embedpipe data synthetic --rows N --output DIR [--seed S] [--signal preference|late]
+    embedpipe data synthetic --rows N --output DIR [--seed S] [--signal preference|late] [--spans K [--broken SPAN:FEATURE:HOW]]
     embedpipe data movielens --source DIR --output DIR [--eval-per-user 10] [--validation-per-user 10] [--no-item-cf]
     embedpipe serve --port=8500 --model_name=M --model_base_path=DIR [TF Serving flags, see serve --help]
     embedpipe predict --server HOST:PORT --model M (--json '{...}' | --input FILE.jsonl) [--classify]
@@ -122,8 +122,25 @@ def cmd_schema_infer(args: argparse.Namespace) -> int:
 
 def cmd_data_synthetic(args: argparse.Namespace) -> int:
     """Write synthetic JSONL examples."""
-    from pipeline.datasets.synthetic import write_synthetic
+    from embedconfig.config import ConfigError
+    from pipeline.datasets.synthetic import write_synthetic, write_synthetic_spans
 
+    if args.spans:
+        broken = None
+        if args.broken:
+            span, _, rest = args.broken.partition(":")
+            feature, _, how = rest.partition(":")
+            if not span.isdigit() or not feature or not how:
+                raise ConfigError("--broken", f"{args.broken!r} is not SPAN:FEATURE:empty|collapse, e.g. 3:interests:empty")
+            broken = (int(span), feature, how)
+        try:
+            paths = write_synthetic_spans(args.output, args.rows, args.spans, seed=args.seed, broken=broken)
+        except ValueError as e:
+            raise ConfigError("--broken", str(e)) from e
+        print(f"wrote {args.spans} spans of {args.rows} examples: {paths[0]} .. {paths[-1]}")
+        return 0
+    if args.broken:
+        raise ConfigError("--broken", "breaks a day of --spans; give --spans too")
     path = write_synthetic(args.output, args.rows, seed=args.seed, signal=args.signal, shards=args.shards)
     print(f"wrote {args.rows} examples to {path}")
     return 0
@@ -238,6 +255,11 @@ def build_parser() -> argparse.ArgumentParser:
     synthetic.add_argument("--seed", type=int, default=0)
     synthetic.add_argument("--signal", choices=("preference", "late"), default="preference")
     synthetic.add_argument("--shards", type=int, default=1, help="write N files of the same users (default: one file)")
+    synthetic.add_argument("--spans", type=int, default=0,
+                           help="write K days as OUTPUT/span-1 .. span-K (--rows each): the same users, new items, "
+                                "another trending category each day (data.path: OUTPUT/span-{SPAN}/)")
+    synthetic.add_argument("--broken", metavar="SPAN:FEATURE:empty|collapse",
+                           help="with --spans: that day's feature has no values (empty) or one value (collapse)")
     synthetic.set_defaults(func=cmd_data_synthetic)
     movielens = data.add_parser("movielens", help="MovieLens CSV layout -> JSONL examples split by time")
     movielens.add_argument("--source", required=True, help="directory with ratings.csv and movies.csv")

@@ -13,13 +13,15 @@ from typing import Callable, TextIO
 
 from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 from tfx.orchestration.metadata import sqlite_metadata_connection_config
+from tfx.orchestration.pipeline import Pipeline
 
 import patches
 from embedconfig.beam_profiles import PORTABLE_RUNNERS
 from embedconfig.config import PipelineConfig
-from pipeline.beam_mode import beam_choice
-from pipeline.pipeline_factory import create_pipeline
+from pipeline.beam_mode import BeamChoice, beam_choice
+from pipeline.pipeline_factory import EXAMPLE_GEN, create_pipeline, ingest_span_pipeline
 from pipeline.run_summary import RunSummary, summarize_run
+from pipeline.spans import spans_to_backfill
 
 
 class ComponentProgress(logging.Handler):
@@ -61,13 +63,26 @@ def run_locally(
         if "://" not in path:
             os.makedirs(path, exist_ok=True)
     beam = beam_choice(config)  # lists the input files once: printed below and given to the pipeline
-    pipeline = create_pipeline(
-        config, sqlite_metadata_connection_config(config.pipeline.metadata_path), beam=beam
-    )
-    progress = ComponentProgress(total=len(pipeline.components), out=out, forward_errors=not verbose)
+    metadata = sqlite_metadata_connection_config(config.pipeline.metadata_path)
     patches.exclude_tf_keras_from_autograph()  # TFMA loads the model with tf_keras in this process: 48.7 -> 32.5 s
     print(f"embedpipe: running '{config.pipeline.name}' from {config.source} on data {config.data.path}", file=out, flush=True)
     print(f"embedpipe: Beam {' '.join(beam.args)} ({beam.reason})", file=out, flush=True)
+    backfilled: list[int] | None = [] if config.data.has_spans else None
+    if backfilled is not None:
+        for span in spans_to_backfill(config.data, config.pipeline.metadata_path, config.pipeline.name, EXAMPLE_GEN):
+            print(f"embedpipe: ingesting span {span} first (on disk, not ingested yet)", file=out, flush=True)
+            _run_dag(ingest_span_pipeline(config, span, metadata, beam), beam, out, verbose)
+            backfilled.append(span)
+    _run_dag(create_pipeline(config, metadata, beam=beam), beam, out, verbose, on_durations)
+    summary = summarize_run(config.pipeline.name, config.pipeline.root, config.pipeline.metadata_path, backfilled=backfilled)
+    print(summary.render(), file=out, flush=True)
+    return summary
+
+
+def _run_dag(pipeline: Pipeline, beam: BeamChoice, out: TextIO, verbose: bool,
+             on_durations: Callable[[dict[str, float]], None] | None = None) -> None:
+    """One LocalDagRunner run, printing a line as each component starts and ends."""
+    progress = ComponentProgress(total=len(pipeline.components), out=out, forward_errors=not verbose)
     workers_have_tfx = beam.beam.runner == "direct" or beam.beam.runner in PORTABLE_RUNNERS  # see the patch
     with patches.absl_level_pinned(logging.INFO) as absl_logger:  # the progress lines come from absl's records
         absl_logger.addHandler(progress)
@@ -80,6 +95,3 @@ def run_locally(
             absl_logger.propagate = previous_propagate
             if on_durations is not None:
                 on_durations(dict(progress.durations))
-    summary = summarize_run(config.pipeline.name, config.pipeline.root, config.pipeline.metadata_path)
-    print(summary.render(), file=out, flush=True)
-    return summary

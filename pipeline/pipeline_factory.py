@@ -13,6 +13,7 @@ Module code is referenced by dotted path (``models.preprocessing.preprocessing_f
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from ml_metadata.proto import metadata_store_pb2
@@ -21,18 +22,20 @@ from tfx.components.schema_gen.import_schema_gen.component import ImportSchemaGe
 from tfx.dsl.components.base import executor_spec
 from tfx.dsl.components.common.resolver import Resolver
 from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import LatestBlessedModelStrategy
+from tfx.dsl.input_resolution.strategies.span_range_strategy import SpanRangeStrategy
 from tfx.orchestration.pipeline import Pipeline
-from tfx.proto import pusher_pb2, trainer_pb2, transform_pb2
+from tfx.proto import pusher_pb2, range_config_pb2, trainer_pb2, transform_pb2
 from tfx.types.channel import Channel
-from tfx.types.standard_artifacts import Model, ModelBlessing
+from tfx.types.standard_artifacts import Examples, ExampleStatistics, Model, ModelBlessing
 
 from components.baseline_strategy import LatestBlessedOtherModelStrategy
+from components.drift_gate import DriftGate, PreviousSpanStatisticsStrategy
 from components.example_gen import make_example_gen
 from components.pusher import Executor as AtomicPusherExecutor
 from components.run_parameters import RunParameters
 from components.schema_gate import SchemaGate
 from components.serving_canary import ServingCanary
-from embedconfig.config import EVAL, SPLITS, TRAIN, VALIDATION, PipelineConfig, component_config
+from embedconfig.config import EVAL, SPLITS, TRAIN, VALIDATION, PipelineConfig, WindowConfig, component_config
 from pipeline.beam_mode import BeamChoice, beam_choice
 from pipeline.eval_config import eval_config_json, make_eval_config
 
@@ -41,10 +44,13 @@ RUN_FN = "models.trainer.run_fn"
 
 # Node ids, in run order; the run summary and the Kubeflow tests refer to them.
 EXAMPLE_GEN = "ExampleGen"
+SPAN_WINDOW = "span_window_resolver"  # with spans in data.path: the Examples of the window's spans
 SCHEMA_IMPORTER = "SchemaImporter"
 STATISTICS_GEN = "StatisticsGen"
 EXAMPLE_VALIDATOR = "ExampleValidator"
 SCHEMA_GATE = "SchemaGate"
+PREVIOUS_STATISTICS = "previous_span_statistics_resolver"  # with spans: the span before the newest
+DRIFT_GATE = "DriftGate"
 TRANSFORM = "Transform"
 RUN_PARAMETERS = "RunParameters"
 TRAINER = "Trainer"
@@ -93,9 +99,22 @@ def create_components(config: PipelineConfig, compiled: bool = False) -> list[An
         schema=schema_importer.outputs["schema"],
     ).with_id(SCHEMA_GATE)
 
+    # With spans, ExampleGen ingests the newest span; Transform and the Trainer read the window's
+    # spans from ML Metadata (every span ExampleGen ever ingested in this pipeline), while
+    # StatisticsGen, the gate, the Evaluator and the canary look at the newest span only.
+    window = None
+    if config.data.has_spans:
+        window = Resolver(
+            strategy_class=SpanRangeStrategy,
+            config={"range_config": span_range(config.data.window)},
+            examples=Channel(type=Examples, producer_component_id=EXAMPLE_GEN, output_key="examples"),
+        ).with_id(SPAN_WINDOW)
+        window.add_upstream_node(example_gen)  # after this run's span is ingested
+    training_examples = window.outputs["examples"] if window else example_gen.outputs["examples"]
+
     trainer_reads_transformed = not config.training.reads_raw_examples
     transform = Transform(
-        examples=example_gen.outputs["examples"],
+        examples=training_examples,
         schema=schema_importer.outputs["schema"],
         preprocessing_fn=PREPROCESSING_FN,
         # Only what preprocessing needs, so changing training settings keeps Transform cached.
@@ -108,12 +127,30 @@ def create_components(config: PipelineConfig, compiled: bool = False) -> list[An
         materialize=trainer_reads_transformed,
     ).with_id(TRANSFORM)
     transform.add_upstream_node(schema_gate)  # no Transform on data that failed validation
+    drift_nodes = []
+    if config.data.has_spans:  # no Transform on a span that drifted from the one before (components/drift_gate.py)
+        previous = Resolver(
+            strategy_class=PreviousSpanStatisticsStrategy,
+            statistics=Channel(type=ExampleStatistics, producer_component_id=STATISTICS_GEN, output_key="statistics"),
+            examples=example_gen.outputs["examples"],
+        ).with_id(PREVIOUS_STATISTICS)
+        drift_gate = DriftGate(
+            examples=example_gen.outputs["examples"],
+            statistics=statistics_gen.outputs["statistics"],
+            schema=schema_importer.outputs["schema"],
+            previous_statistics=previous.outputs["statistics"],
+            previous_examples=previous.outputs["examples"],
+            drift_config=json.dumps(component_config(config.data.drift)),
+            on_drift=config.data.on_drift,
+        ).with_id(DRIFT_GATE)
+        transform.add_upstream_node(drift_gate)
+        drift_nodes = [previous, drift_gate]
 
     run_parameters = RunParameters(epochs=params["epochs"], learning_rate=params["learning_rate"]).with_id(RUN_PARAMETERS)
     trainer = Trainer(
         run_fn=RUN_FN,
         hyperparameters=run_parameters.outputs["hyperparameters"],
-        examples=transform.outputs["transformed_examples"] if trainer_reads_transformed else example_gen.outputs["examples"],
+        examples=transform.outputs["transformed_examples"] if trainer_reads_transformed else training_examples,
         transform_graph=transform.outputs["transform_graph"],
         schema=schema_importer.outputs["schema"],
         train_args=trainer_pb2.TrainArgs(splits=[TRAIN]),
@@ -159,8 +196,38 @@ def create_components(config: PipelineConfig, compiled: bool = False) -> list[An
         custom_executor_spec=executor_spec.ExecutorClassSpec(AtomicPusherExecutor),
     ).with_id(PUSHER)
 
-    components = [example_gen, schema_importer, statistics_gen, example_validator, schema_gate, transform, run_parameters, trainer]
+    components = [example_gen, *([window] if window else []), schema_importer, statistics_gen, example_validator, schema_gate,
+                  *drift_nodes, transform, run_parameters, trainer]
     return components + ([baseline_resolver] if baseline_resolver else []) + [evaluator, canary, pusher]
+
+
+def span_range(window: WindowConfig) -> range_config_pb2.RangeConfig:
+    """The window as TFX's RangeConfig: the newest ``spans``, or the fixed range."""
+    if window.is_fixed:
+        return range_config_pb2.RangeConfig(
+            static_range=range_config_pb2.StaticRange(start_span_number=window.start, end_span_number=window.end))
+    return range_config_pb2.RangeConfig(rolling_range=range_config_pb2.RollingRange(num_spans=window.spans))
+
+
+def ingest_span_pipeline(
+    config: PipelineConfig, span: int, metadata_connection_config: metadata_store_pb2.ConnectionConfig, beam: BeamChoice
+) -> Pipeline:
+    """The same pipeline's ExampleGen and StatisticsGen alone, ingesting ``span``: what a run does
+    first for each span on disk it has not ingested (pipeline/spans.py), so the window finds its
+    Examples in ML Metadata and the drift gate the statistics of the span before the newest."""
+    example_gen = make_example_gen(config, span=span).with_id(EXAMPLE_GEN)
+    schema_importer = ImportSchemaGen(schema_file=config.schema).with_id(SCHEMA_IMPORTER)
+    statistics_gen = StatisticsGen(
+        examples=example_gen.outputs["examples"], schema=schema_importer.outputs["schema"]
+    ).with_id(STATISTICS_GEN)
+    return Pipeline(
+        pipeline_name=config.pipeline.name,
+        pipeline_root=config.pipeline.root,
+        components=[example_gen, schema_importer, statistics_gen],
+        enable_cache=config.pipeline.enable_cache,
+        metadata_connection_config=metadata_connection_config,
+        beam_pipeline_args=list(beam.args),
+    )
 
 
 def create_pipeline(

@@ -66,6 +66,9 @@ class RunSummary:
     rejected_records: int | None = None  # data.on_bad_record: skip
     rejects_uri: str | None = None
     slices: SliceRanking | None = None  # evaluation.slices, when configured
+    ingested_spans: list[int] = dataclasses.field(default_factory=list)  # with spans: ingested by this run
+    trained_spans: list[int] = dataclasses.field(default_factory=list)  # with spans: what the Trainer read
+    drift: str | None = None  # with spans: the DriftGate's verdict on the newest span against the previous one
 
     def render(self) -> str:
         """The summary as printed at the end of ``embedpipe run``."""
@@ -90,12 +93,24 @@ class RunSummary:
         lines.append(f"pushed: {self.pushed_path}" if self.pushed else "pushed: no (only models blessed by the Evaluator and the canary are pushed)")
         if self.model_path:
             lines.append(f"trained model: {self.model_path}")
+        if self.ingested_spans or self.trained_spans:
+            ingested = ", ".join(map(str, self.ingested_spans)) or "none new (the newest span was ingested before)"
+            lines.append(f"spans: ingested {ingested}; trained on {_span_list(self.trained_spans)}")
+        if self.drift:
+            lines.append(f"drift: {self.drift}")
         if self.rejected_records is not None:
             lines.append(f"rejected records: {self.rejected_records} (each with file, line and reason in {self.rejects_uri})")
         if self.cached_components:
             lines.append(f"reused from cache: {', '.join(self.cached_components)}")
         lines.append(f"artifacts: {self.pipeline_root}")
         return "\n".join(lines)
+
+
+def _span_list(spans: list[int]) -> str:
+    """``1-3`` for consecutive spans, else ``1, 3``."""
+    if len(spans) > 2 and spans == list(range(spans[0], spans[-1] + 1)):
+        return f"{spans[0]}-{spans[-1]} ({len(spans)} spans)"
+    return ", ".join(map(str, spans)) or "none"
 
 
 def _store(metadata_path: str) -> metadata_store.MetadataStore:
@@ -128,6 +143,19 @@ def _outputs(store: metadata_store.MetadataStore, execution: metadata_store_pb2.
         key = e.path.steps[0].key if e.path.steps else ""
         out.setdefault(key, []).append(artifacts[e.artifact_id])
     return out
+
+
+def _inputs(store: metadata_store.MetadataStore, execution: metadata_store_pb2.Execution) -> dict[str, list[metadata_store_pb2.Artifact]]:
+    events = [e for e in store.get_events_by_execution_ids([execution.id]) if e.type == metadata_store_pb2.Event.INPUT]
+    artifacts = {a.id: a for a in store.get_artifacts_by_id([e.artifact_id for e in events])}
+    found: dict[str, list[metadata_store_pb2.Artifact]] = {}
+    for e in events:
+        found.setdefault(e.path.steps[0].key if e.path.steps else "", []).append(artifacts[e.artifact_id])
+    return found
+
+
+def _spans(artifacts: list[metadata_store_pb2.Artifact]) -> list[int]:
+    return sorted({int(_custom(a, "span")) for a in artifacts if _custom(a, "span") is not None})
 
 
 def _custom(artifact: metadata_store_pb2.Artifact, key: str) -> Any:
@@ -216,8 +244,10 @@ def _failures_of(evaluation_uri: str) -> list[str]:
     return [_describe_failure(f) for per_slice in result.metric_validations_per_slice for f in per_slice.failures]
 
 
-def summarize_run(pipeline_name: str, pipeline_root: str, metadata_path: str) -> RunSummary:
-    """Summarize the latest execution of each node of ``pipeline_name``."""
+def summarize_run(pipeline_name: str, pipeline_root: str, metadata_path: str, backfilled: list[int] | None = None) -> RunSummary:
+    """Summarize the latest execution of each node of ``pipeline_name``. ``backfilled``: with spans
+    in data.path, the spans the runner ingested before the run (pipeline/spans.py); None: the
+    pipeline names no spans (TFX still records span 0 on every Examples artifact)."""
     store = _store(metadata_path)
     cached = []
     for node_id in (nodes.EXAMPLE_GEN, nodes.STATISTICS_GEN, nodes.TRANSFORM, nodes.TRAINER, nodes.EVALUATOR,
@@ -262,11 +292,22 @@ def summarize_run(pipeline_name: str, pipeline_root: str, metadata_path: str) ->
         models = _outputs(store, trainer).get("model")
         if models:
             model_path = path_utils.serving_model_dir(models[0].uri)
+    trained_spans = _spans(_inputs(store, trainer).get("examples", [])) if trainer is not None and backfilled is not None else []
     rejected, rejects_uri = None, None
+    ingested = list(backfilled or [])
     example_gen = _latest_execution(store, pipeline_name, nodes.EXAMPLE_GEN)
     if example_gen is not None:
         examples = _outputs(store, example_gen).get("examples")
         if examples and _custom(examples[0], "rejects_uri"):
             rejected, rejects_uri = int(_custom(examples[0], "rejected_records") or 0), str(_custom(examples[0], "rejects_uri"))
+        if examples and backfilled is not None and example_gen.last_known_state == metadata_store_pb2.Execution.COMPLETE:
+            ingested += _spans(examples)
+    drift = None
+    gate = _latest_execution(store, pipeline_name, nodes.DRIFT_GATE) if backfilled is not None else None
+    if _finished(gate) and _outputs(store, gate).get("drift"):
+        report = _outputs(store, gate)["drift"][0]
+        previous = _custom(report, "previous_span")
+        drift = (f"span {_custom(report, 'span')} against span {previous}: " if previous is not None else "") + str(_custom(report, "drift"))
     return RunSummary(pipeline_root, metrics, baseline, blessed, failures, infra_blessed, infra_reason, pushed, pushed_path, model_path,
-                      cached, rejected, rejects_uri, slices)
+                      cached, rejected, rejects_uri, slices, ingested_spans=sorted(set(ingested)),
+                      trained_spans=trained_spans, drift=drift)

@@ -268,3 +268,23 @@ def test_target_attention_query_defaults_to_model_query_and_round_trips(raw_conf
     config = parse_config(raw_config)
     assert (config.features[2].query, config.model.query, config.model.cross_layers) == ("target", "user", 2)
     assert parse_config(config_as_dict(config)) == config
+
+
+def test_a_window_over_several_spans_needs_a_span_placeholder(raw_config: dict) -> None:
+    raw_config["data"]["window"] = {"spans": 3}
+    with pytest.raises(ValueError, match=r"config field 'data.window': reads several spans, but data.path names none"):
+        parse_config(raw_config)
+    raw_config["data"]["path"] = "data/span-{SPAN}/"
+    assert parse_config(raw_config).data.window.spans == 3
+    raw_config["data"]["window"] = {"start": 2}
+    with pytest.raises(ValueError, match=r"config field 'data.window.end': a fixed range needs both start and end"):
+        parse_config(raw_config)
+
+
+def test_drift_thresholds_name_features(raw_config: dict) -> None:
+    raw_config["data"]["drift"] = {"default": 0.2, "features": {"history": 0.4}}
+    drift = parse_config(raw_config).data.drift
+    assert (drift.threshold("history"), drift.threshold("user")) == (0.4, 0.2)
+    raw_config["data"]["drift"] = {"features": {"histroy": 0.4}}
+    e = _error(raw_config)
+    assert e.field == "data.drift.features.histroy" and "not a feature" in str(e)

@@ -1,0 +1,193 @@
+"""DriftGate: the newest span's statistics against the previous span's, before Transform runs.
+
+A broken upstream job (a feature gone empty, a vocabulary shifted) often still fits the curated
+schema, so SchemaGate lets it through. This gate measures every feature with TFDV's drift
+comparators, the ones TFDV applies with ``previous_statistics``: the L-infinity distance between
+the value frequencies of a string feature, the Jensen-Shannon divergence between the histograms of
+a numeric one, on the train split. Past its threshold (``data.drift``: a default, or a feature's
+own) the run stops, naming the feature, the distance and the threshold; ``data.on_drift: warn``
+records the same and goes on. Every measurement, passing or not, is written as TFDV's Anomalies
+proto (with its ``drift_skew_info``) in the gate's output, for the run summary and later runs.
+
+The previous span's statistics come from ML Metadata (:class:`PreviousSpanStatisticsStrategy`): the
+StatisticsGen output with the largest span below the newest one. The first span has none, and
+passes. A statistics artifact's span is read through its lineage (the Examples its StatisticsGen
+read): TFX 1.16's StatisticsGen copies the Examples' typed ``span`` property, which stays 0, while
+ExampleGen's driver records the span as a custom property.
+"""
+
+
+import copy
+import json
+import os
+from dataclasses import dataclass
+
+import ml_metadata as mlmd
+import tensorflow_data_validation as tfdv
+from ml_metadata.proto import metadata_store_pb2
+from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2
+from tfx import types
+from tfx.components.example_gen.utils import SPAN_PROPERTY_NAME as SPAN
+from tfx.components.statistics_gen import stats_artifact_utils
+from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArtifact, Parameter
+from tfx.dsl.component.experimental.decorators import component
+from tfx.dsl.components.common import resolver
+from tfx.types import artifact_utils
+from tfx.types.standard_artifacts import ExampleAnomalies, Examples, ExampleStatistics, Schema
+from tfx.utils import io_utils
+
+from embedconfig.config import TRAIN, DriftConfig, from_component_config
+
+STATISTICS_KEY = "statistics"
+EXAMPLES_KEY = "examples"  # in: the newest span's Examples; out: the previous span's Examples
+DRIFT_FILE = "SchemaDiff.pb"  # the file name TFX's ExampleValidator gives its anomalies
+
+
+class DataDriftError(RuntimeError):
+    """The newest span drifted from the previous one past a threshold."""
+
+
+def span_of(examples: types.Artifact) -> int:
+    """The span ExampleGen's driver recorded on an Examples artifact."""
+    return examples.get_int_custom_property(SPAN) if examples.has_custom_property(SPAN) else examples.span
+
+
+class PreviousSpanStatisticsStrategy(resolver.ResolverStrategy):
+    """The ExampleStatistics (and the Examples they describe) with the largest span below the newest
+    ``examples``' span; nothing for the first span."""
+
+    def resolve_artifacts(
+        self, store: mlmd.MetadataStore, input_dict: dict[str, list[types.Artifact]]
+    ) -> dict[str, list[types.Artifact]] | None:
+        newest = max((span_of(a) for a in input_dict.get(EXAMPLES_KEY, [])), default=None)
+        best: tuple[int, int, types.Artifact, metadata_store_pb2.Artifact] | None = None
+        for statistics in input_dict.get(STATISTICS_KEY, []):
+            described = _described_examples(store, statistics.id)
+            if described is None or newest is None:
+                continue
+            span = _custom_span(described)
+            if span < newest and (best is None or (span, statistics.id) > best[:2]):
+                best = (span, statistics.id, statistics, described)
+        if best is None:
+            return {STATISTICS_KEY: [], EXAMPLES_KEY: []}
+        examples = types.standard_artifacts.Examples()
+        examples.set_mlmd_artifact(best[3])
+        return {STATISTICS_KEY: [best[2]], EXAMPLES_KEY: [examples]}
+
+
+def _described_examples(store: mlmd.MetadataStore, statistics_id: int) -> metadata_store_pb2.Artifact | None:
+    """The Examples artifact the execution that made ``statistics_id`` read."""
+    producers = [e.execution_id for e in store.get_events_by_artifact_ids([statistics_id]) if e.type == metadata_store_pb2.Event.OUTPUT]
+    inputs = [e.artifact_id for e in store.get_events_by_execution_ids(producers) if e.type == metadata_store_pb2.Event.INPUT]
+    examples_type = store.get_artifact_type("Examples").id
+    return next((a for a in store.get_artifacts_by_id(inputs) if a.type_id == examples_type), None)
+
+
+def _custom_span(artifact: metadata_store_pb2.Artifact) -> int:
+    value = artifact.custom_properties.get(SPAN)
+    return int(value.int_value if value.HasField("int_value") else value.string_value) if value is not None else 0
+
+
+@dataclass(frozen=True)
+class Drift:
+    """One feature's distance between the previous span and the newest."""
+
+    feature: str
+    measure: str  # L_INFTY | JENSEN_SHANNON_DIVERGENCE
+    distance: float
+    threshold: float
+
+    @property
+    def over(self) -> bool:
+        """Past its threshold."""
+        return self.distance > self.threshold
+
+    def describe(self) -> str:
+        """``feature 'interests': L-infinity distance 0.87 > threshold 0.3``."""
+        if self.measure == EMPTIED:
+            return f"feature '{self.feature}': no values left (it had values on the previous span), threshold {self.threshold:g}"
+        name = "L-infinity distance" if self.measure == "L_INFTY" else "Jensen-Shannon divergence"
+        return f"feature '{self.feature}': {name} {self.distance:.3g} {'>' if self.over else '<='} threshold {self.threshold:g}"
+
+
+def with_drift_comparators(schema: schema_pb2.Schema, drift: DriftConfig) -> schema_pb2.Schema:
+    """A copy of ``schema`` with a drift comparator on every feature: L-infinity for strings,
+    Jensen-Shannon for numbers, each at the feature's threshold."""
+    compared = copy.deepcopy(schema)
+    for feature in compared.feature:
+        threshold = drift.threshold(feature.name)
+        if feature.type == schema_pb2.BYTES:
+            feature.drift_comparator.infinity_norm.threshold = threshold
+        else:
+            feature.drift_comparator.jensen_shannon_divergence.threshold = threshold
+    return compared
+
+
+EMPTIED = "EMPTIED"  # values on the previous span, none on the newest: every bit of the distribution moved
+
+
+def measure_drift(newest: object, previous: object, schema: schema_pb2.Schema, drift: DriftConfig) -> tuple[list[Drift], anomalies_pb2.Anomalies]:
+    """Every feature's drift from ``previous`` to ``newest`` (DatasetFeatureStatisticsList), and TFDV's Anomalies.
+
+    A feature that had values on the previous span and has none on the newest counts as the largest
+    distance there is (1.0): TFDV's comparators measure nothing for it (no histogram left; a dropped
+    column is only an anomaly) or a small L-infinity distance (0.10 for an emptied sequence,
+    bench/RESULTS.md, "Daily retraining"), so a feature gone empty would pass them."""
+    anomalies = tfdv.validate_statistics(newest, with_drift_comparators(schema, drift), previous_statistics=previous)
+    found = {}
+    for info in anomalies.drift_skew_info:
+        for m in info.drift_measurements:
+            name = ".".join(info.path.step)
+            found[name] = Drift(name, anomalies_pb2.DriftSkewInfo.Measurement.Type.Name(m.type), m.value, m.threshold)
+    before, after = _values_per_feature(previous), _values_per_feature(newest)
+    for feature in schema.feature:
+        if before.get(feature.name, 0) > 0 and after.get(feature.name, 0) == 0:
+            found[feature.name] = Drift(feature.name, EMPTIED, 1.0, drift.threshold(feature.name))
+    return sorted(found.values(), key=lambda d: (-d.distance / d.threshold, d.feature)), anomalies
+
+
+def _values_per_feature(statistics: object) -> dict[str, int]:
+    """Feature name -> how many values it has in the (first) dataset of a statistics list."""
+    counts: dict[str, int] = {}
+    for dataset in statistics.datasets[:1]:
+        for feature in dataset.features:
+            common = feature.string_stats.common_stats if feature.HasField("string_stats") else feature.num_stats.common_stats
+            counts[".".join(feature.path.step)] = int(common.tot_num_values or common.num_non_missing * common.avg_num_values)
+    return counts
+
+
+@component
+def DriftGate(  # noqa: N802 -- TFX component names are class-like
+    examples: InputArtifact[Examples],
+    statistics: InputArtifact[ExampleStatistics],
+    schema: InputArtifact[Schema],
+    drift: OutputArtifact[ExampleAnomalies],
+    drift_config: Parameter[str],
+    on_drift: Parameter[str] = "fail",
+    previous_statistics: InputArtifact[ExampleStatistics] = None,  # type: ignore[assignment] -- TFX's optional-input form
+    previous_examples: InputArtifact[Examples] = None,  # type: ignore[assignment]
+) -> None:
+    """Measure the newest span against the previous one; raise DataDriftError past a threshold
+    (``on_drift: fail``), or record it (``warn``)."""
+    config = from_component_config(json.loads(drift_config), DriftConfig)
+    drift.split_names = artifact_utils.encode_split_names([TRAIN])
+    newest_span = span_of(examples)
+    drift.set_int_custom_property("span", newest_span)
+    if previous_statistics is None or previous_examples is None:
+        drift.set_string_custom_property("drift", "no previous span to compare with")
+        return
+    schema_proto = tfdv.load_schema_text(io_utils.get_only_uri_in_dir(schema.uri))
+    newest = stats_artifact_utils.load_statistics(statistics, TRAIN).proto()
+    previous = stats_artifact_utils.load_statistics(previous_statistics, TRAIN).proto()
+    measured, anomalies = measure_drift(newest, previous, schema_proto, config)
+    io_utils.write_bytes_file(os.path.join(artifact_utils.get_split_uri([drift], TRAIN), DRIFT_FILE), anomalies.SerializeToString())
+    over = [d for d in measured if d.over]
+    previous_span = span_of(previous_examples)
+    drift.set_int_custom_property("previous_span", previous_span)
+    drift.set_string_custom_property("drift", "; ".join(d.describe() for d in over) or "within every threshold")
+    drift.set_int_custom_property("drifted_features", len(over))
+    if over and on_drift == "fail":
+        raise DataDriftError(
+            f"span {newest_span} drifted from span {previous_span} (train split); fix the data upstream, or raise "
+            f"the threshold in data.drift if the change is real:\n  " + "\n  ".join(d.describe() for d in over))
+
