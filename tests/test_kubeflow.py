@@ -123,6 +123,18 @@ def test_compiling_needs_no_local_data(tmp_path: Path) -> None:
     assert tasks["ExampleGen"]["inputs"]["parameters"]["input_base"]["runtimeValue"]["constant"] == f"{IMAGE_REPO_ROOT}/runs/movielens/examples"
 
 
+def test_a_config_with_spans_is_refused_with_the_compilers_reason(tmp_path: Path, capsys) -> None:
+    """TFX's Kubeflow V2 compiler compiles two resolver strategies; the span window's is neither (docs/KUBEFLOW.md)."""
+    raw = yaml.safe_load((REPO / "configs" / "synthetic.yaml").read_text())
+    raw["data"]["path"] = "../runs/synthetic/days/span-{SPAN}/"
+    config = tmp_path / "daily.yaml"
+    config.write_text(yaml.safe_dump({**raw, "schema": str(REPO / "schema" / "synthetic.pbtxt")}))
+    code = cli_main(["compile", "kubeflow", "--config", str(config), "--image", IMAGE, "--pipeline-root", "s3://bucket/root",
+                     "--output", str(tmp_path / "daily-pipeline.yaml")])
+    assert code == 2 and "config field 'data.path': names spans, which do not compile for Kubeflow yet" in capsys.readouterr().err
+    assert not (tmp_path / "daily-pipeline.yaml").exists()
+
+
 def test_run_time_parameters_are_declared_with_the_configs_defaults(compiled: dict) -> None:
     config = load_config(CONFIG)
     declared = compiled["root"]["inputDefinitions"]["parameters"]
