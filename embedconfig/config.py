@@ -109,7 +109,8 @@ def _resolve_path(value: str, info: ValidationInfo) -> str:
     base_dir = (info.context or {}).get("base_dir")
     if base_dir is None or "://" in value or os.path.isabs(value):
         return value
-    return os.path.normpath(str(Path(base_dir) / value))
+    resolved = os.path.normpath(str(Path(base_dir) / value))
+    return resolved + "/" if value.endswith("/") else resolved  # "a directory" (of split files, of a span's files)
 
 
 # A path or URI to data, artifacts or models (a local path, gs://, s3://).
