@@ -94,7 +94,7 @@ def pytest_configure(config: pytest.Config) -> None:
 # With --dist loadfile --no-loadscope-reorder, pytest-xdist hands whole files to its workers in
 # collection order. Its default order (files with the most tests first) started these last, and one
 # worker ran alone at the end; longest first, the two workers finish within a short file of each other.
-LONGEST_FIRST = ("test_kubeflow.py", "test_pipeline_e2e.py", "test_beam_modes.py", "test_new_dataset.py",
+LONGEST_FIRST = ("test_kubeflow.py", "test_pipeline_e2e.py", "test_beam_modes.py", "test_new_dataset.py", "test_daily_runs.py",
                  "test_model_variants_learn.py", "test_serving.py", "test_tf_serving_cases.py")
 
 
