@@ -36,6 +36,7 @@ from tfx.types import artifact_utils
 from tfx.types.standard_artifacts import ExampleAnomalies, Examples, ExampleStatistics, Schema
 from tfx.utils import io_utils
 
+from components.schema_gate import common_stats
 from embedconfig.config import TRAIN, DriftConfig, from_component_config
 
 STATISTICS_KEY = "statistics"
@@ -151,7 +152,7 @@ def _values_per_feature(statistics: object) -> dict[str, int]:
     counts: dict[str, int] = {}
     for dataset in statistics.datasets[:1]:
         for feature in dataset.features:
-            common = feature.string_stats.common_stats if feature.HasField("string_stats") else feature.num_stats.common_stats
+            common = common_stats(feature)
             counts[".".join(feature.path.step)] = int(common.tot_num_values or common.num_non_missing * common.avg_num_values)
     return counts
 

@@ -25,15 +25,16 @@ class DataAnomaliesError(RuntimeError):
     """The raw data does not match the curated schema."""
 
 
+def common_stats(feature: statistics_pb2.FeatureNameStatistics) -> statistics_pb2.CommonStatistics:
+    """A feature's common statistics (missing count, values per example), string or numeric."""
+    return feature.string_stats.common_stats if feature.HasField("string_stats") else feature.num_stats.common_stats
+
+
 def _feature_stats(stats: statistics_pb2.DatasetFeatureStatisticsList, name: str) -> str:
     for dataset in stats.datasets:
         for feature in dataset.features:
             if feature.path.step and feature.path.step[-1] == name:
-                common = (
-                    feature.string_stats.common_stats
-                    if feature.HasField("string_stats")
-                    else feature.num_stats.common_stats
-                )
+                common = common_stats(feature)
                 parts = [
                     f"missing in {common.num_missing} of {dataset.num_examples} examples",
                     f"values per example {common.min_num_values}..{common.max_num_values}",
