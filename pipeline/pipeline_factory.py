@@ -26,8 +26,9 @@ from tfx.dsl.input_resolution.strategies.span_range_strategy import SpanRangeStr
 from tfx.orchestration.pipeline import Pipeline
 from tfx.proto import pusher_pb2, range_config_pb2, trainer_pb2, transform_pb2
 from tfx.types.channel import Channel
-from tfx.types.standard_artifacts import Examples, ExampleStatistics, Model, ModelBlessing
+from tfx.types.standard_artifacts import Examples, ExampleStatistics, Model, ModelBlessing, TransformCache
 
+from components.analyzer_cache_strategy import AnalyzerCacheOfAnotherWindowStrategy
 from components.baseline_strategy import LatestBlessedOtherModelStrategy
 from components.drift_gate import DriftGate, PreviousSpanStatisticsStrategy
 from components.example_gen import make_example_gen
@@ -52,6 +53,7 @@ SCHEMA_GATE = "SchemaGate"
 PREVIOUS_STATISTICS = "previous_span_statistics_resolver"  # with spans: the span before the newest
 DRIFT_GATE = "DriftGate"
 TRANSFORM = "Transform"
+TRANSFORM_CACHE = "transform_cache_resolver"  # with spans: Transform's analyzer cache of the last run
 RUN_PARAMETERS = "RunParameters"
 TRAINER = "Trainer"
 BASELINE_RESOLVER = "latest_blessed_model_resolver"
@@ -111,11 +113,22 @@ def create_components(config: PipelineConfig, compiled: bool = False) -> list[An
         ).with_id(SPAN_WINDOW)
         window.add_upstream_node(example_gen)  # after this run's span is ingested
     training_examples = window.outputs["examples"] if window else example_gen.outputs["examples"]
+    # Transform's analyzer cache, keyed by each input's file pattern: a window that moved by a day
+    # reads the spans it analysed before from the cache and analyses only the new one
+    # (components/analyzer_cache_strategy.py says why the cache of another window).
+    analyzer_cache = None
+    if window:
+        analyzer_cache = Resolver(
+            strategy_class=AnalyzerCacheOfAnotherWindowStrategy,
+            cache=Channel(type=TransformCache, producer_component_id=TRANSFORM, output_key="updated_analyzer_cache"),
+            examples=window.outputs["examples"],
+        ).with_id(TRANSFORM_CACHE)
 
     trainer_reads_transformed = not config.training.reads_raw_examples
     transform = Transform(
         examples=training_examples,
         schema=schema_importer.outputs["schema"],
+        analyzer_cache=analyzer_cache.outputs["cache"] if analyzer_cache else None,
         preprocessing_fn=PREPROCESSING_FN,
         # Only what preprocessing needs, so changing training settings keeps Transform cached.
         custom_config=component_config(config.preprocessing),
@@ -197,7 +210,7 @@ def create_components(config: PipelineConfig, compiled: bool = False) -> list[An
     ).with_id(PUSHER)
 
     components = [example_gen, *([window] if window else []), schema_importer, statistics_gen, example_validator, schema_gate,
-                  *drift_nodes, transform, run_parameters, trainer]
+                  *drift_nodes, *([analyzer_cache] if analyzer_cache else []), transform, run_parameters, trainer]
     return components + ([baseline_resolver] if baseline_resolver else []) + [evaluator, canary, pusher]
 
 

@@ -4,7 +4,9 @@ each ingested once, a window of the newest spans for Transform and the Trainer.
 The runs, in order, share one pipeline root and metadata store (as a scheduled pipeline does):
 1. days 1 and 2 on disk, nothing ingested: day 1 is ingested first (ExampleGen with a static range,
    and its statistics), then the run ingests day 2, checks its drift from day 1 and trains on both;
-2. day 3 arrives: the run ingests day 3 only, and the window (2 spans) moves to days 2-3;
+2. day 3 arrives: the run ingests day 3 only, and the window (2 spans) moves to days 2-3; Transform
+   analyses day 3 alone and reads day 2 from its analyzer cache (a spy on TFT's own choice,
+   ``get_analysis_dataset_keys``), and its vocabularies equal a cold Transform's over days 2-3;
 3. nothing new: ExampleGen is cached, nothing is ingested, the window stays;
 4. day 4 arrives broken (``interests`` collapsed onto one value, as a broken upstream job leaves it):
    the DriftGate stops the run before Transform, naming the feature, the distance and the threshold,
@@ -17,6 +19,7 @@ import io
 from pathlib import Path
 
 import pytest
+import tensorflow_transform.beam as tft_beam
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
@@ -53,13 +56,25 @@ def days(tmp_path_factory: pytest.TempPathFactory) -> dict:
     span_3.parent.mkdir()
     (data / "span-3").rename(span_3)  # day 3 has not arrived yet
     config = _config(work)
-    record: dict = {"config": config}
-    for day in (1, 2, 3):
-        if day == 2:
-            span_3.rename(data / "span-3")
-        out = io.StringIO()
-        record[day] = run_locally(config, out=out)
-        record[f"out{day}"] = out.getvalue()
+    record: dict = {"config": config, "work": work}
+    analysed: list[tuple[int, int]] = []  # per Transform run: (datasets analysed, datasets in the window)
+    get_keys = tft_beam.analysis_graph_builder.get_analysis_dataset_keys
+
+    def spy(*args, **kwargs):
+        keys = get_keys(*args, **kwargs)
+        analysed.append((len(keys), len(args[2])))
+        return keys
+
+    with pytest.MonkeyPatch.context() as patch:  # wraps TFT's function, it still decides
+        patch.setattr(tft_beam.analysis_graph_builder, "get_analysis_dataset_keys", spy)
+        for day in (1, 2, 3):
+            if day == 2:
+                span_3.rename(data / "span-3")
+            out = io.StringIO()
+            record[day] = run_locally(config, out=out)
+            record[f"out{day}"] = out.getvalue()
+            record[f"analysed{day}"] = analysed[-1] if analysed else None
+            analysed.clear()
     (broken_day / "span-4").rename(data / "span-4")
     with pytest.raises(Exception) as stopped:
         run_locally(config, out=io.StringIO())
@@ -98,7 +113,7 @@ def test_a_new_day_is_ingested_alone_and_the_window_moves(days) -> None:
 def test_a_run_with_nothing_new_ingests_nothing_and_keeps_the_window(days) -> None:
     third = days[3]
     assert third.ingested_spans == [] and third.trained_spans == [2, 3], third.render()
-    assert "ExampleGen" in third.cached_components
+    assert {"ExampleGen", "Transform", "Trainer", "Evaluator", "Pusher"} <= set(third.cached_components), third.render()
     assert "spans: ingested none new (the newest span was ingested before); trained on 2, 3" in third.render()
 
 
@@ -116,3 +131,32 @@ def test_a_broken_day_is_stopped_by_drift_naming_the_feature(days) -> None:
     message = str(days["broken"])
     assert "span 4 drifted from span 3 (train split)" in message, message
     assert "feature 'interests': L-infinity distance" in message and "> threshold 0.3" in message, message
+
+
+def test_transform_analyses_only_the_new_span_and_reads_the_rest_from_its_cache(days) -> None:
+    assert days["analysed1"] == (2, 2), "first run: no cache, days 1 and 2 analysed"
+    assert days["analysed2"] == (1, 2), "day 3 analysed, day 2 read from the analyzer cache"
+    assert days["analysed3"] is None, "nothing new: Transform cached, nothing analysed"
+
+
+def test_vocabularies_from_the_cache_equal_a_cold_transform_over_the_same_window(days, tmp_path: Path) -> None:
+    from tfx.types import standard_artifacts
+
+    from tests.helpers.executors import artifact, run_transform, schema_artifact
+
+    config = days["config"]
+    store_config = metadata_store_pb2.ConnectionConfig()
+    store_config.sqlite.filename_uri = config.pipeline.metadata_path
+    store = metadata_store.MetadataStore(store_config)
+    examples = {a.custom_properties["span"].int_value: a.uri
+                for a in store.get_artifacts_by_context(store.get_context_by_type_and_name("node", f"{config.pipeline.name}.{EXAMPLE_GEN}").id)
+                if "span" in a.custom_properties}
+    window = [artifact(standard_artifacts.Examples, Path(examples[span]), ["train", "validation", "eval"]) for span in (2, 3)]
+    cold, _ = run_transform(config, window, schema_artifact(config, tmp_path / "schema"), tmp_path)
+    transform = store.get_context_by_type_and_name("node", f"{config.pipeline.name}.Transform")
+    cached_graph = max((a for a in store.get_artifacts_by_context(transform.id) if a.uri.endswith(tuple("0123456789"))
+                        and "/transform_graph/" in a.uri), key=lambda a: a.id).uri
+    cold_vocabularies = sorted((Path(cold.uri) / "transform_fn" / "assets").iterdir())
+    assert [p.name for p in cold_vocabularies] == ["vocab_history", "vocab_interests", "vocab_target_categories", "vocab_user"]
+    for vocabulary in cold_vocabularies:
+        assert (Path(cached_graph) / "transform_fn" / "assets" / vocabulary.name).read_bytes() == vocabulary.read_bytes(), vocabulary.name

@@ -46,7 +46,7 @@ def run_transform(config: PipelineConfig, examples, schema, work: Path, beam_arg
     transformed = artifact(standard_artifacts.Examples, work / "transformed", list(SPLITS))
     splits_config = transform_pb2.SplitsConfig(analyze=[TRAIN], transform=list(SPLITS))
     Executor(beam_context(beam_args)).Do(
-        {keys.EXAMPLES_KEY: [examples], keys.SCHEMA_KEY: [schema]},
+        {keys.EXAMPLES_KEY: examples if isinstance(examples, list) else [examples], keys.SCHEMA_KEY: [schema]},
         {keys.TRANSFORM_GRAPH_KEY: [graph], keys.TRANSFORMED_EXAMPLES_KEY: [transformed]},
         {keys.PREPROCESSING_FN_KEY: PREPROCESSING_FN, keys.CUSTOM_CONFIG_KEY: json.dumps(component_config(config.preprocessing)),
          keys.SPLITS_CONFIG_KEY: json_format.MessageToJson(splits_config),
