@@ -10,10 +10,8 @@ records the same and goes on. Every measurement, passing or not, is written as T
 proto (with its ``drift_skew_info``) in the gate's output, for the run summary and later runs.
 
 The previous span's statistics come from ML Metadata (:class:`PreviousSpanStatisticsStrategy`): the
-StatisticsGen output with the largest span below the newest one. The first span has none, and
-passes. A statistics artifact's span is read through its lineage (the Examples its StatisticsGen
-read): TFX 1.16's StatisticsGen copies the Examples' typed ``span`` property, which stays 0, while
-ExampleGen's driver records the span as a custom property.
+StatisticsGen output with the largest span below the newest one, its span read through its lineage
+(components/lineage.py says why). The first span has none, and passes.
 """
 
 
@@ -36,6 +34,7 @@ from tfx.types import artifact_utils
 from tfx.types.standard_artifacts import ExampleAnomalies, Examples, ExampleStatistics, Schema
 from tfx.utils import io_utils
 
+from components.lineage import examples_read_by_producer, recorded_span
 from components.schema_gate import common_stats
 from embedconfig.config import TRAIN, DriftConfig, from_component_config
 
@@ -63,30 +62,17 @@ class PreviousSpanStatisticsStrategy(resolver.ResolverStrategy):
         newest = max((span_of(a) for a in input_dict.get(EXAMPLES_KEY, [])), default=None)
         best: tuple[int, int, types.Artifact, metadata_store_pb2.Artifact] | None = None
         for statistics in input_dict.get(STATISTICS_KEY, []):
-            described = _described_examples(store, statistics.id)
-            if described is None or newest is None:
+            described = examples_read_by_producer(store, statistics.id)
+            if not described or newest is None:
                 continue
-            span = _custom_span(described)
+            span = recorded_span(described[0]) or 0
             if span < newest and (best is None or (span, statistics.id) > best[:2]):
-                best = (span, statistics.id, statistics, described)
+                best = (span, statistics.id, statistics, described[0])
         if best is None:
             return {STATISTICS_KEY: [], EXAMPLES_KEY: []}
         examples = types.standard_artifacts.Examples()
         examples.set_mlmd_artifact(best[3])
         return {STATISTICS_KEY: [best[2]], EXAMPLES_KEY: [examples]}
-
-
-def _described_examples(store: mlmd.MetadataStore, statistics_id: int) -> metadata_store_pb2.Artifact | None:
-    """The Examples artifact the execution that made ``statistics_id`` read."""
-    producers = [e.execution_id for e in store.get_events_by_artifact_ids([statistics_id]) if e.type == metadata_store_pb2.Event.OUTPUT]
-    inputs = [e.artifact_id for e in store.get_events_by_execution_ids(producers) if e.type == metadata_store_pb2.Event.INPUT]
-    examples_type = store.get_artifact_type("Examples").id
-    return next((a for a in store.get_artifacts_by_id(inputs) if a.type_id == examples_type), None)
-
-
-def _custom_span(artifact: metadata_store_pb2.Artifact) -> int:
-    value = artifact.custom_properties.get(SPAN)
-    return int(value.int_value if value.HasField("int_value") else value.string_value) if value is not None else 0
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from ml_metadata.proto import metadata_store_pb2
 from tensorflow_model_analysis.writers import eval_config_writer
 from tfx.utils import path_utils
 
+from components.lineage import read_only_store, recorded_span
 from pipeline import pipeline_factory as nodes
 
 SLICES_SHOWN = 3  # slices listed at each end of the ranking
@@ -113,13 +114,6 @@ def _span_list(spans: list[int]) -> str:
     return ", ".join(map(str, spans)) or "none"
 
 
-def _store(metadata_path: str) -> metadata_store.MetadataStore:
-    config = metadata_store_pb2.ConnectionConfig()
-    config.sqlite.filename_uri = metadata_path
-    config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
-    return metadata_store.MetadataStore(config)
-
-
 def _latest_execution(store: metadata_store.MetadataStore, pipeline_name: str, node_id: str) -> metadata_store_pb2.Execution | None:
     context = store.get_context_by_type_and_name("node", f"{pipeline_name}.{node_id}")
     if context is None:
@@ -155,7 +149,7 @@ def _inputs(store: metadata_store.MetadataStore, execution: metadata_store_pb2.E
 
 
 def _spans(artifacts: list[metadata_store_pb2.Artifact]) -> list[int]:
-    return sorted({int(_custom(a, "span")) for a in artifacts if _custom(a, "span") is not None})
+    return sorted({recorded_span(a) for a in artifacts if recorded_span(a) is not None})
 
 
 def _custom(artifact: metadata_store_pb2.Artifact, key: str) -> Any:
@@ -248,7 +242,7 @@ def summarize_run(pipeline_name: str, pipeline_root: str, metadata_path: str, ba
     """Summarize the latest execution of each node of ``pipeline_name``. ``backfilled``: with spans
     in data.path, the spans the runner ingested before the run (pipeline/spans.py); None: the
     pipeline names no spans (TFX still records span 0 on every Examples artifact)."""
-    store = _store(metadata_path)
+    store = read_only_store(metadata_path)
     cached = []
     for node_id in (nodes.EXAMPLE_GEN, nodes.STATISTICS_GEN, nodes.TRANSFORM, nodes.TRAINER, nodes.EVALUATOR,
                     nodes.SERVING_CANARY, nodes.PUSHER):

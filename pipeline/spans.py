@@ -12,14 +12,12 @@ from __future__ import annotations
 import os
 import re
 
-from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 from tfx.components.example_gen import utils as example_gen_utils
 
 from components.example_gen import input_patterns, matching_files
+from components.lineage import read_only_store, recorded_span
 from embedconfig.config import DataConfig
-
-SPAN = example_gen_utils.SPAN_PROPERTY_NAME
 
 
 def _span_regex(pattern: str) -> re.Pattern[str]:
@@ -60,29 +58,20 @@ def spans_on_disk(data: DataConfig) -> list[int]:
     return sorted(set.intersection(*per_split)) if per_split else []
 
 
-def _store(metadata_path: str) -> metadata_store.MetadataStore | None:
-    if not os.path.exists(metadata_path):  # the local SQLite store (the runner's), not data or artifacts
-        return None
-    config = metadata_store_pb2.ConnectionConfig()
-    config.sqlite.filename_uri = metadata_path
-    config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
-    return metadata_store.MetadataStore(config)
-
-
 def spans_ingested(metadata_path: str, pipeline_name: str, node_id: str) -> set[int]:
     """The spans of every live Examples artifact ExampleGen (``node_id``) produced in this pipeline."""
-    store = _store(metadata_path)
-    if store is None:
+    if not os.path.exists(metadata_path):  # the runner's local SQLite store, before its first run
         return set()
+    store = read_only_store(metadata_path)
     context = store.get_context_by_type_and_name("node", f"{pipeline_name}.{node_id}")
     if context is None:
         return set()
     spans = set()
     for artifact in store.get_artifacts_by_context(context.id):
+        span = recorded_span(artifact)
         if artifact.type_id == store.get_artifact_type("Examples").id and artifact.state == metadata_store_pb2.Artifact.LIVE \
-                and SPAN in artifact.custom_properties:
-            value = artifact.custom_properties[SPAN]
-            spans.add(int(value.int_value if value.HasField("int_value") else value.string_value))
+                and span is not None:
+            spans.add(span)
     return spans
 
 
