@@ -462,10 +462,6 @@ class TrainingConfig(Section):
     splits (measured faster:
     bench/RESULTS.md, "Trainer input: files against memory, raw against transformed");
     transformed pays off where the splits do not fit cache_mb, or where Transform runs on a cluster."""
-    warm_start: StrictBool = False
-    """Start from the last blessed model: embedding rows move with their tokens into the new
-    vocabulary, new tokens start fresh, other layers are copied where their shapes agree. A model
-    whose shape changed trains from scratch, and the run says which feature and why."""
 
     @property
     def reads_raw_examples(self) -> bool:
