@@ -35,3 +35,24 @@ def examples_read_by_producer(store: mlmd.MetadataStore, artifact_id: int) -> li
     inputs = [e.artifact_id for e in store.get_events_by_execution_ids(producers) if e.type == metadata_store_pb2.Event.INPUT]
     examples_type = store.get_artifact_type("Examples").id
     return [a for a in store.get_artifacts_by_id(inputs) if a.type_id == examples_type]
+
+
+def pushed_version_of(store: mlmd.MetadataStore, model_id: int, hops: int = 3) -> str | None:
+    """The version under which a Model artifact (or a copy made from it, such as the serving canary's
+    warmed model) was pushed, following executions downstream for at most ``hops``; None if never."""
+    pushed_type = store.get_artifact_type("PushedModel").id
+    frontier = {model_id}
+    for _ in range(hops):
+        consumers = {e.execution_id for e in store.get_events_by_artifact_ids(list(frontier)) if e.type == metadata_store_pb2.Event.INPUT}
+        if not consumers:
+            return None
+        produced = [e.artifact_id for e in store.get_events_by_execution_ids(list(consumers)) if e.type == metadata_store_pb2.Event.OUTPUT]
+        artifacts = store.get_artifacts_by_id(produced)
+        for a in sorted(artifacts, key=lambda a: a.id):
+            pushed = a.custom_properties.get("pushed")
+            if a.type_id == pushed_type and pushed is not None and pushed.int_value == 1 and "pushed_version" in a.custom_properties:
+                return a.custom_properties["pushed_version"].string_value
+        frontier = {a.id for a in artifacts if a.type_id != pushed_type}
+        if not frontier:
+            return None
+    return None

@@ -462,6 +462,11 @@ class TrainingConfig(Section):
     splits (measured faster:
     bench/RESULTS.md, "Trainer input: files against memory, raw against transformed");
     transformed pays off where the splits do not fit cache_mb, or where Transform runs on a cluster."""
+    warm_start: StrictBool = False
+    """Start from the last blessed model (the Trainer's base_model): embedding rows move with their
+    tokens into the new vocabulary, new tokens start fresh, other layers are copied. A model whose
+    shape changed (a feature added or dropped, an embedding_dim changed) trains from scratch, and
+    the run says which feature and why (models/warm_start.py)."""
 
     @property
     def reads_raw_examples(self) -> bool:

@@ -28,9 +28,7 @@ from embedconfig.config import LABEL_KEY, PipelineConfig, TrainingConfig, config
 from models.model import assert_keras_2, build_model
 from models.preprocessing import vocabulary_name
 from models.signatures import make_signatures
-
-MODEL_INFO_DIR = os.path.join("assets.extra", "embedpipe")
-
+from models.warm_start import MODEL_INFO_DIR, WarmStart, warm_start, write_vocabularies
 
 # tfx_bsl's TensorFlowDatasetOptions.shuffle_buffer_size default: the cached path shuffles alike.
 SHUFFLE_BUFFER = 10_000
@@ -234,10 +232,14 @@ def write_model_info(
     export_dir: str,
     sizes: dict[str, int],
     training: dict | None = None,
+    vocabulary_files: dict[str, str] | None = None,
 ) -> None:
-    """Write the Keras summary, the resolved config and the training record beside the SavedModel."""
+    """Write the Keras summary, the resolved config, the training record and the vocabularies (owner ->
+    Transform's file; what a later warm start moves embedding rows by) beside the SavedModel."""
     info_dir = os.path.join(export_dir, MODEL_INFO_DIR)
     tf.io.gfile.makedirs(info_dir)
+    if vocabulary_files:
+        write_vocabularies(info_dir, vocabulary_files)
     lines: list[str] = []
     model.summary(print_fn=lines.append, expand_nested=True, line_length=120)
     with tf.io.gfile.GFile(os.path.join(info_dir, "model_summary.txt"), "w") as f:
@@ -287,6 +289,20 @@ def save_model(model: keras.Model, directory: str, signatures: dict[str, Any]) -
     model.save(directory, save_format="tf", signatures=signatures, save_traces=False)
 
 
+def start_from_base_model(model: keras.Model, config: PipelineConfig, base_model: str | None, vocabulary_files: dict[str, str]) -> WarmStart:
+    """``training.warm_start``: the base model's weights into ``model`` (models/warm_start.py), logged either way."""
+    if base_model is None:
+        start = WarmStart(base_model=None, from_scratch=["no blessed model yet"])
+    else:
+        start = warm_start(model, config, base_model, vocabulary_files)
+    if start.warm:
+        logging.info("Warm start from %s: embedding rows kept per table %s; layers copied: %s", base_model,
+                     {o: t.kept for o, t in start.tables.items()}, start.layers_copied)
+    else:
+        logging.warning("training.warm_start: training from scratch: %s", "; ".join(start.from_scratch))
+    return start
+
+
 def run_fn(fn_args: FnArgs) -> None:
     """TFX Trainer entry point."""
     assert_keras_2()
@@ -320,6 +336,8 @@ def run_fn(fn_args: FnArgs) -> None:
     )
 
     model = build_model(config, sizes)
+    vocabulary_files = {owner: tft_output.vocabulary_file_by_name(vocabulary_name(owner)) for owner in sizes}
+    start = start_from_base_model(model, config, fn_args.base_model, vocabulary_files) if training.warm_start else None
     compile_model(model, config)
     model.summary(print_fn=logging.info)
 
@@ -355,5 +373,7 @@ def run_fn(fn_args: FnArgs) -> None:
         "train_files": list(fn_args.train_files),
         "validation_files": list(fn_args.eval_files),
     }
+    if start is not None:
+        record["warm_start"] = start.as_dict()
     logging.info("Training: %d epochs, %.1f s of training batches, %d steps", record["epochs_run"], record["train_seconds"], clock.steps)
-    write_model_info(model, config, fn_args.serving_model_dir, sizes, record)
+    write_model_info(model, config, fn_args.serving_model_dir, sizes, record, vocabulary_files)

@@ -36,6 +36,7 @@ from components.pusher import Executor as AtomicPusherExecutor
 from components.run_parameters import RunParameters
 from components.schema_gate import SchemaGate
 from components.serving_canary import ServingCanary
+from components.warm_start_strategy import LatestBlessedModelOfOtherExamplesStrategy
 from embedconfig.config import EVAL, SPLITS, TRAIN, VALIDATION, PipelineConfig, WindowConfig, component_config
 from pipeline.beam_mode import BeamChoice, beam_choice
 from pipeline.eval_config import eval_config_json, make_eval_config
@@ -55,6 +56,7 @@ DRIFT_GATE = "DriftGate"
 TRANSFORM = "Transform"
 TRANSFORM_CACHE = "transform_cache_resolver"  # with spans: Transform's analyzer cache of the last run
 RUN_PARAMETERS = "RunParameters"
+WARM_START_RESOLVER = "warm_start_model_resolver"  # training.warm_start: the last blessed model, the Trainer's base_model
 TRAINER = "Trainer"
 BASELINE_RESOLVER = "latest_blessed_model_resolver"
 EVALUATOR = "Evaluator"
@@ -159,13 +161,27 @@ def create_components(config: PipelineConfig, compiled: bool = False) -> list[An
         transform.add_upstream_node(drift_gate)
         drift_nodes = [previous, drift_gate]
 
+    # training.warm_start: the Trainer starts from the last blessed model (models/warm_start.py); locally
+    # the last one trained on other examples, so a run with nothing new stays cached
+    # (components/warm_start_strategy.py); Kubeflow's compiler knows only TFX's own strategy.
+    trainer_examples = transform.outputs["transformed_examples"] if trainer_reads_transformed else training_examples
+    warm_start_resolver = None
+    if config.training.warm_start:
+        models = {"model": Channel(type=Model), "model_blessing": Channel(type=ModelBlessing)}
+        if compiled:
+            warm_start_resolver = Resolver(strategy_class=LatestBlessedModelStrategy, **models)
+        else:
+            warm_start_resolver = Resolver(strategy_class=LatestBlessedModelOfOtherExamplesStrategy, examples=trainer_examples, **models)
+        warm_start_resolver = warm_start_resolver.with_id(WARM_START_RESOLVER)
+
     run_parameters = RunParameters(epochs=params["epochs"], learning_rate=params["learning_rate"]).with_id(RUN_PARAMETERS)
     trainer = Trainer(
         run_fn=RUN_FN,
         hyperparameters=run_parameters.outputs["hyperparameters"],
-        examples=transform.outputs["transformed_examples"] if trainer_reads_transformed else training_examples,
+        examples=trainer_examples,
         transform_graph=transform.outputs["transform_graph"],
         schema=schema_importer.outputs["schema"],
+        base_model=warm_start_resolver.outputs["model"] if warm_start_resolver else None,
         train_args=trainer_pb2.TrainArgs(splits=[TRAIN]),
         eval_args=trainer_pb2.EvalArgs(splits=[VALIDATION]),  # Keras validation_data: early stopping picks the epoch here
         custom_config=component_config(config),
@@ -210,7 +226,8 @@ def create_components(config: PipelineConfig, compiled: bool = False) -> list[An
     ).with_id(PUSHER)
 
     components = [example_gen, *([window] if window else []), schema_importer, statistics_gen, example_validator, schema_gate,
-                  *drift_nodes, *([analyzer_cache] if analyzer_cache else []), transform, run_parameters, trainer]
+                  *drift_nodes, *([analyzer_cache] if analyzer_cache else []), transform,
+                  *([warm_start_resolver] if warm_start_resolver else []), run_parameters, trainer]
     return components + ([baseline_resolver] if baseline_resolver else []) + [evaluator, canary, pusher]
 
 

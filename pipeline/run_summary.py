@@ -4,16 +4,19 @@ and the best and worst of ``evaluation.slices`` by the gated metric."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from typing import Any
 
+import tensorflow as tf
 import tensorflow_model_analysis as tfma
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 from tensorflow_model_analysis.writers import eval_config_writer
 from tfx.utils import path_utils
 
-from components.lineage import read_only_store, recorded_span
+from components.lineage import pushed_version_of, read_only_store, recorded_span
+from models.warm_start import MODEL_INFO_DIR
 from pipeline import pipeline_factory as nodes
 
 SLICES_SHOWN = 3  # slices listed at each end of the ranking
@@ -70,6 +73,7 @@ class RunSummary:
     ingested_spans: list[int] = dataclasses.field(default_factory=list)  # with spans: ingested by this run
     trained_spans: list[int] = dataclasses.field(default_factory=list)  # with spans: what the Trainer read
     drift: str | None = None  # with spans: the DriftGate's verdict on the newest span against the previous one
+    warm_start: str | None = None  # training.warm_start: what the Trainer started from, or why from scratch
 
     def render(self) -> str:
         """The summary as printed at the end of ``embedpipe run``."""
@@ -99,6 +103,8 @@ class RunSummary:
             lines.append(f"spans: ingested {ingested}; trained on {_span_list(self.trained_spans)}")
         if self.drift:
             lines.append(f"drift: {self.drift}")
+        if self.warm_start:
+            lines.append(f"warm start: {self.warm_start}")
         if self.rejected_records is not None:
             lines.append(f"rejected records: {self.rejected_records} (each with file, line and reason in {self.rejects_uri})")
         if self.cached_components:
@@ -238,6 +244,25 @@ def _failures_of(evaluation_uri: str) -> list[str]:
     return [_describe_failure(f) for per_slice in result.metric_validations_per_slice for f in per_slice.failures]
 
 
+def _warm_start_of(store: metadata_store.MetadataStore, trainer: metadata_store_pb2.Execution, model_path: str) -> str | None:
+    """The Trainer's warm start in a line: the base model (and its pushed version) and the rows kept per
+    table, or why it trained from scratch; None when training.warm_start was off."""
+    training_json = f"{model_path}/{MODEL_INFO_DIR}/training.json"
+    if not tf.io.gfile.exists(training_json):
+        return None
+    with tf.io.gfile.GFile(training_json) as f:
+        record = json.load(f).get("warm_start")
+    if record is None:
+        return None
+    if not record["warm"]:
+        return "no, trained from scratch: " + "; ".join(record["from_scratch"])
+    base = _inputs(store, trainer).get("base_model", [])
+    version = pushed_version_of(store, base[0].id) if base else None
+    source = f"the model pushed as version {version}" if version else "the last blessed model (not pushed)"
+    tables = ", ".join(f"{owner} {t['kept']} kept, {t['new']} new" for owner, t in sorted(record["tables"].items()))
+    return f"from {source} ({record['base_model']}); embedding rows by token: {tables}"
+
+
 def summarize_run(pipeline_name: str, pipeline_root: str, metadata_path: str, backfilled: list[int] | None = None) -> RunSummary:
     """Summarize the latest execution of each node of ``pipeline_name``. ``backfilled``: with spans
     in data.path, the spans the runner ingested before the run (pipeline/spans.py); None: the
@@ -286,6 +311,7 @@ def summarize_run(pipeline_name: str, pipeline_root: str, metadata_path: str, ba
         models = _outputs(store, trainer).get("model")
         if models:
             model_path = path_utils.serving_model_dir(models[0].uri)
+    warm_start = _warm_start_of(store, trainer, model_path) if trainer is not None and model_path else None
     trained_spans = _spans(_inputs(store, trainer).get("examples", [])) if trainer is not None and backfilled is not None else []
     rejected, rejects_uri = None, None
     ingested = list(backfilled or [])
@@ -304,4 +330,4 @@ def summarize_run(pipeline_name: str, pipeline_root: str, metadata_path: str, ba
         drift = (f"span {_custom(report, 'span')} against span {previous}: " if previous is not None else "") + str(_custom(report, "drift"))
     return RunSummary(pipeline_root, metrics, baseline, blessed, failures, infra_blessed, infra_reason, pushed, pushed_path, model_path,
                       cached, rejected, rejects_uri, slices, ingested_spans=sorted(set(ingested)),
-                      trained_spans=trained_spans, drift=drift)
+                      trained_spans=trained_spans, drift=drift, warm_start=warm_start)

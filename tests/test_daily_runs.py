@@ -7,8 +7,13 @@ The runs, in order, share one pipeline root and metadata store (as a scheduled p
 2. day 3 arrives: the run ingests day 3 only, and the window (2 spans) moves to days 2-3; Transform
    analyses day 3 alone and reads day 2 from its analyzer cache (a spy on TFT's own choice,
    ``get_analysis_dataset_keys``), and its vocabularies equal a cold Transform's over days 2-3;
-3. nothing new: ExampleGen is cached, nothing is ingested, the window stays;
-4. day 4 arrives broken (``interests`` collapsed onto one value, as a broken upstream job leaves it):
+   The Trainer warm-starts from day 1's pushed model (``training.warm_start``): the vocabularies grew
+   and were reordered (new items, popularity shifts), the categories' stayed the same;
+3. nothing new: ExampleGen is cached, nothing is ingested, the window stays, and the Trainer with
+   it (its base model is still the one trained on another window);
+4. ``interests``' embedding_dim changes: the Trainer cannot warm-start and
+   trains from scratch, saying which feature and why;
+5. day 4 arrives broken (``interests`` collapsed onto one value, as a broken upstream job leaves it):
    the DriftGate stops the run before Transform, naming the feature, the distance and the threshold,
    with the default threshold (nothing set in the config).
 """
@@ -16,6 +21,7 @@ The runs, in order, share one pipeline root and metadata store (as a scheduled p
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import pytest
@@ -23,7 +29,7 @@ import tensorflow_transform.beam as tft_beam
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
-from embedconfig.config import parse_config
+from embedconfig.config import config_as_dict, parse_config
 from pipeline.datasets.synthetic import write_synthetic_spans
 from pipeline.pipeline_factory import EXAMPLE_GEN
 from tests.helpers.configs import synthetic_raw_config
@@ -36,7 +42,7 @@ ROWS_PER_DAY = 1500
 def _config(work: Path):
     raw = synthetic_raw_config(work, work / "data" / "span-{SPAN}", name="daily")
     raw["data"]["window"] = {"spans": 2}
-    raw["training"].update(epochs=2)
+    raw["training"].update(epochs=2, warm_start=True)
     raw["evaluation"]["value_thresholds"] = {"AUC": {"lower_bound": 0.55}}
     raw["evaluation"]["no_regression"] = {"AUC": 0.2}
     return parse_config(raw)
@@ -75,6 +81,9 @@ def days(tmp_path_factory: pytest.TempPathFactory) -> dict:
             record[f"out{day}"] = out.getvalue()
             record[f"analysed{day}"] = analysed[-1] if analysed else None
             analysed.clear()
+    wider = parse_config({**config_as_dict(config), "features": [
+        {**config_as_dict(f), **({"embedding_dim": 16} if f.name == "interests" else {})} for f in config.features]})
+    record["reshaped"] = run_locally(wider, out=io.StringIO())
     (broken_day / "span-4").rename(data / "span-4")
     with pytest.raises(Exception) as stopped:
         run_locally(config, out=io.StringIO())
@@ -160,3 +169,43 @@ def test_vocabularies_from_the_cache_equal_a_cold_transform_over_the_same_window
     assert [p.name for p in cold_vocabularies] == ["vocab_history", "vocab_interests", "vocab_target_categories", "vocab_user"]
     for vocabulary in cold_vocabularies:
         assert (Path(cached_graph) / "transform_fn" / "assets" / vocabulary.name).read_bytes() == vocabulary.read_bytes(), vocabulary.name
+
+
+def _training_record(summary) -> dict:
+    return json.loads((Path(summary.model_path) / "assets.extra" / "embedpipe" / "training.json").read_text())
+
+
+def _vocabularies(model_path: str) -> dict[str, list[bytes]]:
+    directory = Path(model_path) / "assets.extra" / "embedpipe" / "vocabularies"
+    return {p.name: p.read_bytes().splitlines() for p in directory.iterdir()}
+
+
+def test_the_first_model_trains_from_scratch_as_there_is_no_blessed_model(days) -> None:
+    assert days[1].warm_start == "no, trained from scratch: no blessed model yet", days[1].render()
+
+
+def test_the_next_day_warm_starts_from_the_pushed_model_moving_rows_by_token(days) -> None:
+    first, second = days[1], days[2]
+    record = _training_record(second)["warm_start"]
+    assert record["warm"] and record["base_model"] == first.model_path, record
+    version = first.pushed_path.rstrip("/").rsplit("/", 1)[-1]
+    assert second.warm_start.startswith(f"from the model pushed as version {version} ({first.model_path}); "
+                                        "embedding rows by token: "), second.render()
+    assert f"warm start: {second.warm_start}" in second.render()
+    before, after = _vocabularies(first.model_path), _vocabularies(second.model_path)
+    grown = same = 0
+    for owner, table in record["tables"].items():
+        kept = set(before[owner]) & set(after[owner])
+        assert (table["kept"], table["new"], table["dropped"]) == (
+            len(kept), len(set(after[owner]) - kept), len(set(before[owner]) - kept)), owner
+        grown += table["new"] > 0 and before[owner] != [t for t in after[owner] if t in kept]  # grown and reordered
+        same += set(before[owner]) == set(after[owner]) and table["kept"] == len(after[owner])  # same vocabulary
+    assert grown and same, record["tables"]
+    assert "hidden_0" in record["layers_copied"] and "probability" in record["layers_copied"]
+
+
+def test_a_changed_embedding_dim_trains_from_scratch_naming_the_feature(days) -> None:
+    reshaped = days["reshaped"]
+    assert "Trainer" not in reshaped.cached_components, reshaped.render()
+    assert reshaped.warm_start == "no, trained from scratch: embedding_dim of 'interests' changed from 8 to 16", reshaped.render()
+    assert _training_record(reshaped)["warm_start"]["from_scratch"] == ["embedding_dim of 'interests' changed from 8 to 16"]
