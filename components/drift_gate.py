@@ -11,7 +11,9 @@ proto (with its ``drift_skew_info``) in the gate's output, for the run summary a
 
 The previous span's statistics come from ML Metadata (:class:`PreviousSpanStatisticsStrategy`): the
 StatisticsGen output with the largest span below the newest one, its span read through its lineage
-(components/lineage.py says why). The first span has none, and passes.
+(components/lineage.py says why). The first span has none, and passes. A compiled (Kubeflow)
+pipeline cannot resolve them (docs/KUBEFLOW.md, "Spans"): its ExampleGen reads the window itself,
+each span's shards named by span, and the gate computes both spans' statistics from those.
 """
 
 
@@ -34,6 +36,7 @@ from tfx.types import artifact_utils
 from tfx.types.standard_artifacts import ExampleAnomalies, Examples, ExampleStatistics, Schema
 from tfx.utils import io_utils
 
+from components.example_gen import span_shard_prefix, window_spans_of
 from components.lineage import examples_read_by_producer, recorded_span
 from components.schema_gate import common_stats
 from embedconfig.config import TRAIN, DriftConfig, from_component_config
@@ -143,6 +146,13 @@ def _values_per_feature(statistics: object) -> dict[str, int]:
     return counts
 
 
+def span_statistics(examples: types.Artifact, span: int, schema: schema_pb2.Schema) -> object:
+    """TFDV's statistics of one span's train rows in a compiled window's Examples (its shards carry
+    the span, components/example_gen.py), computed as StatisticsGen computes them, with the schema."""
+    pattern = os.path.join(artifact_utils.get_split_uri([examples], TRAIN), span_shard_prefix(span) + "*")
+    return tfdv.generate_statistics_from_tfrecord(data_location=pattern, stats_options=tfdv.StatsOptions(schema=schema))
+
+
 @component
 def DriftGate(  # noqa: N802 -- TFX component names are class-like
     examples: InputArtifact[Examples],
@@ -160,16 +170,21 @@ def DriftGate(  # noqa: N802 -- TFX component names are class-like
     drift.split_names = artifact_utils.encode_split_names([TRAIN])
     newest_span = span_of(examples)
     drift.set_int_custom_property("span", newest_span)
-    if previous_statistics is None or previous_examples is None:
+    window = window_spans_of(examples)  # a compiled pipeline's ExampleGen reads the window itself
+    if (previous_statistics is None or previous_examples is None) and len(window) < 2:
         drift.set_string_custom_property("drift", "no previous span to compare with")
         return
     schema_proto = tfdv.load_schema_text(io_utils.get_only_uri_in_dir(schema.uri))
-    newest = stats_artifact_utils.load_statistics(statistics, TRAIN).proto()
-    previous = stats_artifact_utils.load_statistics(previous_statistics, TRAIN).proto()
+    if previous_statistics is not None and previous_examples is not None:
+        newest = stats_artifact_utils.load_statistics(statistics, TRAIN).proto()
+        previous = stats_artifact_utils.load_statistics(previous_statistics, TRAIN).proto()
+        previous_span = span_of(previous_examples)
+    else:
+        newest, previous = (span_statistics(examples, span, schema_proto) for span in (window[-1], window[-2]))
+        previous_span = window[-2]
     measured, anomalies = measure_drift(newest, previous, schema_proto, config)
     io_utils.write_bytes_file(os.path.join(artifact_utils.get_split_uri([drift], TRAIN), DRIFT_FILE), anomalies.SerializeToString())
     over = [d for d in measured if d.over]
-    previous_span = span_of(previous_examples)
     drift.set_int_custom_property("previous_span", previous_span)
     drift.set_string_custom_property("drift", "; ".join(d.describe() for d in over) or "within every threshold")
     drift.set_int_custom_property("drifted_features", len(over))

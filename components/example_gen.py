@@ -9,6 +9,7 @@ its first line's number, so errors still name file and line.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import os
@@ -17,10 +18,11 @@ from typing import Any, Iterator, Mapping
 
 import apache_beam as beam
 import tensorflow as tf
+from absl import logging
 from google.protobuf import json_format, struct_pb2
 from tfx.components import FileBasedExampleGen, ImportExampleGen
+from tfx.components.example_gen import input_processor, write_split
 from tfx.components.example_gen import utils as example_gen_utils
-from tfx.components.example_gen import write_split
 from tfx.components.example_gen.base_example_gen_executor import BaseExampleGenExecutor, _PartitionFn
 from tfx.components.util import examples_utils
 from tfx.dsl.components.base import executor_spec
@@ -28,17 +30,29 @@ from tfx.proto import example_gen_pb2, range_config_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
-from embedconfig.config import SPLITS, DataConfig, PipelineConfig, component_config, from_component_config
+from embedconfig.config import (
+    EVAL,
+    SPLITS,
+    ConfigError,
+    DataConfig,
+    PipelineConfig,
+    component_config,
+    from_component_config,
+    replace,
+)
 from records.raw_records import (
     FileChunk,
     RawDataError,
     ReaderSettings,
     Rejected,
+    SpanWindow,
     file_pieces,
     read_piece,
 )
 
 _REJECTS = "rejects"
+SPAN = example_gen_utils.SPAN_PROPERTY_NAME  # the newest span, resolved by TFX's driver
+WINDOW_SPANS = "window_spans"  # on a compiled window's Examples: the spans read, oldest first
 
 
 def _count_lines(path: str) -> int:
@@ -46,11 +60,11 @@ def _count_lines(path: str) -> int:
         return sum(1 for line in f if line.strip())
 
 
-def reader_custom_config(config: PipelineConfig) -> example_gen_pb2.CustomConfig:
-    """Pack the reader settings (format, delimiter, bad-record policy, column types) into
-    ExampleGen's CustomConfig."""
+def reader_custom_config(reader: ReaderSettings) -> example_gen_pb2.CustomConfig:
+    """Pack the reader settings (format, delimiter, bad-record policy, column types, a compiled
+    window) into ExampleGen's CustomConfig."""
     settings = struct_pb2.Struct()  # TFX's ExampleGen takes a proto here: the same dict, in a Struct
-    settings.update(component_config(ReaderSettings.of(config)))
+    settings.update(component_config(reader))
     custom = example_gen_pb2.CustomConfig()
     custom.custom_config.Pack(settings)
     return custom
@@ -93,6 +107,12 @@ def shard_name(file_index: int, piece: FileChunk) -> str:
     return f"data_tfrecord-{file_index:05d}-{piece.start:015d}.gz"
 
 
+def span_shard_prefix(span: int) -> str:
+    """The prefix of a window's shards from ``span`` (SpanWindow): they sort oldest span first, and
+    the drift gate finds each span's rows by it."""
+    return f"span-{span:08d}-"
+
+
 class _WritePieces(beam.DoFn):
     """Convert a piece and write its examples straight into gzip TFRecord files of its splits.
 
@@ -104,8 +124,9 @@ class _WritePieces(beam.DoFn):
     """
 
     def __init__(self, settings: ReaderSettings, split_uris: list[str], buckets: list[int] | None,
-                 split_config: example_gen_pb2.SplitConfig) -> None:
+                 split_config: example_gen_pb2.SplitConfig, prefix: str = "", dropped_split: int | None = None) -> None:
         self.settings, self.split_uris, self.buckets, self.split_config = settings, split_uris, buckets, split_config
+        self.prefix, self.dropped_split = prefix, dropped_split  # a window's earlier span: its shards' prefix, eval left out
 
     def process(self, indexed_piece: tuple[int, FileChunk]) -> Iterator[Any]:
         file_index, piece = indexed_piece
@@ -116,8 +137,11 @@ class _WritePieces(beam.DoFn):
         try:
             for data in _examples(piece, self.settings, rejected):
                 split = 0 if self.buckets is None else _PartitionFn(data, len(self.buckets), self.buckets, self.split_config)
+                if split == self.dropped_split:
+                    continue
                 if split not in writers:  # a file only for splits the piece has examples of
-                    writers[split] = tf.io.TFRecordWriter(os.path.join(self.split_uris[split], shard_name(file_index, piece)), options="GZIP")
+                    writers[split] = tf.io.TFRecordWriter(
+                        os.path.join(self.split_uris[split], self.prefix + shard_name(file_index, piece)), options="GZIP")
                 writers[split].write(data)
                 written += 1
         finally:
@@ -175,17 +199,16 @@ class RawExampleGenExecutor(BaseExampleGenExecutor):
         for uri in uris:
             tf.io.gfile.makedirs(uri)
         base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
-        if output_config.split_config.splits:  # one input split, cut by hash buckets
-            buckets = list(itertools.accumulate(s.hash_buckets for s in output_config.split_config.splits))
-            jobs = [(input_config.splits[0].pattern, uris, buckets)]
-        else:  # the input splits are the output splits (data.split.files)
-            jobs = [(split.pattern, [uri], None) for split, uri in zip(input_config.splits, uris, strict=True)]
+        jobs = _jobs(input_config, output_config, uris, names)
+        if settings.window is not None:
+            jobs = _window_jobs(settings.window, base, input_config, output_config, uris, names,
+                                _newest_span(exec_properties, settings.window, base), examples)
         rejects_dir = os.path.join(examples.uri, "rejects")
         with self._make_beam_pipeline() as pipeline:
-            for i, (pattern, targets, buckets) in enumerate(jobs):
-                written = (_pieces_of(pipeline, str(i), _input_files(base, pattern), settings)
-                           | f"Write[{i}]" >> beam.ParDo(_WritePieces(settings, targets, buckets, output_config.split_config))
-                           .with_outputs(_REJECTS, main="counts"))
+            for i, job in enumerate(jobs):
+                write = _WritePieces(settings, job.targets, job.buckets, output_config.split_config, job.prefix, job.dropped_split)
+                written = (_pieces_of(pipeline, str(i), _input_files(base, job.pattern), settings)
+                           | f"Write[{i}]" >> beam.ParDo(write).with_outputs(_REJECTS, main="counts"))
                 if settings.on_bad_record == "skip":
                     _ = written[_REJECTS] | f"WriteRejects[{i}]" >> beam.io.WriteToText(
                         os.path.join(rejects_dir, f"rejects-{i}"), file_name_suffix=".jsonl")
@@ -222,6 +245,71 @@ class RawExampleGenExecutor(BaseExampleGenExecutor):
         """Not used: ``Do`` reads, splits and writes in one pass instead of TFX's
         GenerateExamplesByBeam + WriteSplit (abstract in TFX's base class, so defined here)."""
         raise NotImplementedError("RawExampleGenExecutor.Do writes the splits itself")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Job:
+    """Files of one input pattern, written into ``targets`` (one split, or the hash split's)."""
+
+    pattern: str
+    targets: list[str]
+    buckets: list[int] | None
+    prefix: str = ""
+    dropped_split: int | None = None
+
+
+def _jobs(input_config: example_gen_pb2.Input, output_config: example_gen_pb2.Output, uris: list[str], names: list[str]) -> list[_Job]:
+    if output_config.split_config.splits:  # one input split, cut by hash buckets
+        buckets = list(itertools.accumulate(s.hash_buckets for s in output_config.split_config.splits))
+        return [_Job(input_config.splits[0].pattern, uris, buckets)]
+    return [_Job(split.pattern, [uri], None) for split, uri in zip(input_config.splits, uris, strict=True)]  # data.split.files
+
+
+def _window_jobs(window: SpanWindow, base: str, input_config: example_gen_pb2.Input, output_config: example_gen_pb2.Output,
+                 uris: list[str], names: list[str], newest: int, examples: Any) -> list[_Job]:
+    """A compiled pipeline's window: the newest span TFX's driver resolved, and the ``window.spans - 1``
+    spans before it that have files, oldest first; eval only from the newest (where the Evaluator and
+    the canary judge, as locally). Records the spans on the Examples artifact (``window_spans``)."""
+    processor = _span_processor(window, base)
+    spans = [s for s in range(max(0, newest - window.spans + 1), newest)
+             if all(matching_files(base, processor.get_pattern_for_span_version(p, s, None)) for p in window.patterns.values())]
+    eval_index = names.index(EVAL)
+    jobs = []
+    for span in [*spans, newest]:
+        at_span = example_gen_pb2.Input(splits=[example_gen_pb2.Input.Split(
+            name=split.name, pattern=processor.get_pattern_for_span_version(window.patterns[split.name], span, None))
+            for split in input_config.splits])
+        for job in _jobs(at_span, output_config, uris, names):
+            if span != newest and job.buckets is None and job.targets == [uris[eval_index]]:
+                continue  # data.split.files: an earlier span's eval file is not read at all
+            dropped = eval_index if span != newest and job.buckets is not None else None
+            jobs.append(dataclasses.replace(job, prefix=span_shard_prefix(span), dropped_split=dropped))
+    examples.set_string_custom_property(WINDOW_SPANS, ",".join(str(s) for s in [*spans, newest]))
+    logging.info("ExampleGen: the window's spans %s (eval from span %d only)", [*spans, newest], newest)
+    return jobs
+
+
+def _span_processor(window: SpanWindow, base: str) -> input_processor.FileBasedInputProcessor:
+    """TFX's span resolution (the driver's) over the window's patterns, placeholders and all."""
+    splits = [example_gen_pb2.Input.Split(name=name, pattern=pattern) for name, pattern in window.patterns.items()]
+    return input_processor.FileBasedInputProcessor(base, splits, None)
+
+
+def _newest_span(exec_properties: Mapping[str, Any], window: SpanWindow, base: str) -> int:
+    """The span TFX's ExampleGen driver resolved (the container's preCacheCheck); where a backend did
+    not run the driver, resolved here by the same code (TFX's FileBasedInputProcessor): the newest."""
+    if exec_properties.get(SPAN) is not None:
+        return int(exec_properties[SPAN])
+    span, _ = _span_processor(window, base).resolve_span_and_version()
+    logging.warning("ExampleGen: no span from TFX's driver (did the backend run the preCacheCheck?); the newest on disk is %d", span)
+    return span
+
+
+def window_spans_of(examples: Any) -> list[int]:
+    """The spans a compiled pipeline's ExampleGen read into ``examples`` (SpanWindow), oldest first; [] if not a window."""
+    if not examples.has_custom_property(WINDOW_SPANS):
+        return []
+    return [int(s) for s in examples.get_string_custom_property(WINDOW_SPANS).split(",")]
 
 
 # --------------------------------------------------------------------------- inputs and splits
@@ -296,13 +384,23 @@ def example_gen_io(data: DataConfig, check_files: bool = True) -> tuple[str, exa
     return base, input_config, output
 
 
-def make_example_gen(config: PipelineConfig, check_files: bool = True, span: int | None = None) -> Any:
+def make_example_gen(config: PipelineConfig, check_files: bool = True, span: int | None = None, window: bool = False) -> Any:
     """The ExampleGen component for ``config``; with spans in data.path it ingests the newest, or
-    ``span`` (a static range of one span: what a backfill of a span not yet ingested runs)."""
+    ``span`` (a static range of one span: what a backfill of a span not yet ingested runs).
+    ``window`` (a compiled pipeline with spans): it reads the whole data.window (SpanWindow)."""
     base, input_config, output_config = example_gen_io(config.data, check_files)
     range_config = None
+    if window and config.data.window.is_fixed:
+        span = config.data.window.end
     if span is not None:
         range_config = range_config_pb2.RangeConfig(static_range=range_config_pb2.StaticRange(start_span_number=span, end_span_number=span))
+    settings = ReaderSettings.of(config)
+    if window:
+        if config.data.format == "tfrecord":
+            raise ConfigError("data.format", "tfrecord spans compile for Kubeflow only with a window of one span (TFX's ImportExampleGen reads one)")
+        w = config.data.window
+        settings = replace(settings, window=SpanWindow(spans=w.end - w.start + 1 if w.is_fixed else w.spans,
+                                                       patterns={split.name: split.pattern for split in input_config.splits}))
     if config.data.format == "tfrecord":
         return ImportExampleGen(input_base=base, input_config=input_config, output_config=output_config, range_config=range_config)
     return FileBasedExampleGen(
@@ -310,7 +408,7 @@ def make_example_gen(config: PipelineConfig, check_files: bool = True, span: int
         input_config=input_config,
         output_config=output_config,
         range_config=range_config,
-        custom_config=reader_custom_config(config),
+        custom_config=reader_custom_config(settings),
         custom_executor_spec=executor_spec.BeamExecutorSpec(RawExampleGenExecutor),
     )
 

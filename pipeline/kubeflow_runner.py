@@ -71,11 +71,6 @@ def compile_kubeflow(config: PipelineConfig, image: str, pipeline_root: str, out
     """
     from embedconfig.config import ConfigError
 
-    if config.data.has_spans:
-        raise ConfigError("data.path", "names spans, which do not compile for Kubeflow yet: TFX 1.16's Kubeflow V2 compiler runs "
-                                       "only LatestArtifactStrategy and LatestBlessedModelStrategy resolvers "
-                                       "(tfx/orchestration/kubeflow/v2/step_builder.py), not the window's SpanRangeStrategy or the "
-                                       "drift gate's previous-span resolver; run spans locally (docs/KUBEFLOW.md, \"Spans\")")
     if env_secret and not output.endswith((".yaml", ".yml")):
         raise ConfigError("--env-secret", "a Kubernetes secret goes into a .yaml package (KFP's platform spec), not a PipelineJob JSON")
     from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner as v2

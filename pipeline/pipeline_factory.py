@@ -90,7 +90,10 @@ def create_components(config: PipelineConfig, compiled: bool = False) -> list[An
             name: data_types.RuntimeParameter(name=name, ptype=ptype, default=default)
             for name, (ptype, default) in runtime_parameter_defaults(config).items()
         }
-    example_gen = make_example_gen(config, check_files=not compiled).with_id(EXAMPLE_GEN)
+    # Compiled with spans: no resolver of ours compiles for Kubeflow, so ExampleGen reads the window
+    # itself (records.raw_records.SpanWindow; docs/KUBEFLOW.md, "Spans").
+    compiled_window = compiled and config.data.has_spans
+    example_gen = make_example_gen(config, check_files=not compiled, window=compiled_window).with_id(EXAMPLE_GEN)
     schema_importer = ImportSchemaGen(schema_file=config.schema).with_id(SCHEMA_IMPORTER)
     statistics_gen = StatisticsGen(
         examples=example_gen.outputs["examples"], schema=schema_importer.outputs["schema"]
@@ -107,7 +110,7 @@ def create_components(config: PipelineConfig, compiled: bool = False) -> list[An
     # spans from ML Metadata (every span ExampleGen ever ingested in this pipeline), while
     # StatisticsGen, the gate, the Evaluator and the canary look at the newest span only.
     window = None
-    if config.data.has_spans:
+    if config.data.has_spans and not compiled:
         window = Resolver(
             strategy_class=SpanRangeStrategy,
             config={"range_config": span_range(config.data.window)},
@@ -143,7 +146,13 @@ def create_components(config: PipelineConfig, compiled: bool = False) -> list[An
     ).with_id(TRANSFORM)
     transform.add_upstream_node(schema_gate)  # no Transform on data that failed validation
     drift_nodes = []
-    if config.data.has_spans:  # no Transform on a span that drifted from the one before (components/drift_gate.py)
+    drift_settings = {"drift_config": json.dumps(component_config(config.data.drift)), "on_drift": config.data.on_drift}
+    if compiled_window:  # the gate measures the window's last two spans (components/drift_gate.py)
+        drift_gate = DriftGate(examples=example_gen.outputs["examples"], statistics=statistics_gen.outputs["statistics"],
+                               schema=schema_importer.outputs["schema"], **drift_settings).with_id(DRIFT_GATE)
+        transform.add_upstream_node(drift_gate)
+        drift_nodes = [drift_gate]
+    elif config.data.has_spans:  # no Transform on a span that drifted from the one before (components/drift_gate.py)
         previous = Resolver(
             strategy_class=PreviousSpanStatisticsStrategy,
             statistics=Channel(type=ExampleStatistics, producer_component_id=STATISTICS_GEN, output_key="statistics"),
@@ -155,8 +164,7 @@ def create_components(config: PipelineConfig, compiled: bool = False) -> list[An
             schema=schema_importer.outputs["schema"],
             previous_statistics=previous.outputs["statistics"],
             previous_examples=previous.outputs["examples"],
-            drift_config=json.dumps(component_config(config.data.drift)),
-            on_drift=config.data.on_drift,
+            **drift_settings,
         ).with_id(DRIFT_GATE)
         transform.add_upstream_node(drift_gate)
         drift_nodes = [previous, drift_gate]

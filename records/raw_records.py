@@ -44,6 +44,16 @@ def column_specs(config: PipelineConfig | PreprocessingConfig) -> dict[str, Colu
     return specs
 
 
+class SpanWindow(Section):
+    """A compiled pipeline's window of spans (docs/KUBEFLOW.md, "Spans"): ExampleGen reads the
+    ``spans`` newest spans up to the one TFX's driver resolved, train and validation from each, eval
+    from the newest only. Locally a resolver reads the window from ML Metadata instead."""
+
+    spans: int
+    patterns: dict[str, str]
+    """Split -> file pattern with the span placeholder, as before the driver fills in the newest span."""
+
+
 class ReaderSettings(Section):
     """What ExampleGen needs to read raw files, and nothing more: its custom_config carries this
     (embedconfig.config.component_config), so a change of model or training settings keeps
@@ -54,6 +64,7 @@ class ReaderSettings(Section):
     on_bad_record: BadRecordPolicy
     max_bad_fraction: float
     columns: tuple[ColumnSpec, ...]
+    window: SpanWindow | None = None
 
     @staticmethod
     def of(config: PipelineConfig) -> ReaderSettings:

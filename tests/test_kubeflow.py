@@ -20,10 +20,20 @@ import yaml
 from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
-from embedconfig.config import load_config
+from embedconfig.config import PipelineConfig, WindowConfig, load_config, replace
 from pipeline.cli import main as cli_main
 from pipeline.kubeflow_runner import IMAGE_REPO_ROOT, S3_SECRET_KEYS, compile_kubeflow, parse_params
-from pipeline.pipeline_factory import BASELINE_RESOLVER, TRAINER, create_pipeline
+from pipeline.pipeline_factory import (
+    BASELINE_RESOLVER,
+    DRIFT_GATE,
+    EXAMPLE_GEN,
+    PREVIOUS_STATISTICS,
+    SPAN_WINDOW,
+    TRAINER,
+    TRANSFORM_CACHE,
+    WARM_START_RESOLVER,
+    create_pipeline,
+)
 from tests.helpers.kfp_launcher import run_pipeline_spec
 
 REPO = Path(__file__).resolve().parents[1]
@@ -123,16 +133,27 @@ def test_compiling_needs_no_local_data(tmp_path: Path) -> None:
     assert tasks["ExampleGen"]["inputs"]["parameters"]["input_base"]["runtimeValue"]["constant"] == f"{IMAGE_REPO_ROOT}/runs/movielens/examples"
 
 
-def test_a_config_with_spans_is_refused_with_the_compilers_reason(tmp_path: Path, capsys) -> None:
-    """TFX's Kubeflow V2 compiler compiles two resolver strategies; the span window's is neither (docs/KUBEFLOW.md)."""
-    raw = yaml.safe_load((REPO / "configs" / "synthetic.yaml").read_text())
-    raw["data"]["path"] = "../runs/synthetic/days/span-{SPAN}/"
-    config = tmp_path / "daily.yaml"
-    config.write_text(yaml.safe_dump({**raw, "schema": str(REPO / "schema" / "synthetic.pbtxt")}))
-    code = cli_main(["compile", "kubeflow", "--config", str(config), "--image", IMAGE, "--pipeline-root", "s3://bucket/root",
-                     "--output", str(tmp_path / "daily-pipeline.yaml")])
-    assert code == 2 and "config field 'data.path': names spans, which do not compile for Kubeflow yet" in capsys.readouterr().err
-    assert not (tmp_path / "daily-pipeline.yaml").exists()
+def _daily(config: PipelineConfig) -> PipelineConfig:
+    """The built-in config on a span a day: a window of 2 spans, warm-started."""
+    return replace(config, data=replace(config.data, path="../runs/synthetic/days/span-{SPAN}/", window=WindowConfig(spans=2)),
+                   training=replace(config.training, warm_start=True))
+
+
+def test_a_config_with_spans_compiles_with_example_gen_reading_the_window(tmp_path: Path) -> None:
+    """TFX's Kubeflow V2 compiler compiles only TFX's latest-artifact and latest-blessed-model resolvers
+    (docs/KUBEFLOW.md, "Spans"): the window and the previous span come from ExampleGen instead."""
+    compile_kubeflow(_daily(load_config(CONFIG)), IMAGE, "s3://bucket/root", str(tmp_path / "daily.yaml"),
+                     data="s3://bucket/days/span-{SPAN}/")
+    spec = yaml.safe_load((tmp_path / "daily.yaml").read_text())
+    tasks = spec["root"]["dag"]["tasks"]
+    assert {SPAN_WINDOW, PREVIOUS_STATISTICS, TRANSFORM_CACHE}.isdisjoint(tasks)
+    assert DRIFT_GATE in tasks and "previous_statistics" not in tasks[DRIFT_GATE]["inputs"].get("artifacts", {})
+    assert tasks["Transform"]["inputs"]["artifacts"]["examples"]["taskOutputArtifact"]["producerTask"] == EXAMPLE_GEN
+    assert any(n.startswith(WARM_START_RESOLVER) for n in tasks), "the Trainer's base model: TFX's LatestBlessedModelStrategy"
+    custom = json.loads(tasks[EXAMPLE_GEN]["inputs"]["parameters"]["custom_config"]["runtimeValue"]["constant"])
+    window = custom["custom_config"]["value"]["embedpipe"]["window"]
+    assert window == {"spans": 2, "patterns": {"single_split": "span-{SPAN}/*"}}
+    assert tasks[EXAMPLE_GEN]["inputs"]["parameters"]["input_base"]["runtimeValue"]["constant"] == "s3://bucket/days"
 
 
 def test_run_time_parameters_are_declared_with_the_configs_defaults(compiled: dict) -> None:
@@ -160,28 +181,43 @@ def test_submit_parameters_are_typed_and_thresholds_rebuild_the_eval_config() ->
         parse_params(["epochs=many"], config, [])
 
 
-@pytest.mark.e2e
-def test_compiled_pipeline_runs_through_its_container_commands_on_a_bucket(s3, tmp_path: Path) -> None:
-    """Data, pipeline root and push base on the local S3-API server, as on Kubeflow with MinIO."""
-    from pipeline.datasets.synthetic import write_synthetic
+@pytest.fixture(scope="module")
+def two_days_on_kubeflow(s3, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The compiled daily pipeline run through its container commands on day 1, then again, the same
+    spec, when day 2 has landed (a recurring run): data (a span a day), pipeline root and push base on
+    the local S3-API server as on Kubeflow with MinIO, ML Metadata kept between the runs."""
+    from pipeline.datasets.synthetic import write_synthetic_spans
 
+    work = tmp_path_factory.mktemp("kfp_days")
     bucket = "embedpipe-kfp"
     s3.client().create_bucket(Bucket=bucket)
-    s3.client().upload_file(write_synthetic(str(tmp_path / "data"), rows=1500, seed=0), bucket, "data/examples.jsonl")
+    days = write_synthetic_spans(str(work / "days"), 1500, spans=2)
     root = f"s3://{bucket}/root"
-    config = load_config(CONFIG)
-    job = compile_kubeflow(config, IMAGE, root, str(tmp_path / "pipeline.yaml"), data=f"s3://{bucket}/data/",
+    config = _daily(load_config(CONFIG))
+    job = compile_kubeflow(config, IMAGE, root, str(work / "pipeline.yaml"), data=f"s3://{bucket}/days/span-{{SPAN}}/",
                            push_base=f"s3://{bucket}/serving", image_repo_root=str(REPO),  # the harness's "image" is this checkout
                            env_secret=("embedpipe-s3", S3_SECRET_KEYS))
-    package = (tmp_path / "pipeline.yaml").read_text()
+    package = (work / "pipeline.yaml").read_text()
     spec, platform = yaml.safe_load_all(package)
-    assert spec == json.loads(json.dumps(job["pipelineSpec"]))
-    assert all(value not in package for value in s3.env().values()), "only the secret's name and keys are compiled in"
     run_params = parse_params(["epochs=1"], config, ["AUC=0.55"])
-    # The bucket's credentials and endpoint reach the tasks only through the secret, as on a cluster.
-    produced = run_pipeline_spec(spec, root, tmp_path, parameters=run_params,
-                                 env={"TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}, log=lambda _: None,
-                                 platform=platform, secrets={"embedpipe-s3": s3.env()})
+    runs = {"spec": spec, "job": job, "package": package, "bucket": bucket}
+    for day, path in enumerate(days, start=1):
+        s3.client().upload_file(path, bucket, f"days/span-{day}/examples.jsonl")
+        # The bucket's credentials and endpoint reach the tasks only through the secret, as on a cluster.
+        runs[day] = run_pipeline_spec(spec, root, work / f"run-{day}", parameters=run_params,
+                                      env={"TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}, log=lambda _: None,
+                                      platform=platform, secrets={"embedpipe-s3": s3.env()},
+                                      metadata=work / "metadata.sqlite", run_id=f"run-{day}")
+    return runs
+
+
+@pytest.mark.e2e
+def test_compiled_pipeline_runs_through_its_container_commands_on_a_bucket(s3, two_days_on_kubeflow: dict) -> None:
+    """Day 1: from the raw data in the bucket to a pushed model that answers."""
+    runs = two_days_on_kubeflow
+    spec, bucket, produced = runs["spec"], runs["bucket"], runs[1]
+    assert spec == json.loads(json.dumps(runs["job"]["pipelineSpec"]))
+    assert all(value not in runs["package"] for value in s3.env().values()), "only the secret's name and keys are compiled in"
 
     pushed = produced["Pusher"]["pushed_model"][0]["metadata"]
     assert pushed["pushed"] == 1, produced["Evaluator"]["blessing"]
@@ -191,7 +227,7 @@ def test_compiled_pipeline_runs_through_its_container_commands_on_a_bucket(s3, t
     with tf.io.gfile.GFile(f"{model_dir}/assets.extra/embedpipe/training.json") as f:
         training = json.load(f)
     assert training["epochs_run"] == 1, "the run-time parameter reached the Trainer"
-    assert any(k.startswith("root/Transform/") for k in s3.keys(bucket)), "artifacts are in the bucket"
+    assert any(k.startswith("root/run-1/Transform/") for k in s3.keys(bucket)), "artifacts are in the bucket"
 
     example = tf.train.Example()
     example.features.feature["user"].bytes_list.value.append(b"u1")
@@ -199,6 +235,33 @@ def test_compiled_pipeline_runs_through_its_container_commands_on_a_bucket(s3, t
     example.features.feature["target"].int64_list.value.append(13)
     scores = tf.saved_model.load(model_dir).signatures["serving_default"](examples=tf.constant([example.SerializeToString()]))
     assert 0.0 < float(scores["probability"][0, 0]) < 1.0
+    assert produced[EXAMPLE_GEN]["examples"][0]["metadata"]["window_spans"] == "1"
+    assert produced[DRIFT_GATE]["drift"][0]["metadata"]["drift"] == "no previous span to compare with"
+    assert training["warm_start"]["from_scratch"] == ["no blessed model yet"]
+
+
+@pytest.mark.e2e
+def test_the_next_run_of_the_same_spec_picks_up_the_new_span_and_resolves_from_metadata(two_days_on_kubeflow: dict) -> None:
+    """Day 2: TFX's driver resolves the new span, ExampleGen reads the window (days 1-2), the drift
+    gate compares day 2 with day 1, and the resolvers find day 1's blessed model in ML Metadata: the
+    Trainer warm-starts from it and the Evaluator compares with it."""
+    first, second = two_days_on_kubeflow[1], two_days_on_kubeflow[2]
+    examples = second[EXAMPLE_GEN]["examples"][0]["metadata"]
+    # "custom:span": TFX's name in KFP metadata for a custom property named like a typed one
+    assert examples["custom:span"] == 2 and examples["window_spans"] == "1,2", examples
+    drift = second[DRIFT_GATE]["drift"][0]["metadata"]
+    assert (drift["custom:span"], drift["previous_span"], drift["drift"]) == (2, 1, "within every threshold"), drift
+    first_model = first[TRAINER]["model"][0]
+    (base,) = second[f"{WARM_START_RESOLVER}-model-resolver"]["model"]
+    assert base["uri"] == first_model["uri"]
+    (baseline,) = second[f"{BASELINE_RESOLVER}-model-resolver"]["model"]
+    assert baseline["uri"] == first_model["uri"]
+    with tf.io.gfile.GFile(f"{second[TRAINER]['model'][0]['uri']}/Format-Serving/assets.extra/embedpipe/training.json") as f:
+        warm = json.load(f)["warm_start"]
+    assert warm["warm"] and warm["base_model"] == f"{first_model['uri']}/Format-Serving", warm
+    assert warm["tables"]["history"]["new"] > 0, "day 2 brought new items"
+    pushed = [run["Pusher"]["pushed_model"][0]["metadata"] for run in (first, second)]
+    assert pushed[1]["pushed"] == 1 and pushed[1]["pushed_version"] != pushed[0]["pushed_version"]
 
 
 def test_dockerfile_builds_on_tfx_1_16_with_the_project_and_keras_2() -> None:

@@ -10,6 +10,7 @@ from tfx.types import standard_artifacts, standard_component_specs
 
 from components.example_gen import RawExampleGenExecutor, example_gen_io, reader_custom_config
 from embedconfig.config import PipelineConfig
+from records.raw_records import ReaderSettings
 
 
 def example_gen_properties(config: PipelineConfig) -> dict:
@@ -20,7 +21,7 @@ def example_gen_properties(config: PipelineConfig) -> dict:
         standard_component_specs.INPUT_CONFIG_KEY: json_format.MessageToJson(input_config),
         # file splits (data.split.files) name their splits in the input config, as the component does
         standard_component_specs.OUTPUT_CONFIG_KEY: json_format.MessageToJson(output_config or example_gen_pb2.Output()),
-        standard_component_specs.CUSTOM_CONFIG_KEY: json_format.MessageToJson(reader_custom_config(config)),
+        standard_component_specs.CUSTOM_CONFIG_KEY: json_format.MessageToJson(reader_custom_config(ReaderSettings.of(config))),
         standard_component_specs.OUTPUT_DATA_FORMAT_KEY: example_gen_pb2.FORMAT_TF_EXAMPLE,
         standard_component_specs.OUTPUT_FILE_FORMAT_KEY: example_gen_pb2.FORMAT_TFRECORDS_GZIP,
     }
