@@ -443,6 +443,11 @@ class EarlyStoppingConfig(Section):
     patience: Count | None = 2
     """Epochs without improvement before training stops; none: no early stopping."""
     monitor: EarlyStoppingMonitor = "val_auc"
+    min_delta: Annotated[Number, Field(ge=0)] = 0.0
+    """The least change of ``monitor`` that counts as an improvement (Keras' EarlyStopping
+    min_delta). A warm-started model starts near its best and then gains a little each epoch; with
+    0.001 it stops within a few epochs where a model from scratch still gains more
+    (bench/RESULTS.md, "Daily retraining")."""
 
 
 class TrainingConfig(Section):

@@ -350,6 +350,7 @@ def run_fn(fn_args: FnArgs) -> None:
                 monitor=early_stopping.monitor,
                 mode="max" if early_stopping.monitor == "val_auc" else "min",
                 patience=early_stopping.patience,
+                min_delta=early_stopping.min_delta,
                 restore_best_weights=True,
             )
         )
