@@ -1,13 +1,14 @@
 """Run a compiled KFP v2 PipelineSpec on this machine, task by task, the way KFP's launcher would.
 
 What this stands in for, and what it does not:
-- KFP's **driver/launcher**: for each task, in DAG order, it builds the ``ExecutorInput`` from the
+- KFP's **driver/launcher**: for each task, as soon as its upstream tasks are done (several at
+  once where the DAG allows, as KFP starts them), it builds the ``ExecutorInput`` from the
   spec (constant parameters, pipeline parameters with their declared defaults or the run's
   values, upstream output artifacts with their URIs and metadata), gives every output artifact a
   URI under the pipeline root, substitutes ``{{$}}`` in the compiled container args, runs the
   ``lifecycle.preCacheCheck`` command first when there is one (ExampleGen's driver), then the
   compiled container command itself (the TFX v2 entrypoint
-  ``tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor``) as a subprocess, and reads
+  ``tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor``) in a process of its own, and reads
   the ``ExecutorOutput`` the entrypoint writes to pass artifacts and their metadata downstream.
 - **Kubernetes platform spec**: ``secretAsEnv`` (kfp-kubernetes ``use_secret_as_env``) sets a
   task's environment variables from the named secret's keys, given here as a dict; a task gets
@@ -22,8 +23,11 @@ What this stands in for, and what it does not:
 - **ExampleGen's driver** (``lifecycle.preCacheCheck``): its ExecutorOutput (the span it resolved,
   the input config with the span filled in, the Examples artifact's span) feeds the executor's
   parameters and output artifact, as the driver's results feed the task on a backend that runs it.
+- **Each task in a process of its own**, forked from one that imported TFX's entrypoint once
+  (tests/helpers/task_processes.py: the import is most of a small task's time), running the
+  command's module with its arguments from the first line.
 - Not shown here, only on a cluster: the container image itself (``python`` is this venv's
-  interpreter, the image is not pulled), KFP's caching, pod scheduling and resources. Object
+  interpreter, the image is not pulled), a fresh interpreter per task, KFP's caching, pod scheduling and resources. Object
   storage is shown: the pipeline root may be an ``s3://`` URI (tests/test_kubeflow.py runs it on
   a local S3-API server).
 """
@@ -33,8 +37,6 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +46,7 @@ import yaml
 from ml_metadata.proto import metadata_store_pb2
 
 from tests.helpers.s3_server import environment_without_buckets  # a pod has no bucket credentials
+from tests.helpers.task_processes import run_command
 
 
 def _parameters(task: dict[str, Any], pipeline_params: dict[str, Any]) -> dict[str, Any]:
@@ -155,11 +158,6 @@ def _resolve(store: mlmd.MetadataStore, resolver: dict[str, Any], inputs: dict[s
     return resolved
 
 
-def _command(command: list[str]) -> list[str]:
-    # the image's "python" is this interpreter here
-    return [sys.executable if c == "python" else c for c in command]
-
-
 def run_pipeline_spec(
     spec: dict[str, Any],
     pipeline_root: str,
@@ -259,14 +257,14 @@ def _run_task(name: str, container: dict[str, Any], inputs: dict[str, Any], outp
     if "lifecycle" in container and "preCacheCheck" in container["lifecycle"]:
         check = container["lifecycle"]["preCacheCheck"]
         executor_input = json.dumps({"inputs": inputs, "outputs": {"artifacts": outputs, "outputFile": str(output_file)}})
-        _run_step(name, "driver", _command(check["command"]) + _substitute(check["args"], executor_input), env, task_dir, log)
+        _run_step(name, "driver", check["command"] + _substitute(check["args"], executor_input), env, task_dir, log)
         driven = json.loads(output_file.read_text())
         inputs["parameterValues"].update(driven.get("parameterValues", {}))
         for key, written in driven.get("artifacts", {}).items():
             outputs[key]["artifacts"][0]["metadata"] = written["artifacts"][0].get("metadata", {})
         output_file.unlink()
     executor_input = json.dumps({"inputs": inputs, "outputs": {"artifacts": outputs, "outputFile": str(output_file)}})
-    _run_step(name, "executor", _command(container["command"]) + _substitute(container["args"], executor_input), env, task_dir, log)
+    _run_step(name, "executor", container["command"] + _substitute(container["args"], executor_input), env, task_dir, log)
     return json.loads(output_file.read_text()) if output_file.exists() else {}
 
 
@@ -276,8 +274,9 @@ def _runtime(artifact: dict[str, Any]) -> dict[str, Any]:
 
 
 def _run_step(task: str, kind: str, command: list[str], env: dict[str, str], task_dir: Path, log) -> None:
+    """One command of a task, in a process of its own (tests/helpers/task_processes.py), its output in ``<kind>.log``."""
     log(f"[{task}] {kind}: {' '.join(command[:3])} ...")
-    result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=task_dir)
-    (task_dir / f"{kind}.log").write_text(result.stdout + result.stderr)
-    if result.returncode != 0:
-        raise RuntimeError(f"task {task} ({kind}) failed with {result.returncode}:\n{result.stderr[-4000:]}")
+    log_path = task_dir / f"{kind}.log"
+    code = run_command(command, env, task_dir, log_path)
+    if code != 0:
+        raise RuntimeError(f"task {task} ({kind}) failed with {code}:\n{log_path.read_text()[-4000:]}")
