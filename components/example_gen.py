@@ -367,7 +367,9 @@ def example_gen_io(data: DataConfig, check_files: bool = True) -> tuple[str, exa
     """
     base, patterns = input_patterns(data)
     if check_files and not tf.io.gfile.isdir(base):
-        raise FileNotFoundError(f"data.path: {base} does not exist (or is not a directory)")
+        if any(ch in data.path for ch in _PATTERN_CHARACTERS):  # a glob or spans: name the directory they are under
+            raise FileNotFoundError(f"data.path: {data.path}: the directory {base} does not exist (or is not a directory)")
+        raise FileNotFoundError(f"data.path: {data.path} does not exist")
     for name, pattern in patterns.items():
         field = f"data.split.files.{name}" if data.split.files else "data.path"
         if check_files and not matching_files(base, pattern):

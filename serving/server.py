@@ -80,12 +80,23 @@ class RunningServer:
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
 
 
+def read_flag_file(flag: str, path: str) -> str:
+    """The text of the file a flag names (local or a bucket); a missing or unreadable one is a flag
+    error (exit 2, naming the flag and the path), not a TensorFlow traceback."""
+    try:
+        with tf.io.gfile.GFile(path) as f:
+            return f.read()
+    except tf.errors.NotFoundError:
+        raise ValueError(f"--{flag}={path}: no such file") from None
+    except tf.errors.OpError as e:
+        raise ValueError(f"--{flag}={path}: cannot be read ({e.message})") from None
+
+
 def batching_parameters(args: argparse.Namespace) -> BatchingParameters:
     """From the parameters file, then the individual flags on top."""
     params = BatchingParameters()
     if args.batching_parameters_file:
-        with tf.io.gfile.GFile(args.batching_parameters_file) as f:
-            params = parse_batching_parameters(f.read())
+        params = parse_batching_parameters(read_flag_file("batching_parameters_file", args.batching_parameters_file))
     overrides = {k: getattr(args, k) for k in BatchingParameters.__dataclass_fields__ if getattr(args, k) is not None}
     return BatchingParameters(**{**params.__dict__, **overrides})
 
@@ -98,8 +109,7 @@ def session_config(args: argparse.Namespace) -> tf.compat.v1.ConfigProto:
     if args.tensorflow_session_config_file:
         from google.protobuf import text_format
 
-        with tf.io.gfile.GFile(args.tensorflow_session_config_file) as f:
-            text_format.Parse(f.read(), config)
+        text_format.Parse(read_flag_file("tensorflow_session_config_file", args.tensorflow_session_config_file), config)
     intra = args.tensorflow_intra_op_parallelism or args.tensorflow_session_parallelism
     inter = args.tensorflow_inter_op_parallelism or args.tensorflow_session_parallelism
     if intra:
@@ -126,8 +136,7 @@ def start_server(args: argparse.Namespace) -> RunningServer:
     register_custom_ops()
     config_text = None
     if args.model_config_file:
-        with tf.io.gfile.GFile(args.model_config_file) as f:
-            config_text = f.read()
+        config_text = read_flag_file("model_config_file", args.model_config_file)
         config = parse_model_config(config_text, args.model_config_file)
     elif args.model_base_path:
         config = single_model_config(args.model_name, args.model_base_path)
@@ -139,14 +148,12 @@ def start_server(args: argparse.Namespace) -> RunningServer:
     channel_options = grpc_channel_arguments(args.grpc_channel_arguments)
     tls = None
     if args.ssl_config_file:  # TLS (and with client_verify, mutual TLS) on both transports
-        with tf.io.gfile.GFile(args.ssl_config_file) as f:
-            tls = parse_ssl_config(f.read(), args.ssl_config_file)
+        tls = parse_ssl_config(read_flag_file("ssl_config_file", args.ssl_config_file), args.ssl_config_file)
     roots = args.model_reload_roots.split(",") if args.model_reload_roots else [m.base_path for m in config.model_config_list.config]
     reload_policy = ReloadPolicy.of(args.allow_model_config_reload, roots)
     metrics_path = None
     if args.monitoring_config_file:
-        with tf.io.gfile.GFile(args.monitoring_config_file) as f:
-            metrics_path = prometheus_path(f.read(), args.monitoring_config_file)
+        metrics_path = prometheus_path(read_flag_file("monitoring_config_file", args.monitoring_config_file), args.monitoring_config_file)
     metrics = Metrics()
     batcher = Batcher(batching_parameters(args)) if args.enable_batching else None
     load_options = LoadOptions(session_config(args), tuple(t.strip() for t in args.saved_model_tags.split(",") if t.strip()),

@@ -77,6 +77,18 @@ def test_split_files_take_data_path_as_their_directory_even_before_it_exists(raw
         example_gen_io(data)
 
 
+@pytest.mark.parametrize(("path", "said"), [
+    ("does/not/exist", "data.path: {root}/does/not/exist does not exist"),  # issue 40: it named does/not
+    ("does/not/exist/", "data.path: {root}/does/not/exist/ does not exist"),
+    ("missing/*.jsonl", "data.path: {root}/missing/*.jsonl: the directory {root}/missing does not exist"),
+])
+def test_a_missing_data_path_is_named_as_given(raw_config: dict, tmp_path: Path, path: str, said: str) -> None:
+    raw_config["data"]["path"] = f"{tmp_path}/{path}"
+    with pytest.raises(FileNotFoundError) as raised:
+        example_gen_io(parse_config(raw_config).data)
+    assert str(raised.value).startswith(said.format(root=tmp_path)), str(raised.value)
+
+
 def _jsonl_config(raw_config: dict, data: Path) -> PipelineConfig:
     raw_config["data"] = {"format": "jsonl", "path": str(data)}
     return parse_config(raw_config)

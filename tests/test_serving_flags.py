@@ -101,3 +101,17 @@ def test_a_warning_names_the_accepted_flags(caplog, tmp_path: Path) -> None:
             ["--port=0", f"--model_base_path={tmp_path}", "--num_load_threads=4", "--xla_cpu_compilation_enabled=true"]))
         running.stop(grace=0)
     assert any("--num_load_threads, --xla_cpu_compilation_enabled" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("flag", ["ssl_config_file", "model_config_file", "monitoring_config_file", "batching_parameters_file",
+                                  "tensorflow_session_config_file"])
+def test_a_flag_naming_a_missing_file_exits_2_naming_the_flag_and_the_path(flag: str, tmp_path, capsys) -> None:
+    """As docs/RELIABILITY.md says of a bad flag or config file (issue 40: it was exit 1 with a NotFoundError traceback)."""
+    missing = tmp_path / "nonexistent.config"
+    args = [f"--{flag}={missing}", "--enable_batching"] if flag == "batching_parameters_file" else [f"--{flag}={missing}"]
+    if flag != "model_config_file":
+        args.append(f"--model_base_path={tmp_path}")
+    assert serve_main(args) == 2
+    err = capsys.readouterr().err
+    assert f"embedpipe serve: --{flag}={missing}: no such file" in err, err
+    assert "Traceback" not in err
