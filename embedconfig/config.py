@@ -785,9 +785,26 @@ def check_against_schema(config: PipelineConfig) -> None:
     for i, feature in enumerate(config.features):
         if feature.name not in in_schema:
             raise ConfigError(f"features[{i}].name", f"'{feature.name}' is not a feature of the schema {config.schema}")
+        _check_schema_type(f"features[{i}].dtype", feature.name, feature.dtype, in_schema[feature.name], config.schema)
         _check_schema_shape(i, feature, in_schema[feature.name], config.schema)
     if config.label.name not in in_schema:
         raise ConfigError("label.name", f"'{config.label.name}' is not a feature of the schema {config.schema}")
+    _check_schema_type("label.dtype", config.label.name, config.label.dtype, in_schema[config.label.name], config.schema)
+
+
+# The schema's FeatureType each config dtype is read as (records/raw_records.py writes int64_list,
+# bytes_list, float_list): a mismatch would only surface at SchemaGate, after ExampleGen ran.
+_SCHEMA_TYPE_OF_DTYPE = {"int": "INT", "string": "BYTES", "float": "FLOAT"}
+
+
+def _check_schema_type(field: str, name: str, dtype: str, entry: Any, schema_path: str) -> None:
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
+    schema_type = schema_pb2.FeatureType.Name(entry.type)
+    if schema_type != _SCHEMA_TYPE_OF_DTYPE[dtype]:
+        agrees = [d for d, t in _SCHEMA_TYPE_OF_DTYPE.items() if t == schema_type]
+        fits = f" (dtype {agrees[0]} reads it)" if agrees else ""
+        raise ConfigError(field, f"is {dtype}, but the schema {schema_path} has '{name}' as {schema_type}{fits}: make the two agree")
 
 
 def _check_schema_shape(i: int, feature: FeatureConfig, entry: Any, schema_path: str) -> None:

@@ -120,6 +120,23 @@ def test_a_schema_shape_the_exported_model_cannot_take_is_a_config_error_at_load
         load_config(_write_config(tmp_path, raw_config))
 
 
+@pytest.mark.parametrize(("change", "said"), [
+    (lambda raw: raw["features"][0].update(dtype="int"),
+     "config field 'features[0].dtype': is int, but the schema {schema} has 'user' as BYTES (dtype string reads it)"),
+    (lambda raw: [f.update(dtype="string") for f in raw["features"][2:4]],  # history and target share a vocabulary
+     "config field 'features[2].dtype': is string, but the schema {schema} has 'history' as INT (dtype int reads it)"),
+    (lambda raw: raw["label"].update(dtype="string", positive_if="== yes"),
+     "config field 'label.dtype': is string, but the schema {schema} has 'clicked' as INT (dtype int reads it)"),
+])
+def test_a_dtype_the_schema_contradicts_is_a_config_error_at_load(tmp_path: Path, raw_config: dict, change, said: str, capsys) -> None:
+    """Issue 40: it was found at SchemaGate, after ExampleGen had run (exit 1)."""
+    from pipeline.cli import main
+
+    change(raw_config)
+    assert main(["run", "--config", str(_write_config(tmp_path, raw_config))]) == 2
+    assert said.format(schema=raw_config["schema"]) in capsys.readouterr().err
+
+
 def _skip_config(raw_config: dict, data: Path, max_bad_fraction: float):
     raw_config["data"] = {"format": "jsonl", "path": str(data), "on_bad_record": "skip", "max_bad_fraction": max_bad_fraction}
     return parse_config(raw_config)
