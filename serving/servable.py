@@ -118,8 +118,13 @@ class ServableVersion:
         """Load the SavedModel into a Session of its own; its SignatureDefs."""
         self._graph = tf.Graph()
         self._session = tf.compat.v1.Session(graph=self._graph, config=self.options.session_config)
+        loader = loader_impl.SavedModelLoader(self.path)  # parses saved_model.pb
+        if not loader.saved_model.meta_graphs:  # an empty or truncated file parses as an empty message
+            size = tf.io.gfile.stat(os.path.join(self.path, "saved_model.pb")).length
+            raise OSError(f"{self.path}/saved_model.pb could not be parsed as a SavedModel: it holds no MetaGraphDef "
+                          f"({size} bytes; an empty or truncated file?)")
         with self._graph.as_default():
-            meta_graph = loader_impl.SavedModelLoader(self.path).load(self._session, list(self.options.tags))
+            meta_graph = loader.load(self._session, list(self.options.tags))
         return dict(meta_graph.signature_def)
 
     def signature(self, name: str) -> tuple[str, Mapping[str, tf.TensorSpec]]:

@@ -122,3 +122,16 @@ def test_the_same_model_is_pushed_once(model: str, tmp_path: Path) -> None:
     assert first.get_int_custom_property("pushed") == second.get_int_custom_property("pushed") == 1
     assert first.get_string_custom_property("pushed_destination") == second.get_string_custom_property("pushed_destination")
     assert [e for e in os.listdir(base) if e.isdigit()] == [first.get_string_custom_property("pushed_version")]
+
+
+@pytest.mark.parametrize("content", [b"", b"x"])
+def test_a_corrupt_saved_model_pb_is_reported_as_a_file_that_could_not_be_parsed(tmp_path: Path, content: bytes) -> None:
+    """Issue 40: an empty (or truncated) saved_model.pb parses as an empty message, and TF's loader then
+    said "MetaGraphDef associated with tags 'serve' could not be found ... available tags '[]'"."""
+    from serving.servable import load_version
+
+    (tmp_path / "1").mkdir()
+    (tmp_path / "1" / "saved_model.pb").write_bytes(content)
+    with pytest.raises(OSError, match=r"(could not be parsed as a SavedModel|Cannot parse file).*") as raised:
+        load_version("m", 1, str(tmp_path / "1"))
+    assert "MetaGraphDef associated with tags" not in str(raised.value)
