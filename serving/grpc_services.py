@@ -86,9 +86,19 @@ class ModelService(_Servicer, model_service_pb2_grpc.ModelServiceServicer):
         return await self._in_pool(context, self.h.get_model_status, request)
 
     async def HandleReloadConfigRequest(self, request, context):  # noqa: N802
+        # Every reload is logged with the client that asked, accepted or refused: it swaps the served
+        # models for every client (docs/SERVING.md says how to restrict who may call it).
+        peer = context.peer()
+        models = ", ".join(f"{m.name}={m.base_path}" for m in request.config.model_config_list.config) or "no models"
+
         def reload(request: model_management_pb2.ReloadConfigRequest) -> model_management_pb2.ReloadConfigResponse:
-            self.reload_policy.check(request.config)
+            try:
+                self.reload_policy.check(request.config)
+            except ServingError as e:
+                log.warning("model config reload from %s refused (%s): %s", peer, models, e)
+                raise
             self.h.manager.reload(request.config)
+            log.info("model config reload from %s applied: %s", peer, models)
             return model_management_pb2.ReloadConfigResponse()  # status left empty = OK
 
         return await self._in_pool(context, reload, request)

@@ -109,26 +109,30 @@ def _reload(running, name: str, base_path: str) -> None:
     stub.HandleReloadConfigRequest(model_management_pb2.ReloadConfigRequest(config=config), 30)
 
 
-def test_a_reload_cannot_load_a_model_from_outside_the_model_roots(served, tmp_path: Path) -> None:
+def test_a_reload_cannot_load_a_model_from_outside_the_model_roots(served, tmp_path: Path, caplog) -> None:
     running, base = served
     elsewhere = tmp_path / "elsewhere" / "evil"
     write_half_plus(str(elsewhere), b=100.0)
     (base / "link").symlink_to(elsewhere)
     for path in (str(elsewhere), f"{base}/../elsewhere/evil", str(base / "link")):
-        with pytest.raises(grpc.RpcError) as e:
+        with caplog.at_level("WARNING", logger="embedpipe.serving"), pytest.raises(grpc.RpcError) as e:
             _reload(running, "evil", path)
         assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED and "outside the allowed model roots" in e.value.details(), path
+        refused = [r.getMessage() for r in caplog.records if "reload from" in r.getMessage()]  # issue 40: a refusal left no line
+        assert refused and f"refused (evil={path})" in refused[-1] and "reload from ipv" in refused[-1], refused  # the peer
     assert _predict(running) == 3.0, "the served model is untouched"
 
 
-def test_reloads_inside_the_roots_work_and_can_be_turned_off(tmp_path: Path) -> None:
+def test_reloads_inside_the_roots_work_and_can_be_turned_off(tmp_path: Path, caplog) -> None:
     models = tmp_path / "models"
     write_half_plus(str(models / MODEL))
     write_half_plus(str(models / "half_plus_three"), b=3.0)
     common = ["--port=0", f"--model_name={MODEL}", f"--model_base_path={models / MODEL}"]
     running = start_server(build_parser().parse_args([*common, f"--model_reload_roots={models}"]))
     try:
-        _reload(running, "half_plus_three", str(models / "half_plus_three"))  # inside the widened root
+        with caplog.at_level("INFO", logger="embedpipe.serving"):
+            _reload(running, "half_plus_three", str(models / "half_plus_three"))  # inside the widened root
+        assert any(f"applied: half_plus_three={models / 'half_plus_three'}" in r.getMessage() for r in caplog.records)
         from tests.helpers.tfs_models import predict_x_request
 
         stub = prediction_service_pb2_grpc.PredictionServiceStub(grpc.insecure_channel(f"localhost:{running.port}"))
