@@ -2,7 +2,7 @@
 the interpreter's import of TensorFlow and TFX for every task.
 
 A pod starts a fresh interpreter from the image and imports TFX's v2 entrypoint: 23 s on this
-machine (2026-12-07, measured beside the suite), nearly all of a small task's time, and the
+machine (2026-12-07 23:59, the import timed alone), nearly all of a small task's time, and the
 Kubeflow test runs about thirty tasks. Here a forkserver (multiprocessing's) imports the entrypoint
 once; each task is a process forked from it, which sets the task's environment and working
 directory, sends its output to the task's log file, and runs the command's module as ``__main__``
