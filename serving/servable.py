@@ -184,13 +184,28 @@ class ServableVersion:
         try:
             values = runner(*(inputs[k] for k in feed))
         except tf.errors.OpError as e:
-            raise _status_from_tf(e) from e
+            raise self._naming_shapes(_status_from_tf(e), key, inputs) from e
         except UnicodeDecodeError as e:  # TensorFlow's own message quotes the request's bytes (ParseExample
             # of garbage: "Could not parse example input, value: '...'"), which Python cannot decode
             raise invalid(e.object.decode("utf-8", "backslashreplace") if isinstance(e.object, bytes) else str(e)) from e
         except (TypeError, ValueError) as e:
             raise invalid(str(e)) from e
         return dict(zip(fetch, values, strict=True))
+
+    def _naming_shapes(self, error: ServingError, key: str, inputs: Mapping[str, np.ndarray]) -> ServingError:
+        """The graph's error, and, where an input's rank differs from its signature's, that input's name,
+        the shape sent and the shape expected: TensorFlow's message names an op deep in the graph
+        ("Expected serialized to be a scalar or vector"), not the input. Shapes are still not checked
+        before the call (TF Serving lets the graph judge them, and some a signature does not declare
+        run), only explained after a failure."""
+        specs = self._specs[key]
+        mismatched = [f"input '{alias}' was sent with shape {list(np.shape(array))}, the signature '{key}' expects "
+                      f"{[d if d is not None else -1 for d in specs[alias].shape.as_list()]}"
+                      for alias, array in sorted(inputs.items())
+                      if alias in specs and specs[alias].shape.rank is not None and np.ndim(array) != specs[alias].shape.rank]
+        if not mismatched:
+            return error
+        return ServingError(error.code, f"{error.message} ({'; '.join(mismatched)}; -1: any size)")
 
     def _runner(self, key: str, feed: tuple[str, ...], fetch: tuple[str, ...]) -> Callable[..., list[np.ndarray]]:
         runner = self._runners.get((key, feed, fetch))

@@ -260,6 +260,20 @@ def test_bad_requests_get_tf_serving_status_codes_and_the_server_keeps_serving(s
     np.testing.assert_allclose(tf.make_ndarray(prediction.Predict(_predict_request()).outputs["probability"]).reshape(-1), expected, atol=1e-6)
 
 
+def test_a_rank_the_signature_does_not_take_is_named_with_the_input(own_server) -> None:
+    """Issue 40: an ``examples`` tensor of shape [1, 1] got only "Expected serialized to be a scalar or
+    vector" from inside the graph. TF Serving's own message stays first; the input follows."""
+    running, _ = own_server
+    request = _predict_request()
+    request.inputs["examples"].CopyFrom(tf.make_tensor_proto([SERIALIZED[:1]], dtype=tf.string))
+    stub = prediction_service_pb2_grpc.PredictionServiceStub(grpc.insecure_channel(f"localhost:{running.port}"))
+    with pytest.raises(grpc.RpcError) as info:
+        stub.Predict(request, 30)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "input 'examples' was sent with shape [1, 1], the signature 'serving_default' expects [-1]" in info.value.details(), \
+        info.value.details()
+
+
 def test_classify_on_a_predict_signature_without_classes_or_scores_is_invalid(stubs) -> None:
     prediction, _ = stubs
     with pytest.raises(grpc.RpcError) as info:
@@ -383,6 +397,13 @@ def test_rest_api(own_server, expected) -> None:
     with pytest.raises(urllib.error.HTTPError) as info:
         _post(f"http://localhost:{running.rest_port}/v1/models/nope:predict", body)
     assert info.value.code == 404 and "Servable not found" in json.load(info.value)["error"]
+    # issue 40: a nested list for an id feature got only "ConcatOp : Ranks of all input tensors should match"
+    nested = {key: np.asarray(value).tolist() for key, value in RAW_INPUTS.items()}
+    nested["target"] = [[t] for t in nested["target"]]
+    with pytest.raises(urllib.error.HTTPError) as info:
+        _post(url + ":predict", {"signature_name": "predict_raw", "inputs": nested})
+    error = json.load(info.value)["error"]
+    assert info.value.code == 400 and "input 'target' was sent with shape" in error and "expects [-1]" in error, error
 
 
 def test_batching_answers_concurrent_clients_correctly(small_model: str, tmp_path: Path, expected) -> None:
