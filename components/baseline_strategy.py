@@ -24,16 +24,27 @@ MODEL_BLESSING_KEY = "model_blessing"
 CANDIDATE_KEY = "candidate"  # the Trainer's model of this run
 
 
-class LatestBlessedOtherModelStrategy(LatestBlessedModelStrategy):
-    """The latest blessed Model (and its ModelBlessing) other than the ``candidate`` channel's."""
+class LatestBlessedModelExceptStrategy(LatestBlessedModelStrategy):
+    """TFX's latest blessed Model (and its ModelBlessing), among the models ``leaves_out`` keeps; the
+    resolver's other inputs resolve to nothing. The one mechanism behind the Evaluator's baseline and
+    the Trainer's warm-start base model (components/warm_start_strategy.py)."""
+
+    def leaves_out(self, store: mlmd.MetadataStore, input_dict: dict[str, list[types.Artifact]], model: types.Artifact) -> bool:
+        raise NotImplementedError
 
     def resolve_artifacts(
         self, store: mlmd.MetadataStore, input_dict: dict[str, list[types.Artifact]]
     ) -> dict[str, list[types.Artifact]] | None:
-        candidates = {a.id for a in input_dict.get(CANDIDATE_KEY, [])}
-        models = [m for m in input_dict.get(MODEL_KEY, []) if m.id not in candidates]
+        models = [m for m in input_dict.get(MODEL_KEY, []) if not self.leaves_out(store, input_dict, m)]
         blessings = list(input_dict.get(MODEL_BLESSING_KEY, []))
-        result = {MODEL_KEY: [], MODEL_BLESSING_KEY: [], CANDIDATE_KEY: []}
+        result = {MODEL_KEY: [], MODEL_BLESSING_KEY: [], **{key: [] for key in input_dict}}
         if models and blessings:
             result.update(self._resolve({MODEL_KEY: models, MODEL_BLESSING_KEY: blessings}, MODEL_KEY, MODEL_BLESSING_KEY))
         return result
+
+
+class LatestBlessedOtherModelStrategy(LatestBlessedModelExceptStrategy):
+    """The latest blessed Model (and its ModelBlessing) other than the ``candidate`` channel's."""
+
+    def leaves_out(self, store: mlmd.MetadataStore, input_dict: dict[str, list[types.Artifact]], model: types.Artifact) -> bool:
+        return model.id in {a.id for a in input_dict.get(CANDIDATE_KEY, [])}

@@ -16,25 +16,16 @@ from __future__ import annotations
 
 import ml_metadata as mlmd
 from tfx import types
-from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import LatestBlessedModelStrategy
 
+from components.baseline_strategy import LatestBlessedModelExceptStrategy
 from components.lineage import examples_read_by_producer
 
-MODEL_KEY = "model"
-MODEL_BLESSING_KEY = "model_blessing"
 EXAMPLES_KEY = "examples"  # what this run's Trainer reads
 
 
-class LatestBlessedModelOfOtherExamplesStrategy(LatestBlessedModelStrategy):
+class LatestBlessedModelOfOtherExamplesStrategy(LatestBlessedModelExceptStrategy):
     """The latest blessed Model (and its ModelBlessing) whose Trainer read other Examples than ``examples``."""
 
-    def resolve_artifacts(
-        self, store: mlmd.MetadataStore, input_dict: dict[str, list[types.Artifact]]
-    ) -> dict[str, list[types.Artifact]] | None:
+    def leaves_out(self, store: mlmd.MetadataStore, input_dict: dict[str, list[types.Artifact]], model: types.Artifact) -> bool:
         examples = {a.id for a in input_dict.get(EXAMPLES_KEY, [])}
-        models = [m for m in input_dict.get(MODEL_KEY, []) if {a.id for a in examples_read_by_producer(store, m.id)} != examples]
-        blessings = list(input_dict.get(MODEL_BLESSING_KEY, []))
-        result = {MODEL_KEY: [], MODEL_BLESSING_KEY: [], EXAMPLES_KEY: []}
-        if models and blessings:
-            result.update(self._resolve({MODEL_KEY: models, MODEL_BLESSING_KEY: blessings}, MODEL_KEY, MODEL_BLESSING_KEY))
-        return result
+        return {a.id for a in examples_read_by_producer(store, model.id)} == examples
