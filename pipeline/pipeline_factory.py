@@ -175,12 +175,8 @@ def create_components(config: PipelineConfig, compiled: bool = False) -> list[An
     trainer_examples = transform.outputs["transformed_examples"] if trainer_reads_transformed else training_examples
     warm_start_resolver = None
     if config.training.warm_start:
-        models = {"model": Channel(type=Model), "model_blessing": Channel(type=ModelBlessing)}
-        if compiled:
-            warm_start_resolver = Resolver(strategy_class=LatestBlessedModelStrategy, **models)
-        else:
-            warm_start_resolver = Resolver(strategy_class=LatestBlessedModelOfOtherExamplesStrategy, examples=trainer_examples, **models)
-        warm_start_resolver = warm_start_resolver.with_id(WARM_START_RESOLVER)
+        warm_start_resolver = _blessed_model_resolver(WARM_START_RESOLVER, compiled, LatestBlessedModelOfOtherExamplesStrategy,
+                                                      examples=trainer_examples)
 
     run_parameters = RunParameters(epochs=params["epochs"], learning_rate=params["learning_rate"]).with_id(RUN_PARAMETERS)
     trainer = Trainer(
@@ -201,12 +197,8 @@ def create_components(config: PipelineConfig, compiled: bool = False) -> list[An
     # (components/baseline_strategy.py); Kubeflow's compiler knows only TFX's own strategy.
     baseline_resolver = None
     if config.evaluation.no_regression:
-        models = {"model": Channel(type=Model), "model_blessing": Channel(type=ModelBlessing)}
-        if compiled:
-            baseline_resolver = Resolver(strategy_class=LatestBlessedModelStrategy, **models)
-        else:
-            baseline_resolver = Resolver(strategy_class=LatestBlessedOtherModelStrategy, candidate=trainer.outputs["model"], **models)
-        baseline_resolver = baseline_resolver.with_id(BASELINE_RESOLVER)
+        baseline_resolver = _blessed_model_resolver(BASELINE_RESOLVER, compiled, LatestBlessedOtherModelStrategy,
+                                                    candidate=trainer.outputs["model"])
     evaluator = Evaluator(
         examples=example_gen.outputs["examples"],
         model=trainer.outputs["model"],
@@ -237,6 +229,16 @@ def create_components(config: PipelineConfig, compiled: bool = False) -> list[An
                   *drift_nodes, *([analyzer_cache] if analyzer_cache else []), transform,
                   *([warm_start_resolver] if warm_start_resolver else []), run_parameters, trainer]
     return components + ([baseline_resolver] if baseline_resolver else []) + [evaluator, canary, pusher]
+
+
+def _blessed_model_resolver(node_id: str, compiled: bool, local_strategy: type, **local_inputs: Channel) -> Resolver:
+    """A resolver of the latest blessed Model and its ModelBlessing: locally ``local_strategy`` (one
+    of components/baseline_strategy.py's, with ``local_inputs``); compiled, TFX's
+    LatestBlessedModelStrategy, the only one Kubeflow's compiler knows besides the latest artifact."""
+    models = {"model": Channel(type=Model), "model_blessing": Channel(type=ModelBlessing)}
+    if compiled:
+        return Resolver(strategy_class=LatestBlessedModelStrategy, **models).with_id(node_id)
+    return Resolver(strategy_class=local_strategy, **local_inputs, **models).with_id(node_id)
 
 
 def span_range(window: WindowConfig) -> range_config_pb2.RangeConfig:
