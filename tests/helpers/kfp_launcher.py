@@ -103,7 +103,7 @@ def _record(store: mlmd.MetadataStore, task: str, run_id: str, inputs: dict[str,
                     type_id = store.put_artifact_type(metadata_store_pb2.ArtifactType(name=_schema_title(a["type"])))
                     stored = metadata_store_pb2.Artifact(type_id=type_id, uri=a["uri"], name=a["name"], state=metadata_store_pb2.Artifact.LIVE)
                     for k, v in a.get("metadata", {}).items():
-                        if isinstance(v, bool) or isinstance(v, (int, float)):
+                        if isinstance(v, (int, float)):  # bool too
                             stored.custom_properties[k].double_value = float(v)
                         elif isinstance(v, str):
                             stored.custom_properties[k].string_value = v
