@@ -199,8 +199,9 @@ class RawExampleGenExecutor(BaseExampleGenExecutor):
         for uri in uris:
             tf.io.gfile.makedirs(uri)
         base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
-        jobs = _jobs(input_config, output_config, uris, names)
-        if settings.window is not None:
+        if settings.window is None:
+            jobs = _jobs(input_config, output_config, uris)
+        else:
             jobs = _window_jobs(settings.window, base, input_config, output_config, uris, names,
                                 _newest_span(exec_properties, settings.window, base), examples)
         rejects_dir = os.path.join(examples.uri, "rejects")
@@ -258,7 +259,7 @@ class _Job:
     dropped_split: int | None = None
 
 
-def _jobs(input_config: example_gen_pb2.Input, output_config: example_gen_pb2.Output, uris: list[str], names: list[str]) -> list[_Job]:
+def _jobs(input_config: example_gen_pb2.Input, output_config: example_gen_pb2.Output, uris: list[str]) -> list[_Job]:
     if output_config.split_config.splits:  # one input split, cut by hash buckets
         buckets = list(itertools.accumulate(s.hash_buckets for s in output_config.split_config.splits))
         return [_Job(input_config.splits[0].pattern, uris, buckets)]
@@ -279,7 +280,7 @@ def _window_jobs(window: SpanWindow, base: str, input_config: example_gen_pb2.In
         at_span = example_gen_pb2.Input(splits=[example_gen_pb2.Input.Split(
             name=split.name, pattern=processor.get_pattern_for_span_version(window.patterns[split.name], span, None))
             for split in input_config.splits])
-        for job in _jobs(at_span, output_config, uris, names):
+        for job in _jobs(at_span, output_config, uris):
             if span != newest and job.buckets is None and job.targets == [uris[eval_index]]:
                 continue  # data.split.files: an earlier span's eval file is not read at all
             dropped = eval_index if span != newest and job.buckets is not None else None
