@@ -102,6 +102,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="ops run at once from a pool of this size; 0 = TensorFlow decides; -1 (default here) = each request's ops "
         "run on the thread serving it, no pool hand-offs (docs/SERVING.md)",
     )
+    p.add_argument("--request_log_file_prefix", default="",
+                   help="(not a TF Serving flag) with --model_base_path: log sampled calls as PredictionLog TFRecord files "
+                   "under this prefix (a model config file sets logging_config instead)")
+    p.add_argument("--request_log_sampling_rate", type=float, default=1.0,
+                   help="(not a TF Serving flag) the share of calls --request_log_file_prefix logs, in [0, 1]")
     p.add_argument("--monitoring_config_file", default="", help="MonitoringConfig text proto (Prometheus on the REST port)")
     _flag_bool(p, "prefer_tflite_model", False, "serve model.tflite from a version directory when it has one")
     _flag_bool(p, "version", False, "print the version and exit")

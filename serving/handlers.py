@@ -23,6 +23,7 @@ from serving.errors import invalid
 from serving.memory import MemoryTrimmer
 from serving.model_manager import ModelManager
 from serving.monitoring import Metrics
+from serving.request_log import RequestLogs
 from serving.servable import CLASSIFY_METHOD, REGRESS_METHOD, PredictCall, ServableVersion, examples_from_input
 from serving.tensors import DEFAULT_MAX_ELEMENTS, fill_tensor_proto
 
@@ -31,12 +32,20 @@ class RequestHandlers:
     """Predict / Classify / Regress / MultiInference / metadata / status over a ModelManager."""
 
     def __init__(self, manager: ModelManager, batcher: Batcher | None = None, metrics: Metrics | None = None,
-                 max_request_elements: int = DEFAULT_MAX_ELEMENTS) -> None:
+                 max_request_elements: int = DEFAULT_MAX_ELEMENTS, request_logs: RequestLogs | None = None) -> None:
+        """``request_logs``: where sampled successful calls are logged (None: nothing is logged)."""
         self.manager = manager
         self.batcher = batcher
         self.metrics = metrics or Metrics()
         self.max_request_elements = max_request_elements
         self.memory = MemoryTrimmer()
+        self.request_logs = request_logs
+
+    def _logged(self, request, response):
+        """``response``, after offering the call to the request log."""
+        if self.request_logs is not None:
+            self.request_logs.log(request, response)
+        return response
 
     # ------------------------------------------------------------------ helpers
     @staticmethod
@@ -64,7 +73,7 @@ class RequestHandlers:
             outputs = self.batcher.run(*call)
         else:
             outputs = call.run_alone()
-        return self.predict_response(call, outputs)
+        return self._logged(request, self.predict_response(call, outputs))
 
     async def predict_async(self, request: predict_pb2.PredictRequest) -> predict_pb2.PredictResponse:
         """Predict on the gRPC event loop: batched requests wait without holding a thread; an
@@ -74,7 +83,7 @@ class RequestHandlers:
             outputs = await self.batcher.run_async(*call)
         else:
             outputs = call.run_alone()
-        return self.predict_response(call, outputs)
+        return self._logged(request, self.predict_response(call, outputs))
 
     def prepare_predict(self, request: predict_pb2.PredictRequest, servable: ServableVersion | None = None) -> PredictCall:
         """The version, signature, decoded inputs and output filter a PredictRequest names."""
@@ -117,7 +126,7 @@ class RequestHandlers:
         signature, _ = servable.signature(request.model_spec.signature_name)
         response.result.CopyFrom(result_of(servable, signature, request.input))
         self._answer_spec(response.model_spec, servable, signature)
-        return response
+        return self._logged(request, response)
 
     def classify(self, request: classification_pb2.ClassificationRequest) -> classification_pb2.ClassificationResponse:
         """PredictionService.Classify (works on predict-method signatures with classes/scores)."""
@@ -149,7 +158,7 @@ class RequestHandlers:
             else:
                 raise invalid(f"Unsupported signature method_name: {task.method_name}")
             self._answer_spec(result.model_spec, servable, signature)
-        return response
+        return self._logged(request, response)
 
     def get_model_metadata(self, request: get_model_metadata_pb2.GetModelMetadataRequest) -> get_model_metadata_pb2.GetModelMetadataResponse:
         """PredictionService.GetModelMetadata: only ``signature_def``."""

@@ -100,11 +100,14 @@ class ModelManager:
         max_load_retries: int = 5,
         load_retry_interval_seconds: float = 60.0,
         metrics: Metrics | None = None,
+        on_config: Callable[[model_server_config_pb2.ModelServerConfig], None] | None = None,
     ) -> None:
         """``warmup`` replays a version's warmup requests before it serves (None: no warmup);
         a version that fails to load is retried ``max_load_retries`` times, at most once per poll
         and not sooner than ``load_retry_interval_seconds`` after the last attempt (TF Serving's
-        ``--max_num_load_retries`` / ``--load_retry_interval_micros``)."""
+        ``--max_num_load_retries`` / ``--load_retry_interval_micros``). ``on_config`` sees every
+        config before it applies (at start and each reload; the request logs follow it) and may
+        refuse it by raising ServingError."""
         self._lock = threading.RLock()
         self._models: dict[str, ManagedModel] = {}
         self._poll_seconds = poll_seconds
@@ -117,6 +120,7 @@ class ModelManager:
         self._last_log: dict[str, tuple[str, float]] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._on_config = on_config
         self.reload(config)
 
     # ------------------------------------------------------------------ config
@@ -131,6 +135,8 @@ class ModelManager:
         for e in entries:
             if not e.name or not e.base_path:
                 raise invalid("Every model config needs a name and a base_path.")
+        if self._on_config is not None:
+            self._on_config(config)
         with self._lock:
             for name in list(self._models):
                 if name not in names:

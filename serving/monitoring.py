@@ -10,6 +10,11 @@ the few metrics kept here are written in the text exposition format directly:
 - ``:tensorflow:cc:saved_model:load_latency{model_path}`` (counter, microseconds)
 - ``:tensorflow:serving:request_count{model_name, status}`` (counter)
 - ``:tensorflow:serving:request_latency{model_name, API, entrypoint}`` (histogram, microseconds)
+
+and one of this server's own (TF Serving has no request-log collector to count):
+
+- ``:embedpipe:serving:request_log_records{model_name, outcome}`` (counter): sampled calls
+  ``written``, ``dropped_queue_full`` or ``dropped_storage_error`` (serving/request_log.py)
 """
 
 from __future__ import annotations
@@ -123,6 +128,9 @@ class Metrics:
         self.request_latency = _Histogram(":tensorflow:serving:request_latency",
                                           "Distribution of wall time (in microseconds) for Tensorflow Serving request.",
                                           ("model_name", "API", "entrypoint"))
+        self.request_log = _Counter(":embedpipe:serving:request_log_records",
+                                    "Sampled requests by what became of their log record (not a TF Serving metric).",
+                                    ("model_name", "outcome"))
 
     def model_loaded(self, path: str, ok: bool, seconds: float) -> None:
         """One load attempt of the SavedModel at ``path``."""
@@ -137,9 +145,20 @@ class Metrics:
             self.request_count.add((model_name, status))
             self.request_latency.observe((model_name, api, entrypoint), seconds * 1e6)
 
+    def request_logged(self, model_name: str, outcome: str, n: int = 1) -> None:
+        """``n`` sampled calls' log records ended as ``outcome`` (serving/request_log.py)."""
+        with self._lock:
+            self.request_log.add((model_name, outcome), n)
+
+    def request_log_count(self, model_name: str, outcome: str) -> int:
+        """How many of a model's log records ended as ``outcome`` so far."""
+        with self._lock:
+            return int(self.request_log.values.get((model_name, outcome), 0))
+
     def render(self) -> str:
         """The Prometheus text exposition of every metric."""
         with self._lock:
-            lines = [line for metric in (self.load_attempts, self.load_latency, self.request_count, self.request_latency)
+            lines = [line for metric in (self.load_attempts, self.load_latency, self.request_count, self.request_latency,
+                                                     self.request_log)
                      for line in metric.render()]
         return "\n".join(lines) + "\n"

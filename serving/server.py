@@ -37,6 +37,7 @@ from serving.monitoring import Metrics, prometheus_path
 from serving.parent_death import die_with_parent_if_asked
 from serving.profiler_service import profiler_handler
 from serving.reload_policy import ReloadPolicy
+from serving.request_log import RequestLogs, add_logging_config
 from serving.rest_server import RestServer, start_rest_server
 from serving.servable import LoadOptions
 from serving.tls import grpc_credentials, parse_ssl_config, rest_context
@@ -60,6 +61,7 @@ class RunningServer:
     rest_server: RestServer | None = None
     rest_port: int = 0
     batcher: Batcher | None = None
+    request_logs: RequestLogs | None = None
     config_poller: threading.Thread | None = None
     stopping: threading.Event = field(default_factory=threading.Event)
 
@@ -72,6 +74,8 @@ class RunningServer:
         self._on_loop(self.grpc_server.stop(grace))
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.executor.shutdown(wait=True)
+        if self.request_logs is not None:  # after the last request: every accepted record is written
+            self.request_logs.close()
         self.manager.stop()
         if self.batcher is not None:
             self.batcher.stop()
@@ -140,8 +144,13 @@ def start_server(args: argparse.Namespace) -> RunningServer:
         config = parse_model_config(config_text, args.model_config_file)
     elif args.model_base_path:
         config = single_model_config(args.model_name, args.model_base_path)
+        if args.request_log_file_prefix:
+            add_logging_config(config, args.request_log_file_prefix, args.request_log_sampling_rate)
     else:
         raise SystemExit("embedpipe serve: give --model_base_path (with --model_name) or --model_config_file")
+    if args.request_log_file_prefix and args.model_config_file:
+        raise ValueError("--request_log_file_prefix is for the single-model case: with --model_config_file, "
+                         "give each model a logging_config")
     ignored = check_flags(args)
     if ignored:
         log.warning("accepted but not applied here (docs/SERVING.md): %s", ", ".join(f"--{n}" for n in ignored))
@@ -160,9 +169,11 @@ def start_server(args: argparse.Namespace) -> RunningServer:
                                args.enable_signature_method_name_check, args.prefer_tflite_model)
     warmup = (functools.partial(replay_warmup, iterations=args.num_request_iterations_for_warmup, batcher=batcher,
                                 max_request_elements=args.max_request_elements) if args.enable_model_warmup else None)
+    request_logs = RequestLogs(metrics)
     manager = ModelManager(config, args.file_system_poll_wait_seconds, warmup, load_options,
-                           args.max_num_load_retries, args.load_retry_interval_micros / 1e6, metrics)
-    handlers = RequestHandlers(manager, batcher=batcher, metrics=metrics, max_request_elements=args.max_request_elements)
+                           args.max_num_load_retries, args.load_retry_interval_micros / 1e6, metrics, on_config=request_logs.update)
+    handlers = RequestHandlers(manager, batcher=batcher, metrics=metrics, max_request_elements=args.max_request_elements,
+                               request_logs=request_logs)
     manager.start()
 
     loop = asyncio.new_event_loop()
@@ -191,7 +202,8 @@ def start_server(args: argparse.Namespace) -> RunningServer:
         return server, port, health_servicer
 
     server, port, health_servicer = asyncio.run_coroutine_threadsafe(start_grpc(), loop).result()
-    running = RunningServer(server, port, manager, handlers, health_servicer, loop, executor, batcher=batcher)
+    running = RunningServer(server, port, manager, handlers, health_servicer, loop, executor, batcher=batcher,
+                            request_logs=request_logs)
     if args.rest_api_port:
         running.rest_server = start_rest_server(
             handlers, loop, args.rest_api_port, args.rest_api_host, cors=args.rest_api_enable_cors_support, metrics_path=metrics_path,
