@@ -100,33 +100,39 @@ class Drift:
         return f"feature '{self.feature}': {name} {self.distance:.3g} {'>' if self.over else '<='} threshold {self.threshold:g}"
 
 
-def with_drift_comparators(schema: schema_pb2.Schema, drift: DriftConfig) -> schema_pb2.Schema:
-    """A copy of ``schema`` with a drift comparator on every feature: L-infinity for strings,
-    Jensen-Shannon for numbers, each at the feature's threshold."""
+def with_drift_comparators(schema: schema_pb2.Schema, drift: DriftConfig, comparator: str = "drift_comparator") -> schema_pb2.Schema:
+    """A copy of ``schema`` with a drift (or ``skew_comparator``) comparator on every feature:
+    L-infinity for strings, Jensen-Shannon for numbers, each at the feature's threshold."""
     compared = copy.deepcopy(schema)
     for feature in compared.feature:
         threshold = drift.threshold(feature.name)
         if feature.type == schema_pb2.BYTES:
-            feature.drift_comparator.infinity_norm.threshold = threshold
+            getattr(feature, comparator).infinity_norm.threshold = threshold
         else:
-            feature.drift_comparator.jensen_shannon_divergence.threshold = threshold
+            getattr(feature, comparator).jensen_shannon_divergence.threshold = threshold
     return compared
 
 
 EMPTIED = "EMPTIED"  # values on the previous span, none on the newest: every bit of the distribution moved
 
 
-def measure_drift(newest: object, previous: object, schema: schema_pb2.Schema, drift: DriftConfig) -> tuple[list[Drift], anomalies_pb2.Anomalies]:
+def measure_drift(newest: object, previous: object, schema: schema_pb2.Schema, drift: DriftConfig,
+                  skew: bool = False) -> tuple[list[Drift], anomalies_pb2.Anomalies]:
     """Every feature's drift from ``previous`` to ``newest`` (DatasetFeatureStatisticsList), and TFDV's Anomalies.
+    ``skew=True``: ``previous`` is the training data, ``newest`` the served traffic, measured with
+    TFDV's skew comparators (the same distances; TFDV reports them as skew).
 
     A feature that had values on the previous span and has none on the newest counts as the largest
     distance there is (1.0): TFDV's comparators measure nothing for it (no histogram left; a dropped
     column is only an anomaly) or a small L-infinity distance (0.10 for an emptied sequence,
     bench/RESULTS.md, "Daily retraining"), so a feature gone empty would pass them."""
-    anomalies = tfdv.validate_statistics(newest, with_drift_comparators(schema, drift), previous_statistics=previous)
+    if skew:
+        anomalies = tfdv.validate_statistics(previous, with_drift_comparators(schema, drift, "skew_comparator"), serving_statistics=newest)
+    else:
+        anomalies = tfdv.validate_statistics(newest, with_drift_comparators(schema, drift), previous_statistics=previous)
     found = {}
     for info in anomalies.drift_skew_info:
-        for m in info.drift_measurements:
+        for m in (*info.drift_measurements, *info.skew_measurements):
             name = ".".join(info.path.step)
             found[name] = Drift(name, anomalies_pb2.DriftSkewInfo.Measurement.Type.Name(m.type), m.value, m.threshold)
     before, after = _values_per_feature(previous), _values_per_feature(newest)

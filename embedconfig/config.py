@@ -192,6 +192,9 @@ SPAN_PLACEHOLDERS = ("{SPAN}", "{YYYY}", "{MM}", "{DD}")
 DEFAULT_DRIFT_THRESHOLD = 0.3
 
 
+DEFAULT_SKEW_THRESHOLD = 0.3
+
+
 class WindowConfig(Section):
     """Which spans Transform and the Trainer read, when data.path names spans: the newest ``spans``,
     or the fixed range ``start``..``end``."""
@@ -232,6 +235,22 @@ class DriftConfig(Section):
         return self.features.get(feature, self.default)
 
 
+class SkewConfig(DriftConfig):
+    """Served traffic's statistics against the training data's (TFDV's skew comparators, `embedpipe
+    monitor`): L-infinity distance for a string feature, Jensen-Shannon divergence for an int one.
+    The default holds where a user sets none: 1,000 requests drawn from the training data pass (the
+    sampling noise on a feature with hundreds of values), a feature collapsed onto one value fails
+    (tests/test_monitor.py)."""
+
+    default: Number = Field(DEFAULT_SKEW_THRESHOLD, gt=0)
+
+
+class MonitoringConfig(Section):
+    """`embedpipe monitor`: the served model's logged requests against its training data."""
+
+    skew: SkewConfig = SkewConfig()
+
+
 class DataConfig(Section):
     """Where raw examples come from and how they are split into train, validation and eval."""
 
@@ -252,6 +271,9 @@ class DataConfig(Section):
     """With spans in data.path: how far the newest span may drift from the previous one."""
     on_drift: Literal["fail", "warn"] = "fail"
     """fail: stop the run before Transform, naming the feature; warn: say so in the summary and go on."""
+    key: StrictStr | None = None
+    """A column that identifies a request (e.g. request_id): clients pass it in the tf.Example, the
+    model never reads it, and `embedpipe data from-logs` joins logged requests with labels by it."""
 
     @property
     def has_spans(self) -> bool:
@@ -615,6 +637,7 @@ with warnings.catch_warnings():
         evaluation: EvaluationConfig = EvaluationConfig()
         push: PushConfig
         beam: BeamConfig = BeamConfig()
+        monitoring: MonitoringConfig = MonitoringConfig()
 
         _source: str = PrivateAttr("<dict>")
 
@@ -860,6 +883,12 @@ def _check_cross_fields(config: PipelineConfig) -> None:
             raise ConfigError(f"features[{i}].name", f"{f.name!r} is already used by features[{names.index(f.name)}]")
         if f.name == config.label.name:
             raise ConfigError(f"features[{i}].name", f"{f.name!r} is the label column (label.name)")
+    if config.data.key is not None and config.data.key in names + [config.label.name]:
+        raise ConfigError("data.key", f"{config.data.key!r} is a feature or the label: the key is passed through by clients, "
+                          "never fed to the model")
+    for name in config.monitoring.skew.features:
+        if name not in names:
+            raise ConfigError(f"monitoring.skew.features.{name}", f"{name!r} is not a feature; features: {names}")
     for i, f in enumerate(config.features):
         if f.share_embedding_with is None:
             continue

@@ -7,6 +7,7 @@
     embedpipe data synthetic --rows N --output DIR [--seed S] [--signal preference|late] [--spans K [--broken SPAN:FEATURE:HOW]]
     embedpipe data movielens --source DIR --output DIR [--eval-per-user 10] [--validation-per-user 10] [--no-item-cf]
     embedpipe serve --port=8500 --model_name=M --model_base_path=DIR [TF Serving flags, see serve --help]
+    embedpipe monitor --config F --logs PREFIX [--baseline-statistics F [--model-dir DIR]] [--output DIR]
     embedpipe predict --server HOST:PORT --model M (--json '{...}' | --input FILE.jsonl) [--classify]
     embedpipe compile kubeflow --config F --image IMAGE --pipeline-root URI --output pipeline.yaml [--data URI] [--push-base PATH]
     embedpipe kubeflow submit --host URL --pipeline pipeline.yaml [--experiment E] [--param k=v] [--config F --threshold AUC=0.8]
@@ -188,6 +189,26 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_monitor(args: argparse.Namespace) -> int:
+    """Logged requests against the training data of the version that answered them; exit 4 on skew."""
+    config = _load(args)
+    _quiet_logs(args.verbose)
+    from pipeline.monitor import SKEW_EXIT_CODE, MonitorError, default_output_dir, format_report, run_monitor
+
+    output = args.output or default_output_dir(config)
+    try:
+        results = run_monitor(config, args.logs, output, args.baseline_statistics, args.model_dir)
+    except MonitorError as e:
+        print(f"embedpipe monitor: {e}", file=sys.stderr)
+        return 2
+    print(format_report(results))
+    skewed = [(r.version, f.feature) for r in results for f in r.skewed]
+    if skewed:
+        print("embedpipe monitor: skew in " + ", ".join(f"version {v} feature '{name}'" for v, name in skewed))
+        return SKEW_EXIT_CODE
+    return 0
+
+
 def cmd_compile_kubeflow(args: argparse.Namespace) -> int:
     """Compile the pipeline into a KFP v2 PipelineSpec."""
     _quiet_logs(verbose=False)
@@ -273,6 +294,15 @@ def build_parser() -> argparse.ArgumentParser:
     movielens.set_defaults(func=cmd_data_movielens)
 
     verbs.add_parser("serve", help="serve pushed models over TF Serving's gRPC/REST API (flags: embedpipe serve --help)")
+    monitor = verbs.add_parser("monitor", help="logged requests vs the training data of the version that answered (exit 4 on skew)")
+    monitor.add_argument("--config", required=True, help="the pipeline's config (schema, thresholds, metadata store)")
+    monitor.add_argument("--logs", required=True, help="the request-log prefix (logging_config's filename_prefix)")
+    monitor.add_argument("--baseline-statistics", default="",
+                         help="training statistics to compare with (TFX's FeatureStats.pb) instead of the pushed version's lineage")
+    monitor.add_argument("--model-dir", default="", help="with --baseline-statistics: the served version's directory (its vocabularies)")
+    monitor.add_argument("--output", default="", help="where statistics and anomalies go (default: <pipeline root>/monitor/<UTC time>)")
+    monitor.add_argument("--verbose", action="store_true", help="TensorFlow's and Beam's logs too")
+    monitor.set_defaults(func=cmd_monitor)
     predict = verbs.add_parser("predict", help="score raw rows on a TF Serving-compatible server")
     predict.add_argument("--server", required=True, help="HOST:PORT of the gRPC endpoint")
     predict.add_argument("--model", required=True, help="model name on the server")
