@@ -5,6 +5,7 @@
     embedpipe config schema [--output F]  (the JSON Schema of a config file, for an editor's YAML plugin)
     embedpipe schema infer --config F [--data PATH] [--output F]
     embedpipe data synthetic --rows N --output DIR [--seed S] [--signal preference|late] [--spans K [--broken SPAN:FEATURE:HOW]]
+    embedpipe data from-logs --config F --logs PREFIX --labels F.jsonl --output DIR   (logged requests + labels -> a span)
     embedpipe data movielens --source DIR --output DIR [--eval-per-user 10] [--validation-per-user 10] [--no-item-cf]
     embedpipe serve --port=8500 --model_name=M --model_base_path=DIR [TF Serving flags, see serve --help]
     embedpipe monitor --config F --logs PREFIX [--baseline-statistics F [--model-dir DIR]] [--output DIR]
@@ -147,6 +148,22 @@ def cmd_data_synthetic(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data_from_logs(args: argparse.Namespace) -> int:
+    """Join logged requests with labels by data.key; write the rows as a span of raw examples."""
+    config = _load(args)
+    _quiet_logs(False)
+    from pipeline.datasets.request_logs import OUTPUT_FILE, from_logs
+    from pipeline.monitor import MonitorError
+
+    try:
+        counts = from_logs(config, args.logs, args.labels, args.output)
+    except (MonitorError, ValueError) as e:
+        print(f"embedpipe data from-logs: {e}", file=sys.stderr)
+        return 2
+    print(f"{counts.render()}\nwrote {os.path.join(args.output, OUTPUT_FILE)}")
+    return 0
+
+
 def cmd_data_movielens(args: argparse.Namespace) -> int:
     """Convert MovieLens CSVs into JSONL examples split by time."""
     from pipeline.datasets.movielens import convert_movielens
@@ -282,6 +299,12 @@ def build_parser() -> argparse.ArgumentParser:
     synthetic.add_argument("--broken", metavar="SPAN:FEATURE:empty|collapse",
                            help="with --spans: that day's feature has no values (empty) or one value (collapse)")
     synthetic.set_defaults(func=cmd_data_synthetic)
+    logs = data.add_parser("from-logs", help="logged requests joined with later labels by data.key -> raw JSONL (the next span)")
+    logs.add_argument("--config", required=True, help="the pipeline's config (data.key, features, label)")
+    logs.add_argument("--logs", required=True, help="the request-log prefix (logging_config's filename_prefix)")
+    logs.add_argument("--labels", required=True, help='JSONL of {"<data.key>": ..., "<label.name>": ...}')
+    logs.add_argument("--output", required=True, help="the span directory to write, e.g. data/span-8")
+    logs.set_defaults(func=cmd_data_from_logs)
     movielens = data.add_parser("movielens", help="MovieLens CSV layout -> JSONL examples split by time")
     movielens.add_argument("--source", required=True, help="directory with ratings.csv and movies.csv")
     movielens.add_argument("--output", required=True)

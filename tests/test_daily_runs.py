@@ -4,7 +4,10 @@ each ingested once, a window of the newest spans for Transform and the Trainer.
 The runs, in order, share one pipeline root and metadata store (as a scheduled pipeline does):
 1. days 1 and 2 on disk, nothing ingested: day 1 is ingested first (ExampleGen with a static range,
    and its statistics), then the run ingests day 2, checks its drift from day 1 and trains on both;
-2. day 3 arrives: the run ingests day 3 only, and the window (2 spans) moves to days 2-3; Transform
+2. day 3 arrives, through the loop a served model closes: its rows are sent to day 1's pushed model
+   (``embedpipe serve`` logging every call, each example carrying a ``request_id``), the clicks
+   arrive later in a labels file, and ``embedpipe data from-logs`` joins the two into span 3 (every
+   row written, nothing unaccounted for). The run ingests day 3 only, and the window (2 spans) moves to days 2-3; Transform
    analyses day 3 alone and reads day 2 from its analyzer cache (a spy on TFT's own choice,
    ``get_analysis_dataset_keys``), and its vocabularies equal a cold Transform's over days 2-3;
    The Trainer warm-starts from day 1's pushed model (``training.warm_start``): the vocabularies grew
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -42,6 +46,7 @@ ROWS_PER_DAY = 1500
 def _config(work: Path):
     raw = synthetic_raw_config(work, work / "data" / "span-{SPAN}", name="daily")
     raw["data"]["window"] = {"spans": 2}
+    raw["data"]["key"] = "request_id"  # day 3 comes from the request logs
     raw["training"].update(epochs=2, warm_start=True)
     raw["evaluation"]["value_thresholds"] = {"AUC": {"lower_bound": 0.55}}
     raw["evaluation"]["no_regression"] = {"AUC": 0.2}
@@ -75,7 +80,7 @@ def days(tmp_path_factory: pytest.TempPathFactory) -> dict:
         patch.setattr(tft_beam.analysis_graph_builder, "get_analysis_dataset_keys", spy)
         for day in (1, 2, 3):
             if day == 2:
-                span_3.rename(data / "span-3")
+                record["from_logs"] = _span_from_request_logs(config, span_3, data / "span-3", work / "logs")
             out = io.StringIO()
             record[day] = run_locally(config, out=out)
             record[f"out{day}"] = out.getvalue()
@@ -89,6 +94,33 @@ def days(tmp_path_factory: pytest.TempPathFactory) -> dict:
         run_locally(config, out=io.StringIO())
     record["broken"] = stopped.value
     return record
+
+
+def _span_from_request_logs(config, rows_dir: Path, span_dir: Path, logs: Path):
+    """Send ``rows_dir``'s rows (label left out, a request_id added) to the pushed model with every
+    call logged, write their labels as they would arrive later, and join the two into ``span_dir``."""
+    from pipeline.datasets.request_logs import from_logs
+    from records.raw_records import column_specs, record_to_example
+    from serving.client import ModelClient
+    from serving.server import build_parser, start_server
+
+    rows = [json.loads(line) for path in sorted(rows_dir.glob("*.jsonl")) for line in path.read_text().splitlines() if line]
+    labels = [{"request_id": f"day3-{i}", "clicked": row.pop("clicked")} for i, row in enumerate(rows)]
+    examples = [record_to_example({**row, "request_id": f"day3-{i}"}, column_specs(config), "day 3") for i, row in enumerate(rows)]
+    running = start_server(build_parser().parse_args([
+        "--port=0", "--file_system_poll_wait_seconds=0", f"--model_name={config.push.model_name}",
+        f"--model_base_path={config.push.model_directory}", f"--request_log_file_prefix={logs / 'requests'}"]))
+    try:
+        client = ModelClient(f"localhost:{running.port}", config.push.model_name)
+        for start in range(0, len(examples), 100):  # Predict and Classify, as clients send them
+            batch = [e.SerializeToString() for e in examples[start:start + 100]]
+            (client.predict_serialized if start % 200 == 0 else client.classify_serialized)(batch)
+    finally:
+        running.stop(grace=2)
+    labels_file = logs / "labels.jsonl"
+    labels_file.write_text("".join(json.dumps(label) + "\n" for label in labels))
+    counts = from_logs(config, str(logs / "requests"), str(labels_file), str(span_dir))
+    return counts, len(rows)
 
 
 def _examples_by_span(config) -> dict[int, int]:
@@ -111,6 +143,26 @@ def test_a_backlog_is_ingested_oldest_first_and_the_run_trains_on_the_window(day
     assert first.ingested_spans == [1, 2] and first.trained_spans == [1, 2], first.render()
     assert "spans: ingested 1, 2; trained on 1, 2" in first.render()
     assert first.pushed, first.render()
+
+
+def test_the_new_day_came_from_the_served_models_request_logs_joined_with_labels(days) -> None:
+    counts, rows = days["from_logs"]
+    assert (counts.logged_examples, counts.written, counts.labels) == (rows, rows, rows), counts.render()
+    assert counts.without_key == counts.without_label == counts.duplicate_keys == counts.labels_without_request == 0
+    assert days[2].ingested_spans == [3]
+
+
+def test_monitor_compares_the_logged_day_with_the_answering_versions_training_data_from_ml_metadata(days, tmp_path: Path) -> None:
+    from pipeline.monitor import run_monitor
+
+    config = days["config"]
+    [version] = run_monitor(config, str(days["work"] / "logs" / "requests"), str(tmp_path))
+    assert str(version.version) == os.path.basename(days[1].pushed_path), (version.version, days[1].pushed_path)
+    assert "2 Examples artifact(s), spans 1-2" in version.baseline, version.baseline
+    assert version.examples == days["from_logs"][1] and not version.skewed, [(f.feature, f.distance) for f in version.features]
+    rates = {f.feature: (f.oov_served, f.oov_trained) for f in version.features}
+    assert all(0 <= served <= 1 and 0 <= trained <= 1 for served, trained in rates.values()), rates
+    assert rates["history"][0] > rates["history"][1], rates  # day 3 brings items days 1-2 never had
 
 
 def test_a_new_day_is_ingested_alone_and_the_window_moves(days) -> None:

@@ -10,6 +10,7 @@ tests/test_pipeline_e2e.py, on a pipeline's own push.
 from __future__ import annotations
 
 import glob
+import json
 import os
 import shutil
 import subprocess
@@ -132,3 +133,30 @@ def test_the_oov_rate_of_served_tokens_matches_a_hand_count(small_model_build, s
     interests = next(f for f in result.features if f.feature == "interests")
     assert interests.oov_served == pytest.approx(3 / 7)  # 7 tokens sent, 3 not in the vocabulary
     assert next(f for f in result.features if f.feature == "history").oov_served is None  # no history sent
+
+
+def test_from_logs_accounts_for_every_logged_example_and_every_label(small_model_build, small_model: str, tmp_path: Path) -> None:
+    from pipeline.datasets.request_logs import OUTPUT_FILE, from_logs, read_labels
+
+    config = small_model_build.config.model_copy(update={"data": small_model_build.config.data.model_copy(update={"key": "request_id"})})
+    examples = []
+    for key in ("r1", "r2", "r2", None, "r3"):  # r2 retried, one client sent no key, r3's label never came
+        example = tf.train.Example()
+        example.features.feature["interests"].bytes_list.value.extend([b"topic_1", b"topic_2"])
+        example.features.feature["user"].bytes_list.value.append(b"u1")
+        example.features.feature["target"].int64_list.value.append(13)
+        if key:
+            example.features.feature["request_id"].bytes_list.value.append(key.encode())
+        examples.append(example.SerializeToString())
+    prefix = _serve_and_log(small_model, tmp_path, [examples[:3], examples[3:]])
+    labels = tmp_path / "labels.jsonl"
+    labels.write_text('{"request_id": "r1", "clicked": 1}\n{"request_id": "r2", "clicked": 0}\n{"request_id": "r9", "clicked": 1}\n')
+    counts = from_logs(config, prefix, str(labels), str(tmp_path / "span-9"))
+    assert (counts.logged_examples, counts.written, counts.duplicate_keys, counts.without_key, counts.without_label,
+            counts.labels, counts.labels_without_request) == (5, 2, 1, 1, 1, 3, 1), counts.render()
+    rows = [json.loads(line) for line in (tmp_path / "span-9" / OUTPUT_FILE).read_text().splitlines()]
+    assert rows[0] == {"user": "u1", "interests": ["topic_1", "topic_2"], "target": 13, "clicked": 1}, rows[0]  # no history sent
+    assert "request_id" not in rows[1] and rows[1]["clicked"] == 0
+    labels.write_text('{"request_id": "r1", "clicked": 1}\n{"request_id": "r2"}\n')
+    with pytest.raises(ValueError, match=r"labels.jsonl:2: needs the key 'request_id' \(data.key\) and the label 'clicked'"):
+        read_labels(str(labels), "request_id", "clicked")
