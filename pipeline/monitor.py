@@ -7,8 +7,9 @@ it), and, for each model version that answered:
 
 - computes TFDV statistics of the served examples, and of the version's training data: the train
   split of the Examples its Trainer read, found through ML Metadata from the push that made the
-  version (PushedModel ``pushed_version`` -> Pusher -> ... -> Trainer -> Examples), or a
-  statistics file given with ``--baseline-statistics``;
+  version (PushedModel ``pushed_version`` -> Pusher -> ... -> Trainer -> Examples), else through
+  the training record inside the pushed model (its ``train_files``: what a compiled pipeline or
+  a copied model has), or a statistics file given with ``--baseline-statistics``;
 - measures every feature with TFDV's skew comparators (L-infinity for a string feature,
   Jensen-Shannon divergence for an int one; ``monitoring.skew`` thresholds), the same measure the
   drift gate uses between spans (components/drift_gate.measure_drift);
@@ -157,6 +158,21 @@ def trained_on(metadata_path: str, version: int) -> Baseline | None:
     return None
 
 
+def trained_on_model_record(model_dir: str, version: int) -> Baseline | None:
+    """The train-split files the version's own training record names (``assets.extra/embedpipe/
+    training.json``, written by models/trainer.py): the baseline where no local metadata store
+    knows the push (a compiled pipeline, a model copied from elsewhere). None when the record is
+    missing or names Transform's output (``training.input: transformed``) rather than raw examples."""
+    info = os.path.join(model_dir, MODEL_INFO_DIR)
+    record, config = _read_json(os.path.join(info, "training.json")), _read_json(os.path.join(info, "config.json"))
+    if not record or not config or config["config"].get("training", {}).get("input", "raw") != "raw":
+        return None
+    files = sorted(f for pattern in record.get("train_files", []) for f in tf.io.gfile.glob(pattern))
+    if not files:
+        return None
+    return Baseline(version, model_dir, files, source=f"the train files its training record names ({len(files)} files)")
+
+
 # ------------------------------------------------------------------ OOV counting
 class OovCounts(beam.CombineFn):
     """feature -> [tokens, tokens not in the version's vocabulary], over Arrow record batches."""
@@ -260,13 +276,16 @@ def run_monitor(config: PipelineConfig, logs: str, output_dir: str, baseline_sta
     schema = tfdv.load_schema_text(config.schema)
     baselines = {}
     for version in sorted(calls):
-        found = None if baseline_statistics else trained_on(config.pipeline.metadata_path, version)
+        pushed_dir = model_dir or os.path.join(config.push.model_directory, str(version))
+        found = None
+        if not baseline_statistics:
+            found = trained_on(config.pipeline.metadata_path, version) or trained_on_model_record(pushed_dir, version)
         if found is None:
             if not baseline_statistics:
-                raise MonitorError(f"version {version}: no push of it in {config.pipeline.metadata_path}; give "
-                                   "--baseline-statistics (and --model-dir for the OOV rates)")
-            found = Baseline(version, model_dir or os.path.join(config.push.model_directory, str(version)),
-                             statistics_path=baseline_statistics, source=baseline_statistics)
+                raise MonitorError(f"version {version}: no push of it in {config.pipeline.metadata_path}, and no training "
+                                   f"record of raw examples in {pushed_dir}; give --baseline-statistics (and --model-dir "
+                                   "for the OOV rates)")
+            found = Baseline(version, pushed_dir, statistics_path=baseline_statistics, source=baseline_statistics)
         baselines[version] = found
     options = tfdv.StatsOptions(schema=schema)
     read = files + [f for b in baselines.values() for f in b.training_files]

@@ -160,3 +160,28 @@ def test_from_logs_accounts_for_every_logged_example_and_every_label(small_model
     labels.write_text('{"request_id": "r1", "clicked": 1}\n{"request_id": "r2"}\n')
     with pytest.raises(ValueError, match=r"labels.jsonl:2: needs the key 'request_id' \(data.key\) and the label 'clicked'"):
         read_labels(str(labels), "request_id", "clicked")
+
+
+def test_without_metadata_the_models_training_record_gives_the_baseline_and_the_trained_oov_rate(
+        small_model_build, small_model: str, tmp_path: Path) -> None:
+    config = small_model_build.config  # its metadata store was never written: the small model ran no pipeline
+    assert not os.path.exists(config.pipeline.metadata_path)
+    train = _train_examples(small_model_build)
+    prefix = _serve_and_log(small_model, tmp_path, _batches(train[:200]))
+    [result] = run_monitor(config, prefix, str(tmp_path / "out"), model_dir=small_model)
+    assert "training record" in result.baseline and not result.skewed, result.baseline
+    # the trained OOV rate, counted here by hand over the same files: 0 for this model, whose vocabularies
+    # (no frequency threshold, top_k above the items) hold every train token; both sides are counted by
+    # the same OovCounts, which the hand-counted served case above checks on a non-zero rate
+    for name in ("interests", "history"):
+        owner = config.feature(name).vocabulary_owner
+        vocabulary = set(read_vocabulary(os.path.join(small_model, MODEL_INFO_DIR, VOCABULARIES_DIR, owner)))
+        tokens = [str(v).encode() if isinstance(v, int) else v for e in train
+                  for v in _values(tf.train.Example.FromString(e).features.feature[name])]
+        expected = sum(t not in vocabulary for t in tokens) / len(tokens)
+        assert next(f for f in result.features if f.feature == name).oov_trained == pytest.approx(expected), name
+
+
+def _values(feature: tf.train.Feature) -> list:
+    kind = feature.WhichOneof("kind")
+    return list(getattr(feature, kind).value) if kind else []
