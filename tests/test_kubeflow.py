@@ -11,6 +11,7 @@ with data, pipeline root and push base on a local S3-API server, and the pushed 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -271,5 +272,10 @@ def test_dockerfile_builds_on_tfx_1_16_with_the_project_and_keras_2() -> None:
     assert "TF_USE_LEGACY_KERAS=1" in text
     assert f"WORKDIR {IMAGE_REPO_ROOT}" in text
     assert "pip install --no-cache-dir -c constraints.txt -e ." in text
-    for package in ("storage/", "pipeline/", "components/", "serving/", "schema/"):
-        assert f"COPY {package} {package}" in text
+    # every top-level package setup.py installs (the list it gives find_packages), and the schemas
+    include = re.search(r"include=\[(.*?)\]", (REPO / "setup.py").read_text(), re.S).group(1)
+    packages = {name.strip().strip('"') for name in include.split(",")} - {""}
+    top_level = {p for p in packages if "." not in p}
+    assert {"models", "embedconfig", "serving"} <= top_level, top_level
+    for package in sorted(top_level) + ["schema"]:
+        assert f"COPY {package}/ {package}/" in text, f"kubeflow/Dockerfile does not copy {package}/, which setup.py installs"
