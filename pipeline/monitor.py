@@ -148,7 +148,7 @@ def trained_on(metadata_path: str, version: int) -> Baseline | None:
                 artifact = Examples()
                 artifact.set_mlmd_artifact(a)
                 files += tf.io.gfile.glob(os.path.join(artifact_utils.get_split_uri([artifact], TRAIN), "*"))
-            spans = sorted({int(a.custom_properties["span"].int_value) for a in examples if "span" in a.custom_properties})
+            spans = sorted({int(a.custom_properties["span"].int_value) for a in examples if "span" in a.custom_properties} - {0})
             where = f", spans {spans[0]}-{spans[-1]}" if len(spans) > 1 else f", span {spans[0]}" if spans else ""
             return Baseline(version, push.custom_properties["pushed_destination"].string_value, sorted(files),
                             source=f"the train split its Trainer read ({len(examples)} Examples artifact(s){where})")
