@@ -46,3 +46,16 @@ def test_kserve_inference_service_reads_the_same_model_directory() -> None:
 def test_the_pvc_can_be_shared_by_the_pusher_and_the_servers() -> None:
     (pvc,) = _docs("models-pvc.yaml")
     assert pvc["kind"] == "PersistentVolumeClaim" and pvc["spec"]["accessModes"] == ["ReadWriteMany"]
+
+
+def test_the_monitor_cronjob_runs_a_valid_monitor_command_on_the_pipeline_image_without_retrying_a_verdict() -> None:
+    from pipeline.cli import build_parser, cmd_monitor
+
+    (cron,) = [d for d in yaml.safe_load_all((MANIFESTS.parents[1] / "kubeflow" / "monitor-cronjob.yaml").read_text()) if d]
+    assert cron["apiVersion"] == "batch/v1" and cron["kind"] == "CronJob"
+    job = cron["spec"]["jobTemplate"]["spec"]
+    assert job["backoffLimit"] == 0 and job["template"]["spec"]["restartPolicy"] == "Never"  # exit 4 is an answer, not a fault
+    (container,) = job["template"]["spec"]["containers"]
+    assert container["command"] == ["embedpipe"] and container["image"].endswith("/embedpipe:v1")
+    args = build_parser().parse_args(container["args"])
+    assert args.func is cmd_monitor and args.logs.startswith("gs://") and args.config.startswith("gs://")
