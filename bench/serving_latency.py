@@ -16,15 +16,22 @@ One invocation measures, on this machine:
     driven from one thread), so the client costs little of the same two cores. Built here with
     g++ when ``pkg-config grpc++`` finds gRPC C++ (Debian: ``apt-get install libgrpc++-dev
     pkg-config``); without it those rows are left out and the script says so.
-  1-example Predict latency with one client (p50/p99) and throughput with 1, 8 and 32 clients.
-Prints a table and the issue's targets met or not, and writes bench/out/serving.json. The model's
-raw rows come from its own ``assets.extra/tf_serving_warmup_requests`` (written by the ServingCanary).
+  1-example Predict latency with one client (p50/p99) and throughput with 1, 8 and 32 clients;
+- request logging's cost (issue 37): 32 batched clients' throughput (the batching-on settings above,
+  loadgen if built, else the Python stubs) with logging off, at ``--request_log_sampling_rate`` 1.0
+  and at 0.1, the three taking turns over ``--request-log-rounds`` rounds (ABC CBA ABC ...: this
+  VM's speed drifts), each run and the medians, and the records the server wrote (counted in the
+  log files, in a temp dir deleted afterwards). ``--only-request-log`` runs just this comparison.
+Prints a table and the issue's targets met or not, and writes bench/out/serving.json
+(``--only-request-log``: bench/out/serving_request_log.json). The model's raw rows come from its
+own ``assets.extra/tf_serving_warmup_requests`` (written by the ServingCanary).
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import glob
 import json
 import os
 import shutil
@@ -38,7 +45,8 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
 import grpc  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -49,6 +57,9 @@ from bench.pipeline_wall_time import machine  # noqa: E402
 MODEL = "bench"
 CLIENTS = (1, 8, 32)
 LATENCY_RUNS = 3  # 1-client latency varies ~15% run to run here: report the median run, keep all
+# issue 37: request logging's cost to 32 batched clients' throughput; (label, sampling rate or None = off)
+REQUEST_LOG_SETTINGS = (("off", None), ("1.0", 1.0), ("0.1", 0.1))
+REQUEST_LOG_TARGETS = {"1.0": 5.0, "0.1": 1.0}  # % of the throughput with logging off, at most
 
 
 def one_example(model_dir: str) -> bytes:
@@ -145,7 +156,8 @@ def throughput(endpoint: str, example: bytes, clients: int, seconds: float) -> d
     stop.set()
     for t in threads:
         t.join()
-    return {"clients": clients, "per_s": done / elapsed, "errors": sum(errors)}  # same keys as loadgen
+    # same keys as loadgen, and every call answered (warm-up included: each one a request-log candidate)
+    return {"clients": clients, "per_s": done / elapsed, "errors": sum(errors), "answered": sum(counts) + clients}
 
 
 def build_tool(name: str) -> str | None:
@@ -174,15 +186,16 @@ def loadgen(binary: str, endpoint: str, request_file: str, clients: int, seconds
     return json.loads(out.stdout)
 
 
-def serve(model_dir: str, port: int, batch_timeout_micros: int | None) -> subprocess.Popen:
-    """``embedpipe serve`` on a copy of the model as version 1; returns once it answers."""
+def serve(model_dir: str, port: int, batch_timeout_micros: int | None, extra_flags: tuple[str, ...] = ()) -> subprocess.Popen:
+    """``embedpipe serve`` (this checkout's serving/, whatever the working directory) on a copy of the
+    model as version 1, with ``extra_flags``; returns once it answers."""
     base = tempfile.mkdtemp(prefix="embedpipe-bench-serving-")
     shutil.copytree(model_dir, os.path.join(base, "1"))
     flags = [f"--port={port}", f"--model_name={MODEL}", f"--model_base_path={base}", "--file_system_poll_wait_seconds=0"]
     if batch_timeout_micros is not None:  # batching on
         flags += ["--enable_batching", "--max_batch_size=32", f"--batch_timeout_micros={batch_timeout_micros}", "--num_batch_threads=1"]
-    process = subprocess.Popen([sys.executable, "-m", "serving.server", *flags], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    process = subprocess.Popen([sys.executable, "-m", "serving.server", *flags, *extra_flags], cwd=ROOT,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
     from tfx.components.infra_validator.model_server_clients.tensorflow_serving_client import TensorFlowServingClient
 
     TensorFlowServingClient(f"localhost:{port}", MODEL).WaitUntilModelLoaded(time.time() + 120, 0.2)
@@ -252,9 +265,13 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", required=True, help="a pushed model version directory")
     parser.add_argument("--seconds", type=float, default=8.0, help="per measurement")
-    parser.add_argument("--output", default="bench/out/serving.json")
+    parser.add_argument("--output", help="the JSON written (default bench/out/serving.json)")
     parser.add_argument("--batch-timeout-micros", type=int, default=0, help="batching on: how long a batch waits to fill")
     parser.add_argument("--sweep-batch-timeouts", default="", help="e.g. 0,500,2000,10000: also measure 1 and 32 loadgen clients at each")
+    parser.add_argument("--request-log-rounds", type=int, default=5,
+                        help="issue 37: rounds of logging off / sampling 1.0 / 0.1 (5: the rate moves +-15 %% run to run here)")
+    parser.add_argument("--only-request-log", action="store_true",
+                        help="measure only request logging's cost (default output bench/out/serving_request_log.json)")
     args = parser.parse_args()
     import portpicker
 
@@ -263,8 +280,17 @@ def main() -> None:
     with open(request_file, "wb") as f:
         f.write(_request(example).SerializeToString())
     binary = build_tool("loadgen")
-    cpp_floor_server = build_tool("floor_server") if binary else None
     results: dict = {"machine": machine(), "date": datetime.datetime.now().isoformat(timespec="seconds"), "model": args.model}
+    if args.only_request_log:
+        results["batch_timeout_micros"] = args.batch_timeout_micros
+        results["request_log"] = request_log_cost(args.model, binary, request_file, example, args.batch_timeout_micros, args.seconds,
+                                                  args.request_log_rounds)
+        print(f"machine: {results['machine']}\ndate: {results['date']}\nmodel: {results['model']}")
+        print(f"batching on = --max_batch_size=32 --batch_timeout_micros={args.batch_timeout_micros} --num_batch_threads=1")
+        report_request_log(results["request_log"])
+        write_json(results, args.output or "bench/out/serving_request_log.json")
+        return
+    cpp_floor_server = build_tool("floor_server") if binary else None
     results["in_process_eager"] = in_process_eager(args.model, example, args.seconds)
     results["in_process_session"] = in_process_session(args.model, example, args.seconds)
     results["in_process_session_default_inlining"] = in_process_session(args.model, example, args.seconds, ("--inline_all_functions=false",))
@@ -295,11 +321,20 @@ def main() -> None:
             process.wait(timeout=60)
     if args.sweep_batch_timeouts and binary:
         results["batch_timeout_sweep"] = sweep(args.model, binary, request_file, [int(t) for t in args.sweep_batch_timeouts.split(",")], args.seconds)
+    results["request_log"] = request_log_cost(args.model, binary, request_file, example, args.batch_timeout_micros, args.seconds,
+                                              args.request_log_rounds)
     results["batch_timeout_micros"] = args.batch_timeout_micros
     report(results)
-    os.makedirs(os.path.dirname(args.output), exist_ok=True)
-    with open(args.output, "w") as f:
+    report_request_log(results["request_log"])
+    write_json(results, args.output or "bench/out/serving.json")
+
+
+def write_json(results: dict, path: str) -> None:
+    """The raw results (bench/out/ is not committed)."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with open(path, "w") as f:
         json.dump(results, f, indent=2)
+    print(f"\nwrote {path}")
 
 
 def sweep(model_dir: str, binary: str, request_file: str, timeouts: list[int], seconds: float) -> list[dict]:
@@ -318,6 +353,131 @@ def sweep(model_dir: str, binary: str, request_file: str, timeouts: list[int], s
             process.send_signal(signal.SIGTERM)
             process.wait(timeout=60)
     return rows
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds a process (all its threads) has used so far; None off Linux."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
+def _log_records(prefix: str) -> dict:
+    """What a server wrote under a request-log prefix: complete files, their records, files left open (.tmp),
+    and whether the first record is a PredictionLog holding a Predict call."""
+    files = sorted(glob.glob(prefix + "*.tfrecord"))
+    records, first = 0, None
+    for record in tf.data.TFRecordDataset(files) if files else ():
+        if first is None:
+            first = prediction_log_pb2.PredictionLog.FromString(record.numpy())
+        records += 1
+    return {"files": len(files), "records": records, "open_files_left": len(glob.glob(prefix + "*.tmp")),
+            "first_record_is_predict_log": first is not None and first.WhichOneof("log_type") == "predict_log"}
+
+
+def request_log_cost(model_dir: str, binary: str | None, request_file: str, example: bytes, batch_timeout_micros: int,
+                     seconds: float, rounds: int) -> dict:
+    """Issue 37: 32 batched clients' throughput with request logging off, at sampling 1.0 and at 0.1.
+
+    One server per run (batching on as in the batching-on rows), the settings taking turns, ABC CBA ABC ...
+    so that a drift in the VM's speed falls on all three alike. Each logging server writes under its own
+    prefix in a temp dir, counted after SIGTERM (the server writes everything queued before it exits)
+    and deleted at the end.
+    """
+    import portpicker
+
+    client = "loadgen" if binary else "python_client"
+    log_dir = tempfile.mkdtemp(prefix="embedpipe-bench-request-log-")
+    runs = []
+    try:
+        for round_ in range(rounds):
+            order = REQUEST_LOG_SETTINGS if round_ % 2 == 0 else REQUEST_LOG_SETTINGS[::-1]
+            for label, rate in order:
+                prefix = os.path.join(log_dir, f"round{round_}-{label}", "requests")
+                flags = () if rate is None else (f"--request_log_file_prefix={prefix}", f"--request_log_sampling_rate={rate}")
+                port = portpicker.pick_unused_port()
+                process = serve(model_dir, port, batch_timeout_micros, flags)
+                try:
+                    endpoint = f"localhost:{port}"
+                    cpu_before = _cpu_seconds(process.pid)
+                    if binary:
+                        measured = loadgen(binary, endpoint, request_file, 32, seconds)
+                    else:
+                        measured = throughput(endpoint, example, 32, seconds)
+                    cpu_after = _cpu_seconds(process.pid)
+                    if cpu_before is not None and cpu_after is not None:
+                        # the server's CPU per call, less noisy than the rate: the clients share its 2 cores
+                        calls = measured.get("answered") or measured["calls"]
+                        measured["server_cpu_s"] = cpu_after - cpu_before
+                        measured["server_cpu_us_per_call"] = 1e6 * (cpu_after - cpu_before) / calls
+                finally:
+                    process.send_signal(signal.SIGTERM)
+                    process.wait(timeout=120)
+                run = {"round": round_ + 1, "setting": label, "sampling_rate": rate, "server_exit_code": process.returncode, **measured}
+                if rate is not None:
+                    run["log"] = _log_records(prefix)
+                runs.append(run)
+                print(f"request log {label}, round {round_ + 1}: {measured['per_s']:,.0f}/s"
+                      + (f", {run['log']['records']:,} records" if rate is not None else ""), file=sys.stderr)
+    finally:
+        shutil.rmtree(log_dir, ignore_errors=True)
+    medians = {label: float(np.median([r["per_s"] for r in runs if r["setting"] == label])) for label, _ in REQUEST_LOG_SETTINGS}
+    cpu = {label: float(np.median([r["server_cpu_us_per_call"] for r in runs if r["setting"] == label]))
+           for label, _ in REQUEST_LOG_SETTINGS if all("server_cpu_us_per_call" in r for r in runs)}
+    off = medians["off"]
+    slowdowns = {}
+    for label, target in REQUEST_LOG_TARGETS.items():
+        paired = []  # against the "off" run of the same round
+        for round_ in range(1, rounds + 1):
+            by_setting = {r["setting"]: r["per_s"] for r in runs if r["round"] == round_}
+            paired.append(100.0 * (1.0 - by_setting[label] / by_setting["off"]))
+        slowdown = 100.0 * (1.0 - medians[label] / off)
+        slowdowns[label] = {"percent": slowdown, "target_percent": target, "met": slowdown <= target,
+                            "per_round_percent": paired, "median_per_round_percent": float(np.median(paired))}
+    return {"client": client, "clients": 32, "seconds": seconds, "rounds": rounds, "batch_timeout_micros": batch_timeout_micros,
+            "runs": runs, "median_per_s": medians, "median_server_cpu_us_per_call": cpu, "slowdown": slowdowns}
+
+
+def report_request_log(r: dict) -> None:
+    """Issue 37's table: each run, the medians, the slowdowns against logging off and the targets."""
+    label = "bench/loadgen (C++)" if r["client"] == "loadgen" else "Python stubs"
+    print(f"\nrequest logging's cost (issue 37): {r['clients']} clients ({label}), batching on, {r['seconds']:g} s a run, "
+          f"{r['rounds']} rounds, settings taking turns (ABC CBA ...)")
+    print("\n| round | logging | predictions/s | server CPU us / call | answered calls | records written | records / answered | failed |")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|")
+    for run in r["runs"]:
+        answered = run.get("answered")
+        log = run.get("log")
+        written = f"{log['records']:,}" if log else "-"
+        share = f"{log['records'] / answered:.3f}" if log and answered else "-"
+        setting = "off" if run["sampling_rate"] is None else f"sampling {run['setting']}"
+        cpu = f"{run['server_cpu_us_per_call']:.0f}" if "server_cpu_us_per_call" in run else "-"
+        print(f"| {run['round']} | {setting} | {run['per_s']:,.0f} | {cpu} | {f'{answered:,}' if answered else '-'} | {written} | {share} "
+              f"| {run['errors']} |")
+    off = r["median_per_s"]["off"]
+    print(f"\nmedian predictions/s: off {off:,.0f}, " + ", ".join(f"sampling {k} {r['median_per_s'][k]:,.0f}" for k in REQUEST_LOG_TARGETS))
+    cpu = r.get("median_server_cpu_us_per_call")
+    if cpu:
+        print("median server CPU per answered call: " + ", ".join(f"{k} {v:.0f} us" for k, v in cpu.items())
+              + " (" + ", ".join(f"{k} {100.0 * (cpu[k] / cpu['off'] - 1):+.1f} %" for k in REQUEST_LOG_TARGETS) + " against off)")
+    left_open = sum(run["log"]["open_files_left"] for run in r["runs"] if "log" in run)
+    not_predict = sum(not run["log"]["first_record_is_predict_log"] for run in r["runs"] if "log" in run)
+    exits = sorted({run["server_exit_code"] for run in r["runs"]})
+    print(f"files left open (.tmp): {left_open}; logging runs whose first record is not a Predict PredictionLog: {not_predict}; "
+          f"server exit codes: {exits}")
+    print("issue 37 targets (throughput lost against logging off, medians; resolved only when every round's pair agrees):")
+    for k, s in r["slowdown"].items():
+        rounds = ", ".join(f"{p:+.1f}" for p in s["per_round_percent"])
+        sides = {p <= s["target_percent"] for p in s["per_round_percent"]}
+        if len(s["per_round_percent"]) < 3:
+            agree = "under 3 rounds: NOT resolved"
+        else:
+            agree = "every round agrees" if len(sides) == 1 else "rounds disagree: NOT resolved on this machine"
+        print(f"  sampling {k}: {s['percent']:+.1f} % (target <= {s['target_percent']:g} %) -> {'met' if s['met'] else 'NOT met'} ({agree})"
+              f"; per round against that round's off run: {rounds} % (median {s['median_per_round_percent']:+.1f} %)")
 
 
 def report(results: dict) -> None:
