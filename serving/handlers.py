@@ -75,15 +75,17 @@ class RequestHandlers:
             outputs = call.run_alone()
         return self._logged(request, self.predict_response(call, outputs))
 
-    async def predict_async(self, request: predict_pb2.PredictRequest) -> predict_pb2.PredictResponse:
+    async def predict_async(self, request: predict_pb2.PredictRequest, log: bool = True) -> predict_pb2.PredictResponse:
         """Predict on the gRPC event loop: batched requests wait without holding a thread; an
-        unbatched request runs right here (the TF call releases the GIL but not the loop)."""
+        unbatched request runs right here (the TF call releases the GIL but not the loop).
+        ``log=False``: the caller logs the call itself (gRPC, from the wire bytes)."""
         call = self.prepare_predict(request)
         if self.batcher is not None:
             outputs = await self.batcher.run_async(*call)
         else:
             outputs = call.run_alone()
-        return self._logged(request, self.predict_response(call, outputs))
+        response = self.predict_response(call, outputs)
+        return self._logged(request, response) if log else response
 
     def prepare_predict(self, request: predict_pb2.PredictRequest, servable: ServableVersion | None = None) -> PredictCall:
         """The version, signature, decoded inputs and output filter a PredictRequest names."""

@@ -115,6 +115,28 @@ def prediction_log(request: Any, response: Any) -> prediction_log_pb2.Prediction
     return record
 
 
+def _length_delimited(field_number: int, payload: bytes) -> bytes:
+    """One length-delimited protobuf field (wire type 2): tag, length, payload."""
+    return _varint(field_number << 3 | 2) + _varint(len(payload)) + payload
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def predict_log_bytes(request: bytes, response: bytes, model_spec: bytes) -> bytes:
+    """The serialized PredictionLog of a Predict call from the bytes gRPC received and sent: the same
+    record ``prediction_log`` builds (tests/test_request_log.py), without copying or serializing
+    either message again. PredictionLog{log_metadata=1 {model_spec=1}, predict_log=6 {request=1, response=2}}."""
+    return (_length_delimited(1, _length_delimited(1, model_spec))
+            + _length_delimited(6, _length_delimited(1, request) + _length_delimited(2, response)))
+
+
 _LOG_FIELD = {
     predict_pb2.PredictRequest: "predict_log",
     classification_pb2.ClassificationRequest: "classify_log",
@@ -147,10 +169,17 @@ class RequestLogger:
 
     def log(self, request: Any, response: Any) -> None:
         """Sample the call; if drawn, queue it for the writer (never blocks: a full queue drops and counts)."""
-        if self._random.random() >= self.settings.sampling_rate:
-            return
+        if self._random.random() < self.settings.sampling_rate:
+            self._offer((request, response))
+
+    def log_predict_bytes(self, request: bytes, response: bytes, model_spec: bytes) -> None:
+        """``log`` for a Predict call whose request and response are at hand as wire bytes (gRPC)."""
+        if self._random.random() < self.settings.sampling_rate:
+            self._offer((request, response, model_spec))
+
+    def _offer(self, item: tuple) -> None:
         try:
-            self._queue.put_nowait((request, response))
+            self._queue.put_nowait(item)
         except queue.Full:
             self._count(QUEUE_FULL)
 
@@ -177,7 +206,7 @@ class RequestLogger:
                     self._close_file()
                     return
                 try:
-                    self._write(prediction_log(*item).SerializeToString())
+                    self._write(predict_log_bytes(*item) if len(item) == 3 else prediction_log(*item).SerializeToString())
                 except Exception as e:  # a record that cannot be built is dropped, never the thread
                     log.error("request log of model %s: record dropped: %s", self.model_name, e)
                     self._count(STORAGE_ERROR)
@@ -288,6 +317,10 @@ class RequestLogs:
         logger = self._loggers.get(_model_name(request))
         if logger is not None:
             logger.log(request, response)
+
+    def logger(self, model_name: str) -> RequestLogger | None:
+        """The model's logger, None when it does not log."""
+        return self._loggers.get(model_name)
 
     def close(self) -> None:
         """Close every logger: queued records written, files renamed (at shutdown, after the last request)."""

@@ -24,13 +24,13 @@ import grpc
 import tensorflow as tf
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from tensorflow.core.protobuf import rewriter_config_pb2
-from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
+from tensorflow_serving.apis import model_service_pb2_grpc
 
 from serving.batching import Batcher, BatchingParameters, parse_batching_parameters
 from serving.errors import ServingError
 from serving.flags import build_parser, check_flags, grpc_channel_arguments
 from serving.grpc_options import GRPC_OPTIONS
-from serving.grpc_services import ModelService, PredictionService
+from serving.grpc_services import ModelService, PredictionService, prediction_service_handler
 from serving.handlers import RequestHandlers
 from serving.model_manager import ModelManager, parse_model_config, single_model_config
 from serving.monitoring import Metrics, prometheus_path
@@ -182,7 +182,7 @@ def start_server(args: argparse.Namespace) -> RunningServer:
 
     async def start_grpc() -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
         server = grpc.aio.server(options=GRPC_OPTIONS + channel_options)
-        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionService(handlers, executor), server)
+        server.add_generic_rpc_handlers((prediction_service_handler(PredictionService(handlers, executor)),))
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(handlers, executor, reload_policy), server)
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
