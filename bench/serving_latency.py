@@ -438,7 +438,56 @@ def request_log_cost(model_dir: str, binary: str | None, request_file: str, exam
         slowdowns[label] = {"percent": slowdown, "target_percent": target, "met": slowdown <= target,
                             "per_round_percent": paired, "median_per_round_percent": float(np.median(paired))}
     return {"client": client, "clients": 32, "seconds": seconds, "rounds": rounds, "batch_timeout_micros": batch_timeout_micros,
-            "runs": runs, "median_per_s": medians, "median_server_cpu_us_per_call": cpu, "slowdown": slowdowns}
+            "runs": runs, "median_per_s": medians, "median_server_cpu_us_per_call": cpu, "slowdown": slowdowns,
+            "logger_cpu_us": logger_cpu_cost(example)}
+
+
+def logger_cpu_cost(example: bytes, calls: int = 20_000, repeats: int = 3) -> dict:
+    """The logger's own CPU per logged call, in-process (best of ``repeats``), for a 1-example Predict:
+    what the throughput comparison above cannot resolve under its run-to-run noise. ``request_thread``:
+    the sample and the queue put in the request's thread (sampling 1.0, and 0.1 per call offered);
+    ``writer_wire``: the record made of the wire bytes and written (gRPC Predict); ``writer_messages``:
+    the record built from the messages, serialized and written (REST, Classify / Regress / MultiInference)."""
+    import queue as queue_module
+
+    from serving.monitoring import Metrics
+    from serving.request_log import LogSettings, RequestLogger, predict_log_bytes, prediction_log
+
+    request = _request(example)
+    response = predict_pb2.PredictResponse()
+    response.model_spec.name, response.model_spec.version.value = MODEL, 1
+    response.outputs["probability"].CopyFrom(tf.make_tensor_proto([[0.5]], dtype=tf.float32))
+    request_bytes, response_bytes, spec_bytes = request.SerializeToString(), response.SerializeToString(), response.model_spec.SerializeToString()
+    work = tempfile.mkdtemp(prefix="embedpipe-bench-logger-")
+
+    def best(fn) -> float:
+        times = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            fn()
+            times.append((time.perf_counter() - started) / calls * 1e6)
+        return min(times)
+
+    def offered(rate: float) -> float:
+        logger = RequestLogger(MODEL, LogSettings(os.path.join(work, f"r{rate}"), rate), Metrics(), queue_size=calls * repeats + 1)
+        try:
+            return best(lambda: [logger.log_predict_bytes(request_bytes, response_bytes, spec_bytes) for _ in range(calls)])
+        finally:
+            logger._queue = queue_module.Queue()  # what was queued is not the point here: close without writing it
+            logger.close()
+
+    writer = tf.io.TFRecordWriter(os.path.join(work, "records.tfrecord"))
+    try:
+        result = {
+            "request_thread_1.0_us": offered(1.0),
+            "request_thread_0.1_us": offered(0.1),
+            "writer_wire_us": best(lambda: [writer.write(predict_log_bytes(request_bytes, response_bytes, spec_bytes)) for _ in range(calls)]),
+            "writer_messages_us": best(lambda: [writer.write(prediction_log(request, response).SerializeToString()) for _ in range(calls)]),
+        }
+    finally:
+        writer.close()
+        shutil.rmtree(work, ignore_errors=True)
+    return result
 
 
 def report_request_log(r: dict) -> None:
@@ -468,6 +517,15 @@ def report_request_log(r: dict) -> None:
     exits = sorted({run["server_exit_code"] for run in r["runs"]})
     print(f"files left open (.tmp): {left_open}; logging runs whose first record is not a Predict PredictionLog: {not_predict}; "
           f"server exit codes: {exits}")
+    own = r.get("logger_cpu_us")
+    if own and cpu:
+        per_call = {"1.0": own["request_thread_1.0_us"] + own["writer_wire_us"], "0.1": own["request_thread_0.1_us"] + 0.1 * own["writer_wire_us"]}
+        print(f"the logger's own CPU per call, in-process (best of 3 x 20,000): request thread {own['request_thread_1.0_us']:.2f} us at 1.0, "
+              f"{own['request_thread_0.1_us']:.2f} us at 0.1; writer {own['writer_wire_us']:.2f} us a record from the wire bytes "
+              f"({own['writer_messages_us']:.2f} us from the messages, REST and the other calls)")
+        print("  against the off server's CPU per call (" + f"{cpu['off']:.0f} us): "
+              + ", ".join(f"sampling {k} {v:.2f} us = {100 * v / cpu['off']:.2f} %" for k, v in per_call.items())
+              + " (the throughput a CPU-bound server can lose to it)")
     print("issue 37 targets (throughput lost against logging off, medians; resolved only when every round's pair agrees):")
     for k, s in r["slowdown"].items():
         rounds = ", ".join(f"{p:+.1f}" for p in s["per_round_percent"])
