@@ -28,7 +28,7 @@ import json
 import os
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Iterator
 
 import apache_beam as beam
 import numpy as np
@@ -89,20 +89,28 @@ def served_examples(record: bytes, config: PipelineConfig) -> tuple[int, list[by
     kind = log.WhichOneof("log_type")
     if kind == "predict_log":
         inputs = log.predict_log.request.inputs
-        if "examples" in inputs:
-            return version, [bytes(x) for x in tf.make_ndarray(inputs["examples"]).reshape(-1)]
+        if "examples" in inputs:  # a string tensor's values are its string_val, in row-major order
+            return version, list(inputs["examples"].string_val)
         return version, _raw_examples(inputs, config)
     if kind in ("classify_log", "regress_log", "multi_inference_log"):
         return version, examples_from_input(getattr(log, kind).request.input)
     return version, []
 
 
+def log_records(files: list[str]) -> Iterator[bytes]:
+    """Every record of ``files``, in order. Read in batches: one eager tf.data element per record took
+    117 us a record with its parse (200K logged calls in 23.4 s; most of a 1M-call monitor's 197 s),
+    batches of 4,096 7.5 us (1.5 s)."""
+    for batch in tf.data.TFRecordDataset(files).batch(4096).as_numpy_iterator():
+        yield from batch
+
+
 def versions_answering(files: list[str]) -> collections.Counter:
     """Logged calls per answering version (a first, cheap pass: the versions decide what to compare with)."""
     calls: collections.Counter = collections.Counter()
-    for record in tf.data.TFRecordDataset(files):
+    for record in log_records(files):
         log = prediction_log_pb2.PredictionLog()
-        log.MergeFromString(record.numpy())
+        log.MergeFromString(record)
         calls[log.log_metadata.model_spec.version.value] += 1
     return calls
 
@@ -133,29 +141,32 @@ def trained_on(metadata_path: str, version: int) -> Baseline | None:
     if not pushes:
         return None
     push = max(pushes, key=lambda a: a.id)
+    execution_types = {t.id: t.name for t in store.get_execution_types()}
     frontier = {push.id}
     for _ in range(5):  # PushedModel <- Pusher <- (canary's copy <- ServingCanary <-) Model <- Trainer
         producers = {e.execution_id for e in store.get_events_by_artifact_ids(list(frontier)) if e.type == e.OUTPUT}
-        executions = store.get_executions_by_id(list(producers))
-        execution_types = {t.id: t.name for t in store.get_execution_types()}
-        inputs = [e for e in store.get_events_by_execution_ids(list(producers)) if e.type == e.INPUT]
-        trainers = {x.id for x in executions if execution_types[x.type_id].endswith(".Trainer")}
+        trainers = {x.id for x in store.get_executions_by_id(list(producers)) if execution_types[x.type_id].endswith(".Trainer")}
+        inputs = [e.artifact_id for e in store.get_events_by_execution_ids(list(trainers or producers)) if e.type == e.INPUT]
+        artifacts = store.get_artifacts_by_id(inputs)
         if trainers:
-            ids = [e.artifact_id for e in inputs if e.execution_id in trainers]
-            examples = [a for a in store.get_artifacts_by_id(ids) if types[a.type_id] == "Examples"]
-            files = []
-            for a in examples:
-                artifact = Examples()
-                artifact.set_mlmd_artifact(a)
-                files += tf.io.gfile.glob(os.path.join(artifact_utils.get_split_uri([artifact], TRAIN), "*"))
-            spans = sorted({int(a.custom_properties["span"].int_value) for a in examples if "span" in a.custom_properties} - {0})
-            where = f", spans {spans[0]}-{spans[-1]}" if len(spans) > 1 else f", span {spans[0]}" if spans else ""
-            return Baseline(version, push.custom_properties["pushed_destination"].string_value, sorted(files),
-                            source=f"the train split its Trainer read ({len(examples)} Examples artifact(s){where})")
-        frontier = {e.artifact_id for e in inputs if types[store.get_artifacts_by_id([e.artifact_id])[0].type_id] == "Model"}
+            return _trainer_baseline(version, push, [a for a in artifacts if types[a.type_id] == "Examples"])
+        frontier = {a.id for a in artifacts if types[a.type_id] == "Model"}
         if not frontier:
             return None
     return None
+
+
+def _trainer_baseline(version: int, push: Any, examples: list) -> Baseline:
+    """The Baseline of the Examples artifacts (MLMD protos) a Trainer read: their train split files."""
+    files = []
+    for a in examples:
+        artifact = Examples()
+        artifact.set_mlmd_artifact(a)
+        files += tf.io.gfile.glob(os.path.join(artifact_utils.get_split_uri([artifact], TRAIN), "*"))
+    spans = sorted({int(a.custom_properties["span"].int_value) for a in examples if "span" in a.custom_properties} - {0})
+    where = f", spans {spans[0]}-{spans[-1]}" if len(spans) > 1 else f", span {spans[0]}" if spans else ""
+    return Baseline(version, push.custom_properties["pushed_destination"].string_value, sorted(files),
+                    source=f"the train split its Trainer read ({len(examples)} Examples artifact(s){where})")
 
 
 def trained_on_model_record(model_dir: str, version: int) -> Baseline | None:

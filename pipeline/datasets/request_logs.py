@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import tensorflow as tf
 
 from embedconfig.config import ConfigError, PipelineConfig
-from pipeline.monitor import MonitorError, log_files, served_examples
+from pipeline.monitor import MonitorError, log_files, log_records, served_examples
 
 OUTPUT_FILE = "from-logs.jsonl"
 
@@ -108,8 +108,8 @@ def from_logs(config: PipelineConfig, logs: str, labels_path: str, output_dir: s
     seen: set[str] = set()
     tf.io.gfile.makedirs(output_dir)
     with tf.io.gfile.GFile(os.path.join(output_dir, OUTPUT_FILE), "w") as out:
-        for record in tf.data.TFRecordDataset(files):
-            for serialized in served_examples(record.numpy(), config)[1]:
+        for record in log_records(files):
+            for serialized in served_examples(record, config)[1]:
                 counts.logged_examples += 1
                 example = tf.train.Example.FromString(serialized)
                 request = _key_of(example, key)
