@@ -186,10 +186,24 @@ def loadgen(binary: str, endpoint: str, request_file: str, clients: int, seconds
     return json.loads(out.stdout)
 
 
+_SCRATCH: list[str] = []
+
+
+def _scratch() -> str:
+    """One temp dir for this invocation's model copies, deleted when it exits (each run copied the model
+    into a dir of its own and left it: 33 copies after a day of runs)."""
+    if not _SCRATCH:
+        import atexit
+
+        _SCRATCH.append(tempfile.mkdtemp(prefix="embedpipe-bench-serving-"))
+        atexit.register(shutil.rmtree, _SCRATCH[0], True)
+    return _SCRATCH[0]
+
+
 def serve(model_dir: str, port: int, batch_timeout_micros: int | None, extra_flags: tuple[str, ...] = ()) -> subprocess.Popen:
     """``embedpipe serve`` (this checkout's serving/, whatever the working directory) on a copy of the
     model as version 1, with ``extra_flags``; returns once it answers."""
-    base = tempfile.mkdtemp(prefix="embedpipe-bench-serving-")
+    base = tempfile.mkdtemp(dir=_scratch())
     shutil.copytree(model_dir, os.path.join(base, "1"))
     flags = [f"--port={port}", f"--model_name={MODEL}", f"--model_base_path={base}", "--file_system_poll_wait_seconds=0"]
     if batch_timeout_micros is not None:  # batching on
