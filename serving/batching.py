@@ -21,6 +21,7 @@ import grpc
 import numpy as np
 
 from serving.errors import ServingError
+from serving.monitoring import Metrics
 from serving.servable import ServableVersion
 
 log = logging.getLogger("embedpipe.serving")
@@ -102,8 +103,10 @@ def _resolve(futures: list[asyncio.Future]) -> None:
 class Batcher:
     """Joins concurrent requests; ``run`` blocks until the caller's own rows are answered."""
 
-    def __init__(self, params: BatchingParameters) -> None:
+    def __init__(self, params: BatchingParameters, metrics: Metrics | None = None) -> None:
+        """``metrics``: where each processed batch's size is counted (TF's processed_batch_size_v2)."""
         self.params = params
+        self.metrics = metrics or Metrics()
         self._queues: dict[tuple, list[_Task]] = {}
         self._deadlines: dict[tuple, float] = {}
         self._servables: dict[tuple, tuple[ServableVersion, str, list[str] | None]] = {}
@@ -194,6 +197,7 @@ class Batcher:
                 if queue:
                     self._deadlines[key] = time.monotonic()  # leftovers go out in the next batch
                 servable, signature, output_filter = self._servables[key]
+            self.metrics.batch_processed(servable.name, signature, total)
             self._process(servable, signature, output_filter, batch)
 
     @staticmethod

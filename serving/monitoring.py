@@ -11,6 +11,11 @@ the few metrics kept here are written in the text exposition format directly:
 - ``:tensorflow:serving:request_count{model_name, status}`` (counter)
 - ``:tensorflow:serving:request_latency{model_name, API, entrypoint}`` (histogram, microseconds)
 
+TensorFlow's batching counter, as TF's batch ops record it (tensorflow/core/kernels/batching_util/
+batch_resource_base.cc; the op name here is the signature's):
+
+- ``:tensorflow:serving:batching:processed_batch_size_v2{model_name, op_name, batch_size}`` (counter)
+
 and one of this server's own (TF Serving has no request-log collector to count):
 
 - ``:embedpipe:serving:request_log_records{model_name, outcome}`` (counter): sampled calls
@@ -128,6 +133,9 @@ class Metrics:
         self.request_latency = _Histogram(":tensorflow:serving:request_latency",
                                           "Distribution of wall time (in microseconds) for Tensorflow Serving request.",
                                           ("model_name", "API", "entrypoint"))
+        self.batch_sizes = _Counter(":tensorflow:serving:batching:processed_batch_size_v2",
+                                    "Tracks the batch size on processing by model_name (if available).",
+                                    ("model_name", "op_name", "batch_size"))
         self.request_log = _Counter(":embedpipe:serving:request_log_records",
                                     "Sampled requests by what became of their log record (not a TF Serving metric).",
                                     ("model_name", "outcome"))
@@ -145,6 +153,11 @@ class Metrics:
             self.request_count.add((model_name, status))
             self.request_latency.observe((model_name, api, entrypoint), seconds * 1e6)
 
+    def batch_processed(self, model_name: str, signature: str, size: int) -> None:
+        """One batch of ``size`` rows ran on a model's signature (serving/batching.py)."""
+        with self._lock:
+            self.batch_sizes.add((model_name, signature, str(size)))
+
     def request_logged(self, model_name: str, outcome: str, n: int = 1) -> None:
         """``n`` sampled calls' log records ended as ``outcome`` (serving/request_log.py)."""
         with self._lock:
@@ -159,6 +172,6 @@ class Metrics:
         """The Prometheus text exposition of every metric."""
         with self._lock:
             lines = [line for metric in (self.load_attempts, self.load_latency, self.request_count, self.request_latency,
-                                                     self.request_log)
+                                                     self.batch_sizes, self.request_log)
                      for line in metric.render()]
         return "\n".join(lines) + "\n"

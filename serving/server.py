@@ -164,7 +164,7 @@ def start_server(args: argparse.Namespace) -> RunningServer:
     if args.monitoring_config_file:
         metrics_path = prometheus_path(read_flag_file("monitoring_config_file", args.monitoring_config_file), args.monitoring_config_file)
     metrics = Metrics()
-    batcher = Batcher(batching_parameters(args)) if args.enable_batching else None
+    batcher = Batcher(batching_parameters(args), metrics) if args.enable_batching else None
     load_options = LoadOptions(session_config(args), tuple(t.strip() for t in args.saved_model_tags.split(",") if t.strip()),
                                args.enable_signature_method_name_check, args.prefer_tflite_model)
     warmup = (functools.partial(replay_warmup, iterations=args.num_request_iterations_for_warmup, batcher=batcher,

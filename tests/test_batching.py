@@ -17,6 +17,8 @@ from serving.errors import invalid
 class DoublingServable:
     """Stands in for a loaded version: ``outputs = 2 * inputs``; records every batch it runs."""
 
+    name = "doubling"
+
     def __init__(self, fail_on: float | None = None) -> None:
         self.batches: list[int] = []
         self.fail_on = fail_on

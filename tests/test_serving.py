@@ -415,6 +415,7 @@ def test_batching_answers_concurrent_clients_correctly(small_model: str, tmp_pat
     try:
         endpoint = f"localhost:{running.port}"
         results: dict[int, float] = {}
+        before = _batch_sizes(running)  # the warmup requests went through the batcher too
 
         def one(i: int) -> None:
             results[i] = ModelClient(endpoint, MODEL).predict([ROWS[i % 3]])[0]
@@ -425,6 +426,10 @@ def test_batching_answers_concurrent_clients_correctly(small_model: str, tmp_pat
         for t in threads:
             t.join()
         np.testing.assert_allclose([results[i] for i in range(24)], [expected[i % 3] for i in range(24)], atol=1e-6)
+        # ... and were batched: the batch-size counter (TF's processed_batch_size_v2) saw every row, in fewer batches than calls
+        after = _batch_sizes(running)
+        batches = {size: n - before.get(size, 0) for size, n in after.items() if n > before.get(size, 0)}
+        assert sum(size * n for size, n in batches.items()) == 24 and max(batches) > 1, batches
     finally:
         running.stop(grace=2)
 
@@ -460,6 +465,13 @@ def test_embedpipe_serve_and_predict_cli_then_sigterm_exits_zero(small_model: st
     finally:
         if server.poll() is None:
             server.kill()
+
+
+def _batch_sizes(running) -> dict[int, int]:
+    """batch size -> batches run, from the Prometheus text of TF's processed_batch_size_v2 counter."""
+    metric = ":tensorflow:serving:batching:processed_batch_size_v2{"
+    return {int(line.split('batch_size="')[1].split('"')[0]): int(float(line.split()[-1]))
+            for line in running.handlers.metrics.render().splitlines() if line.startswith(metric)}
 
 
 def _wait_for(condition, timeout: float = 60.0) -> None:
