@@ -125,6 +125,6 @@ def test_movielens_writes_item_cf_tokens_unless_told_not_to(tmp_path: Path) -> N
     _write_movielens(tmp_path / "src")
     s = convert_movielens(str(tmp_path / "src"), str(tmp_path / "out"), eval_per_user=1, validation_per_user=1)
     rows = [json.loads(line) for path in (s.train_path, s.validation_path, s.eval_path) for line in open(path)]
-    assert all(r[name] in {f"q{i}" for i in range(10)} for r in rows for name in TOKEN_FEATURES)
+    assert rows and all(r[name] in {f"q{i}" for i in range(10)} for r in rows for name in TOKEN_FEATURES)
     s = convert_movielens(str(tmp_path / "src"), str(tmp_path / "plain"), eval_per_user=1, validation_per_user=1, item_cf_tokens=False)
     assert not any(name in json.loads(line) for line in open(s.train_path) for name in TOKEN_FEATURES)

@@ -241,7 +241,7 @@ def test_the_evaluator_gates_on_a_split_the_trainer_never_read(runs, s3) -> None
     training = _read_json(f"{first.pushed_path}/assets.extra/embedpipe/training.json")
     read = training["train_files"] + training["validation_files"]
     assert read and not any("Split-eval" in path for path in read), read
-    assert all("Split-train" in path for path in training["train_files"])
+    assert training["train_files"] and all("Split-train" in path for path in training["train_files"])
     assert training["validation_files"] and all("Split-validation" in path for path in training["validation_files"])
     sizes = {split: _split_size(s3, split) for split in ("train", "validation", "eval")}
     assert len(set(sizes.values())) == 3 and sum(sizes.values()) == ROWS, sizes
@@ -251,6 +251,7 @@ def test_the_evaluator_gates_on_a_split_the_trainer_never_read(runs, s3) -> None
 def test_the_trainer_applied_transforms_graph_to_examplegens_examples(runs) -> None:
     """``training.input: raw``, the default: Transform writes its graph and no transformed splits."""
     training = _read_json(f"{runs['first'].pushed_path}/assets.extra/embedpipe/training.json")
+    assert training["train_files"] and training["validation_files"], training
     assert all("/ExampleGen/" in path for path in training["train_files"] + training["validation_files"]), training
     assert training["cached_in_memory"] == {"train": True, "validation": True}
     transform_keys = [k for k in runs["keys"][ROOT] if "/Transform/" in f"/{k}"]

@@ -107,6 +107,7 @@ def test_the_trainer_fits_on_transforms_splits_when_told_to(small_model_build, t
     model_dir = path_utils.serving_model_dir(run_trainer(config, built.examples, built.transformed, built.transform_graph, tmp_path).uri)
     with open(os.path.join(model_dir, MODEL_INFO_DIR, "training.json")) as f:
         record = json.load(f)
+    assert record["train_files"] and record["validation_files"], record
     assert all(path.startswith(built.transformed.uri) for path in record["train_files"] + record["validation_files"]), record
     assert record["cached_in_memory"] == {"train": True, "validation": True}
     scores = tf.saved_model.load(model_dir).signatures["serving_default"](examples=tf.constant(SERIALIZED))["probability"].numpy()
