@@ -269,7 +269,8 @@ class VersionSkew:
         return [f for f in self.features if f.skewed]
 
 
-def _examples_source(pipeline: beam.Pipeline, label: str, serialized: beam.PCollection, schema: Any) -> beam.PCollection:
+def _record_batches(label: str, serialized: beam.PCollection, schema: Any) -> beam.PCollection:
+    """Serialized tf.Examples -> Arrow record batches typed by the schema (TFX's TFXIO, as StatisticsGen reads)."""
     source = tfxio.TFExampleBeamRecord(physical_format="inmem", telemetry_descriptors=["embedpipe", "monitor"], schema=schema)
     return serialized | f"Decode[{label}]" >> source.BeamSource()
 
@@ -315,7 +316,7 @@ def run_monitor(config: PipelineConfig, logs: str, output_dir: str, baseline_sta
                                   | f"ReadTrain[{version}]" >> beam.io.ReadAllFromTFRecord())
             for side, serialized in sides.items():
                 label = f"{side}[{version}]"
-                batches = _examples_source(pipeline, label, serialized, schema)
+                batches = _record_batches(label, serialized, schema)
                 outputs[(version, side)] = os.path.join(out, f"{side}_statistics.pb")
                 (batches | f"Stats[{label}]" >> tfdv.GenerateStatistics(options)
                  | f"WriteStats[{label}]" >> tfdv.WriteStatisticsToBinaryFile(outputs[(version, side)]))

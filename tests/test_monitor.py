@@ -185,3 +185,11 @@ def test_without_metadata_the_models_training_record_gives_the_baseline_and_the_
 def _values(feature: tf.train.Feature) -> list:
     kind = feature.WhichOneof("kind")
     return list(getattr(feature, kind).value) if kind else []
+
+
+def test_no_complete_log_files_is_an_error_naming_the_prefix(small_model_build, tmp_path: Path) -> None:
+    from pipeline.monitor import MonitorError
+
+    (tmp_path / "requests-20261208T000000Z-host-1-00001.tfrecord.tmp").write_bytes(b"")  # still being written
+    with pytest.raises(MonitorError, match=rf"--logs {tmp_path}/requests: no complete request-log files"):
+        run_monitor(small_model_build.config, str(tmp_path / "requests"), str(tmp_path / "out"))
