@@ -26,6 +26,7 @@ from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from embedconfig.config import TRAIN, config_as_yaml
 from models.warm_start import MODEL_INFO_DIR, VOCABULARIES_DIR, read_vocabulary
+from pipeline.datasets.request_logs import feature_values
 from pipeline.monitor import run_monitor
 from serving.server import build_parser, start_server
 
@@ -177,14 +178,9 @@ def test_without_metadata_the_models_training_record_gives_the_baseline_and_the_
         owner = config.feature(name).vocabulary_owner
         vocabulary = set(read_vocabulary(os.path.join(small_model, MODEL_INFO_DIR, VOCABULARIES_DIR, owner)))
         tokens = [str(v).encode() if isinstance(v, int) else v for e in train
-                  for v in _values(tf.train.Example.FromString(e).features.feature[name])]
+                  for v in feature_values(tf.train.Example.FromString(e), name) or []]
         expected = sum(t not in vocabulary for t in tokens) / len(tokens)
         assert next(f for f in result.features if f.feature == name).oov_trained == pytest.approx(expected), name
-
-
-def _values(feature: tf.train.Feature) -> list:
-    kind = feature.WhichOneof("kind")
-    return list(getattr(feature, kind).value) if kind else []
 
 
 def test_no_complete_log_files_is_an_error_naming_the_prefix(small_model_build, tmp_path: Path) -> None:

@@ -63,13 +63,18 @@ def read_labels(path: str, key: str, label: str) -> dict[str, object]:
     return labels
 
 
-def _key_of(example: tf.train.Example, key: str) -> str | None:
-    feature = example.features.feature.get(key)
+def feature_values(example: tf.train.Example, name: str) -> list[bytes | int | float] | None:
+    """The values of one feature of a tf.Example (of whichever list it holds); None when absent."""
+    feature = example.features.feature.get(name)
     if feature is None:
         return None
     kind = feature.WhichOneof("kind")
-    values = list(getattr(feature, kind).value) if kind else []
-    if len(values) != 1:
+    return list(getattr(feature, kind).value) if kind else []
+
+
+def _key_of(example: tf.train.Example, key: str) -> str | None:
+    values = feature_values(example, key)
+    if values is None or len(values) != 1:
         return None
     value = values[0]
     return value.decode() if isinstance(value, bytes) else str(value)
@@ -79,11 +84,9 @@ def raw_row(example: tf.train.Example, config: PipelineConfig) -> dict[str, obje
     """The config's features of a tf.Example as a JSONL row (as the data files hold them)."""
     row: dict[str, object] = {}
     for f in config.features:
-        feature = example.features.feature.get(f.name)
-        if feature is None:
+        values = feature_values(example, f.name)
+        if values is None:
             continue
-        kind = feature.WhichOneof("kind")
-        values = list(getattr(feature, kind).value) if kind else []
         values = [v.decode() if isinstance(v, bytes) else int(v) for v in values]
         if f.kind == "sequence":
             row[f.name] = values
