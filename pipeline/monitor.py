@@ -39,9 +39,10 @@ import tensorflow_data_validation as tfdv
 from tensorflow_serving.apis import prediction_log_pb2
 from tfx.types import artifact_utils
 from tfx.types.standard_artifacts import Examples
+from tfx.utils import io_utils
 from tfx_bsl.public import tfxio
 
-from components.drift_gate import measure_drift
+from components.drift_gate import DRIFT_FILE, measure_drift
 from components.lineage import read_only_store
 from embedconfig.config import TRAIN, FeatureConfig, PipelineConfig
 from models.warm_start import MODEL_INFO_DIR, VOCABULARIES_DIR, read_vocabulary
@@ -328,7 +329,7 @@ def run_monitor(config: PipelineConfig, logs: str, output_dir: str, baseline_sta
         served = tfdv.load_stats_binary(outputs[(version, SERVED)])
         trained = tfdv.load_stats_binary(baseline.statistics_path or outputs[(version, TRAINED)])
         measured, anomalies = measure_drift(served, trained, schema, config.monitoring.skew, skew=True)
-        tf.io.gfile.GFile(os.path.join(out, "SchemaDiff.pb"), "wb").write(anomalies.SerializeToString())
+        io_utils.write_bytes_file(os.path.join(out, DRIFT_FILE), anomalies.SerializeToString())
         oov = {side: _read_json(os.path.join(out, f"{side}_oov.json")) for side in (SERVED, TRAINED)}
         by_feature = {m.feature: m for m in measured}
         rows = []

@@ -70,7 +70,8 @@ def training_statistics(small_model_build, tmp_path_factory) -> str:
     statistics = tfdv.generate_statistics_from_tfrecord(
         os.path.join(small_model_build.examples.uri, f"Split-{TRAIN}", "*"),
         stats_options=tfdv.StatsOptions(schema=tfdv.load_schema_text(config.schema)))
-    tf.io.gfile.GFile(path, "wb").write(statistics.SerializeToString())
+    with tf.io.gfile.GFile(path, "wb") as f:
+        f.write(statistics.SerializeToString())
     return path
 
 
